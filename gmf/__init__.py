@@ -1,0 +1,9 @@
+"""GMF for Python: a gRPC server runtime with one worker process per core and io_uring I/O."""
+
+from ._version import __version__
+from .placement import Placement
+from .server import GmfServer, ServerHandle
+from .supervisor import StartupError
+from .worker import WorkerInfo
+
+__all__ = ["GmfServer", "Placement", "ServerHandle", "StartupError", "WorkerInfo", "__version__"]

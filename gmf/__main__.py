@@ -1,0 +1,27 @@
+"""``python -m gmf``: version and runtime information."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import __version__
+from . import runtime as rt
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="gmf", description="GMF for Python: process-per-core gRPC server runtime")
+    parser.add_argument("--version", action="version", version=f"gmf {__version__}")
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("runtime", help="print the runtime 'auto' selects here and why")
+    args = parser.parse_args(argv)
+    if args.command == "runtime":
+        choice = rt.resolve("auto")
+        print(f"{choice.name}: {choice.reason}")
+        return 0
+    parser.print_help()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""HTTP/2 frame constants and serializers (RFC 9113 section 4 and 6)."""
+
+from __future__ import annotations
+
+import struct
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+# frame types
+DATA = 0x0
+HEADERS = 0x1
+PRIORITY = 0x2
+RST_STREAM = 0x3
+SETTINGS = 0x4
+PUSH_PROMISE = 0x5
+PING = 0x6
+GOAWAY = 0x7
+WINDOW_UPDATE = 0x8
+CONTINUATION = 0x9
+
+# flags
+FLAG_END_STREAM = 0x1
+FLAG_ACK = 0x1
+FLAG_END_HEADERS = 0x4
+FLAG_PADDED = 0x8
+FLAG_PRIORITY = 0x20
+
+# settings identifiers
+SETTINGS_HEADER_TABLE_SIZE = 0x1
+SETTINGS_ENABLE_PUSH = 0x2
+SETTINGS_MAX_CONCURRENT_STREAMS = 0x3
+SETTINGS_INITIAL_WINDOW_SIZE = 0x4
+SETTINGS_MAX_FRAME_SIZE = 0x5
+SETTINGS_MAX_HEADER_LIST_SIZE = 0x6
+
+# error codes
+NO_ERROR = 0x0
+PROTOCOL_ERROR = 0x1
+INTERNAL_ERROR = 0x2
+FLOW_CONTROL_ERROR = 0x3
+SETTINGS_TIMEOUT = 0x4
+STREAM_CLOSED = 0x5
+FRAME_SIZE_ERROR = 0x6
+REFUSED_STREAM = 0x7
+CANCEL = 0x8
+COMPRESSION_ERROR = 0x9
+CONNECT_ERROR = 0xA
+ENHANCE_YOUR_CALM = 0xB
+INADEQUATE_SECURITY = 0xC
+HTTP_1_1_REQUIRED = 0xD
+
+DEFAULT_WINDOW = 65535
+DEFAULT_MAX_FRAME = 16384
+MAX_WINDOW = 2**31 - 1
+
+_HEADER = struct.Struct(">BHBBL")  # 24-bit length split as (high byte, low 16 bits)
+_U32 = struct.Struct(">L")
+_U32x2 = struct.Struct(">LL")
+_SETTING = struct.Struct(">HL")
+
+
+def frame_header(length: int, ftype: int, flags: int, stream_id: int) -> bytes:
+    return _HEADER.pack(length >> 16, length & 0xFFFF, ftype, flags, stream_id)
+
+
+def settings_frame(settings: dict[int, int]) -> bytes:
+    body = b"".join(_SETTING.pack(k, v) for k, v in settings.items())
+    return frame_header(len(body), SETTINGS, 0, 0) + body
+
+
+SETTINGS_ACK = frame_header(0, SETTINGS, FLAG_ACK, 0)
+
+
+def window_update(stream_id: int, increment: int) -> bytes:
+    return frame_header(4, WINDOW_UPDATE, 0, stream_id) + _U32.pack(increment)
+
+
+def rst_stream(stream_id: int, error_code: int) -> bytes:
+    return frame_header(4, RST_STREAM, 0, stream_id) + _U32.pack(error_code)
+
+
+def goaway(last_stream_id: int, error_code: int, debug: bytes = b"") -> bytes:
+    return frame_header(8 + len(debug), GOAWAY, 0, 0) + _U32x2.pack(last_stream_id, error_code) + debug
+
+
+def ping(payload: bytes, ack: bool) -> bytes:
+    return frame_header(8, PING, FLAG_ACK if ack else 0, 0) + payload
+
+
+def headers_frames(stream_id: int, block: bytes, end_stream: bool, max_frame: int) -> bytes:
+    """HEADERS (+ CONTINUATION frames when the block exceeds the peer's max frame size)."""
+    flags = FLAG_END_STREAM if end_stream else 0
+    if len(block) <= max_frame:
+        return frame_header(len(block), HEADERS, flags | FLAG_END_HEADERS, stream_id) + block
+    chunks = [block[i : i + max_frame] for i in range(0, len(block), max_frame)]
+    out = [frame_header(len(chunks[0]), HEADERS, flags, stream_id), chunks[0]]
+    for i, chunk in enumerate(chunks[1:], start=2):
+        last = FLAG_END_HEADERS if i == len(chunks) else 0
+        out += [frame_header(len(chunk), CONTINUATION, last, stream_id), chunk]
+    return b"".join(out)

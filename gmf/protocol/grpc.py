@@ -1,0 +1,262 @@
+"""gRPC over HTTP/2, sans-IO: message framing, timeouts, status, metadata, compression.
+
+See https://github.com/grpc/grpc/blob/master/doc/PROTOCOL-HTTP2.md
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import re
+import struct
+import zlib
+from collections.abc import Iterable
+
+from .hpack_codec import Header, encode_headers
+
+_PREFIX = struct.Struct(">BL")
+
+# ---------------------------------------------------------------------------- status codes
+OK = 0
+CANCELLED = 1
+UNKNOWN = 2
+INVALID_ARGUMENT = 3
+DEADLINE_EXCEEDED = 4
+NOT_FOUND = 5
+ALREADY_EXISTS = 6
+PERMISSION_DENIED = 7
+RESOURCE_EXHAUSTED = 8
+FAILED_PRECONDITION = 9
+ABORTED = 10
+OUT_OF_RANGE = 11
+UNIMPLEMENTED = 12
+INTERNAL = 13
+UNAVAILABLE = 14
+DATA_LOSS = 15
+UNAUTHENTICATED = 16
+
+
+class GrpcError(Exception):
+    """An RPC failure with a status code; raised anywhere below a handler, answered as trailers."""
+
+    def __init__(self, code: int, message: str = "", trailing_metadata: tuple[Header, ...] = ()) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.trailing_metadata = trailing_metadata
+
+
+# ---------------------------------------------------------------------------- framing
+def frame_message(payload: bytes, compressed: bool = False) -> bytes:
+    """Length-prefixed message: 1-byte compressed flag, 4-byte big-endian length, payload."""
+    return _PREFIX.pack(1 if compressed else 0, len(payload)) + payload
+
+
+class MessageDecoder:
+    """Reassembles length-prefixed messages from DATA chunks; enforces the size limit."""
+
+    __slots__ = ("_buf", "_max")
+
+    def __init__(self, max_message_length: int) -> None:
+        self._buf = b""
+        self._max = max_message_length
+
+    def feed(self, data: bytes) -> list[tuple[bool, bytes]]:
+        buf = self._buf + data if self._buf else data
+        out: list[tuple[bool, bytes]] = []
+        pos = 0
+        end = len(buf)
+        while end - pos >= 5:
+            flag, length = _PREFIX.unpack_from(buf, pos)
+            if length > self._max:
+                raise GrpcError(
+                    RESOURCE_EXHAUSTED,
+                    f"Received message larger than max ({length} vs. {self._max})",
+                )
+            if flag > 1:
+                raise GrpcError(INTERNAL, f"invalid message compression flag {flag}")
+            if end - pos - 5 < length:
+                break
+            out.append((flag == 1, buf[pos + 5 : pos + 5 + length]))
+            pos += 5 + length
+        self._buf = buf[pos:] if pos < end else b""
+        return out
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)
+
+
+# ---------------------------------------------------------------------------- timeouts
+_TIMEOUT_RE = re.compile(r"^(\d{1,8})([HMSmun])$")
+_TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
+
+
+def parse_timeout(value: str) -> float:
+    """``grpc-timeout`` header -> seconds; raises ValueError when malformed."""
+    m = _TIMEOUT_RE.match(value)
+    if m is None:
+        raise ValueError(f"invalid grpc-timeout {value!r}")
+    return int(m.group(1)) * _TIMEOUT_UNITS[m.group(2)]
+
+
+def format_timeout(seconds: float) -> str:
+    """Seconds -> ``grpc-timeout`` value (used by tests and clients)."""
+    for unit, scale in (("n", 1e-9), ("u", 1e-6), ("m", 1e-3), ("S", 1.0), ("M", 60.0), ("H", 3600.0)):
+        n = int(seconds / scale)
+        if n < 100_000_000:
+            return f"{max(n, 0)}{unit}"
+    return "99999999H"
+
+
+# ---------------------------------------------------------------------------- grpc-message
+_PERCENT_RE = re.compile(rb"%([0-9A-Fa-f]{2})")
+_UNRESERVED = frozenset(range(0x20, 0x7F)) - {ord("%")}
+
+
+def percent_encode(message: str) -> str:
+    raw = message.encode("utf-8")
+    if all(b in _UNRESERVED for b in raw):
+        return message
+    return "".join(chr(b) if b in _UNRESERVED else f"%{b:02X}" for b in raw)
+
+
+def percent_decode(value: str) -> str:
+    raw = value.encode("latin-1")
+    decoded = _PERCENT_RE.sub(lambda m: bytes((int(m.group(1), 16),)), raw)
+    return decoded.decode("utf-8", errors="replace")
+
+
+# ---------------------------------------------------------------------------- metadata
+_KEY_RE = re.compile(rb"^[0-9a-z_.\-]+$")
+# Headers that belong to the protocol: never part of invocation metadata, never user-settable.
+RESERVED_HEADERS = frozenset(
+    {
+        b"content-type",
+        b"te",
+        b"grpc-timeout",
+        b"grpc-encoding",
+        b"grpc-accept-encoding",
+        b"grpc-status",
+        b"grpc-message",
+        b"content-length",
+        b"connection",
+        b"host",
+    }
+)
+
+MetadataValue = str | bytes
+Metadata = tuple[tuple[str, MetadataValue], ...]
+
+
+def _b64decode(value: bytes) -> bytes:
+    value = value.strip()
+    return base64.b64decode(value + b"=" * (-len(value) % 4))
+
+
+def metadata_from_headers(headers: Iterable[Header]) -> Metadata:
+    """Client request headers -> ``invocation_metadata()`` (``-bin`` values decoded)."""
+    out: list[tuple[str, MetadataValue]] = []
+    for name, value in headers:
+        if name[:1] == b":" or name in RESERVED_HEADERS:
+            continue
+        key = name.decode("latin-1")
+        if key.endswith("-bin"):
+            try:
+                out.append((key, _b64decode(value)))
+            except (ValueError, base64.binascii.Error):  # type: ignore[attr-defined]
+                continue  # undecodable binary header: dropped, like grpc-core does
+        else:
+            out.append((key, value.decode("latin-1")))
+    return tuple(out)
+
+
+def metadata_to_headers(metadata: Iterable[tuple[str, MetadataValue]] | None) -> list[Header]:
+    """User metadata -> header fields; raises ValueError with the offending key."""
+    out: list[Header] = []
+    if not metadata:
+        return out
+    for key, value in metadata:
+        k = key.lower().encode("ascii", errors="replace") if isinstance(key, str) else bytes(key).lower()
+        if not _KEY_RE.match(k) or k in RESERVED_HEADERS or k.startswith(b"grpc-") and k != b"grpc-status-details-bin":
+            raise ValueError(f"invalid metadata key {key!r}")
+        if k.endswith(b"-bin"):
+            raw = value if isinstance(value, bytes) else str(value).encode("utf-8")
+            out.append((k, base64.b64encode(raw).rstrip(b"=")))
+        else:
+            v = value.decode("ascii") if isinstance(value, bytes) else str(value)
+            if any(not (0x20 <= ord(c) <= 0x7E) for c in v):
+                raise ValueError(f"metadata value for {key!r} must be printable ASCII (use a -bin key)")
+            out.append((k, v.encode("ascii")))
+    return out
+
+
+# ---------------------------------------------------------------------------- compression
+SUPPORTED_ENCODINGS = ("identity", "gzip", "deflate")
+ACCEPT_ENCODING = ",".join(SUPPORTED_ENCODINGS).encode()
+
+
+def decompress(encoding: str, data: bytes, max_length: int) -> bytes:
+    try:
+        if encoding == "gzip":
+            d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif encoding == "deflate":
+            d = zlib.decompressobj()
+        else:
+            raise GrpcError(UNIMPLEMENTED, f"Compression algorithm '{encoding}' is not supported")
+        out = d.decompress(data, max_length + 1)
+    except zlib.error as exc:
+        raise GrpcError(INTERNAL, f"could not decompress message: {exc}") from None
+    if len(out) > max_length:
+        raise GrpcError(RESOURCE_EXHAUSTED, f"Received message larger than max (> {max_length}) after decompression")
+    return out
+
+
+def compress(encoding: str, data: bytes) -> bytes:
+    if encoding == "gzip":
+        return gzip.compress(data, compresslevel=6, mtime=0)
+    if encoding == "deflate":
+        return zlib.compress(data)
+    raise ValueError(f"unsupported encoding {encoding!r}")
+
+
+# ---------------------------------------------------------------------------- header blocks
+CONTENT_TYPE = b"application/grpc"
+
+RESPONSE_HEADERS = encode_headers(
+    [(b":status", b"200"), (b"content-type", CONTENT_TYPE), (b"grpc-accept-encoding", ACCEPT_ENCODING)]
+)
+_OK_TRAILERS = encode_headers([(b"grpc-status", b"0")])
+
+
+def response_headers(metadata: list[Header] | None = None, encoding: str | None = None) -> bytes:
+    """The response HEADERS block; constant (encoded once) unless metadata or encoding is set."""
+    if not metadata and encoding is None:
+        return RESPONSE_HEADERS
+    extra: list[Header] = []
+    if encoding is not None:
+        extra.append((b"grpc-encoding", encoding.encode()))
+    return RESPONSE_HEADERS + encode_headers(extra + (metadata or []))
+
+
+def trailers(code: int, message: str = "", metadata: list[Header] | None = None, *, trailers_only: bool = False) -> bytes:
+    """The trailing HEADERS block (or a trailers-only response when no headers were sent)."""
+    if code == OK and not message and not metadata and not trailers_only:
+        return _OK_TRAILERS
+    fields: list[Header] = [(b"grpc-status", str(code).encode())]
+    if message:
+        fields.append((b"grpc-message", percent_encode(message).encode("ascii")))
+    block = encode_headers(fields + (metadata or []))
+    return RESPONSE_HEADERS + block if trailers_only else block
+
+
+def http_error_headers(status: int, code: int, message: str) -> bytes:
+    """A non-200 response for requests that are not gRPC (wrong method or content-type)."""
+    return encode_headers(
+        [
+            (b":status", str(status).encode()),
+            (b"content-type", CONTENT_TYPE),
+            (b"grpc-status", str(code).encode()),
+            (b"grpc-message", percent_encode(message).encode("ascii")),
+        ]
+    )

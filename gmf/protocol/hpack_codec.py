@@ -1,0 +1,111 @@
+"""HPACK for a gRPC server: a caching decoder and a stateless encoder.
+
+Decoding uses the ``hpack`` package. gRPC clients repeat the same request headers, and after
+the first request a block usually consists only of indexed fields, whose decoding depends
+only on the block bytes and the dynamic table. We cache decoded blocks keyed by their bytes
+and invalidate the cache whenever the dynamic table changes (a generation counter bumped on
+every insert or resize), so a cached answer is always the answer the decoder would give.
+
+Encoding never uses the dynamic table: every field is a "literal without indexing" (name
+from the static table where possible). That keeps the encoder stateless, so constant blocks
+(response headers, OK trailers) are encoded once per process and reused verbatim.
+"""
+
+from __future__ import annotations
+
+from hpack import Decoder
+from hpack.table import HeaderTable
+
+# RFC 7541 Appendix A: static-table indexes for names we send.
+_STATIC_NAME_INDEX: dict[bytes, int] = {
+    b":status": 8,
+    b"content-type": 31,
+    b"content-length": 28,
+}
+
+Header = tuple[bytes, bytes]
+
+
+class _CountingTable(HeaderTable):
+    """A header table that counts its changes, so cached decodes can be invalidated."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.generation = 0
+
+    def add(self, name: bytes, value: bytes) -> None:  # type: ignore[override]
+        self.generation += 1
+        super().add(name, value)
+
+    @property  # type: ignore[override]
+    def maxsize(self) -> int:
+        return self._maxsize
+
+    @maxsize.setter
+    def maxsize(self, newmax: int) -> None:
+        self.generation += 1
+        newmax = int(newmax)
+        cursize = self._maxsize
+        self._maxsize = newmax
+        if newmax <= cursize:
+            self._shrink()
+
+
+class CachingDecoder:
+    """hpack.Decoder plus a cache of blocks whose decoding did not touch the dynamic table."""
+
+    __slots__ = ("_decoder", "_table", "_cache", "_cache_limit")
+
+    def __init__(self, max_header_list_size: int = 65536, cache_limit: int = 128) -> None:
+        self._decoder = Decoder(max_header_list_size=max_header_list_size)
+        self._table = _CountingTable()
+        self._decoder.header_table = self._table
+        self._cache: dict[bytes, tuple[int, list[Header]]] = {}
+        self._cache_limit = cache_limit
+
+    def decode(self, block: bytes) -> list[Header]:
+        """Decode one complete header block; raises hpack errors on malformed input."""
+        table = self._table
+        hit = self._cache.get(block)
+        if hit is not None and hit[0] == table.generation:
+            return hit[1]
+        before = table.generation
+        headers: list[Header] = [(h[0], h[1]) for h in self._decoder.decode(block, raw=True)]  # type: ignore[misc]
+        if table.generation == before:
+            if len(self._cache) >= self._cache_limit:
+                self._cache.clear()
+            self._cache[block] = (before, headers)
+        return headers
+
+
+def _encode_int(value: int, prefix_bits: int, first_byte: int) -> bytearray:
+    limit = (1 << prefix_bits) - 1
+    if value < limit:
+        return bytearray((first_byte | value,))
+    out = bytearray((first_byte | limit,))
+    value -= limit
+    while value >= 128:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return out
+
+
+def _encode_string(data: bytes) -> bytes:
+    return bytes(_encode_int(len(data), 7, 0)) + data
+
+
+def encode_header(name: bytes, value: bytes) -> bytes:
+    """One field as "literal header field without indexing" (RFC 7541 6.2.2)."""
+    if name == b":status":
+        if value == b"200":
+            return b"\x88"  # indexed: static entry 8 is ":status: 200"
+    index = _STATIC_NAME_INDEX.get(name, 0)
+    if index:
+        return bytes(_encode_int(index, 4, 0x00)) + _encode_string(value)
+    return b"\x00" + _encode_string(name) + _encode_string(value)
+
+
+def encode_headers(headers: list[Header] | tuple[Header, ...]) -> bytes:
+    """Encode a header list without touching any dynamic table (stateless, cacheable)."""
+    return b"".join([encode_header(n, v) for n, v in headers])

@@ -1,0 +1,1 @@
+"""RPC layer: method dispatch, the grpc.aio-style ServicerContext, and the connection protocol."""

@@ -1,0 +1,245 @@
+"""The gRPC server connection: an ``asyncio.Protocol`` over the sans-IO HTTP/2 core.
+
+It works with any runtime that provides asyncio transports (asyncio, uvloop, and GMF's
+io_uring loop). Outbound bytes produced while handling one read, or by handlers finishing in
+the same loop iteration, are coalesced into a single ``transport.write``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from ..protocol import frames as fr
+from ..protocol import grpc as g
+from ..protocol import h2conn as h2
+from .call import Call
+from .context import ServicerContext
+from .runner import run, run_unary_inline
+
+if TYPE_CHECKING:
+    from .server_state import ServerState
+
+log = logging.getLogger("gmf")
+
+
+def _format_peer(peername: Any) -> str:
+    if isinstance(peername, tuple) and len(peername) >= 2:
+        host, port = peername[0], peername[1]
+        return f"ipv6:[{host}]:{port}" if ":" in str(host) else f"ipv4:{host}:{port}"
+    return f"unix:{peername}" if peername else "unknown"
+
+
+class GrpcConnection(asyncio.Protocol):
+    def __init__(self, server: ServerState) -> None:
+        self.server = server
+        self.loop = server.loop
+        self.transport: asyncio.Transport | None = None
+        self.h2 = h2.H2ServerConnection(
+            max_concurrent_streams=server.max_concurrent_streams,
+            max_header_list_size=server.max_metadata_size,
+        )
+        self.calls: dict[int, Call] = {}
+        self.peer = "unknown"
+        self.write_paused = False
+        self.closing = False
+        self._flush_scheduled = False
+
+    # ------------------------------------------------------------------ transport callbacks
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.peer = _format_peer(transport.get_extra_info("peername"))
+        self.server.connection_opened(self)
+        self.h2.initiate_connection()
+        if self.server.draining:
+            self.h2.start_shutdown()
+            self.closing = True
+        self._flush()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            events = self.h2.receive_data(data)
+            for event in events:
+                self._handle(event)
+        except Exception:  # a bug must cost one connection, never the worker
+            log.exception("internal error on connection from %s", self.peer)
+            self.h2.start_shutdown(fr.INTERNAL_ERROR)
+            self._flush()
+            self._abort()
+            return
+        self._flush()
+
+    def eof_received(self) -> bool:
+        for call in list(self.calls.values()):
+            call.cancel()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for call in list(self.calls.values()):
+            call.cancel()
+        self.calls.clear()
+        self.server.connection_closed(self)
+        self.transport = None
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        for call in self.calls.values():
+            call.wake_writer()
+
+    # ------------------------------------------------------------------ HTTP/2 events
+    def _handle(self, event: h2.Event) -> None:
+        kind = type(event)
+        if kind is h2.DataReceived:
+            call = self.calls.get(event.stream_id)  # type: ignore[attr-defined]
+            if call is not None:
+                call.feed(event.data, event.flow_length, event.end_stream)  # type: ignore[attr-defined]
+                if event.end_stream and not call.method.request_streaming and call.task is None and not call.finished:  # type: ignore[attr-defined]
+                    self._start(call)
+            else:
+                self.h2.acknowledge_received_data(event.stream_id, event.flow_length)  # type: ignore[attr-defined]
+        elif kind is h2.RequestReceived:
+            self._on_request(event)  # type: ignore[arg-type]
+        elif kind is h2.StreamEnded:
+            call = self.calls.get(event.stream_id)  # type: ignore[attr-defined]
+            if call is not None:
+                call.feed(b"", 0, True)
+                if not call.method.request_streaming and call.task is None and not call.finished:
+                    self._start(call)
+        elif kind is h2.WindowUpdated:
+            call = self.calls.get(event.stream_id)  # type: ignore[attr-defined]
+            if call is not None:
+                call.wake_writer()
+        elif kind is h2.StreamReset:
+            call = self.calls.get(event.stream_id)  # type: ignore[attr-defined]
+            if call is not None:
+                call.cancel()
+        elif kind is h2.ConnectionTerminated:
+            log.info("closing connection from %s: %s", self.peer, event.reason)  # type: ignore[attr-defined]
+            self._flush()
+            self._close()
+        elif kind is h2.GoAwayReceived:
+            self.closing = True
+            self._maybe_close()
+
+    def _on_request(self, event: h2.RequestReceived) -> None:
+        sid = event.stream_id
+        method_name = path = content_type = timeout = encoding = accept = None
+        for name, value in event.headers:
+            if name[0] == 58:  # b":"
+                if name == b":path":
+                    path = value
+                elif name == b":method":
+                    method_name = value
+            elif name == b"content-type":
+                content_type = value
+            elif name == b"grpc-timeout":
+                timeout = value
+            elif name == b"grpc-encoding":
+                encoding = value
+            elif name == b"grpc-accept-encoding":
+                accept = value
+        h = self.h2
+        if path is None or method_name is None:
+            h.reset_stream(sid, fr.PROTOCOL_ERROR)
+            return
+        if method_name != b"POST":
+            h.send_headers(sid, g.http_error_headers(405, g.UNIMPLEMENTED, "gRPC requires POST"), end_stream=True)
+            return
+        if content_type is None or not content_type.startswith(b"application/grpc"):
+            h.send_headers(sid, g.http_error_headers(415, g.UNKNOWN, "invalid gRPC content-type"), end_stream=True)
+            return
+        path_str = path.decode("latin-1")
+        method = self.server.methods.resolve(path_str, lambda: g.metadata_from_headers(event.headers))
+        if method is None:
+            h.send_headers(sid, g.trailers(g.UNIMPLEMENTED, "Method not found!", trailers_only=True), end_stream=True)
+            return
+        enc: str | None = None
+        if encoding is not None:
+            enc = encoding.decode("latin-1")
+            if enc not in g.SUPPORTED_ENCODINGS:
+                h.send_headers(
+                    sid,
+                    g.trailers(g.UNIMPLEMENTED, f"Compression algorithm '{enc}' is not supported", trailers_only=True),
+                    end_stream=True,
+                )
+                return
+        call = Call(self, sid, method, event.headers, enc)
+        call.context = ServicerContext(call)
+        if accept is not None:
+            call.accept_encoding = accept.decode("latin-1")
+        server = self.server
+        if server.compression is not None and call.accept_encoding and server.compression in call.accept_encoding:
+            call.send_encoding = server.compression
+        self.calls[sid] = call
+        if timeout is not None:
+            try:
+                seconds = g.parse_timeout(timeout.decode("latin-1"))
+            except ValueError as exc:
+                call.fail(g.INTERNAL, str(exc))
+                return
+            call.deadline = self.loop.time() + seconds
+            call.timer = self.loop.call_at(call.deadline, call.on_deadline)
+        if event.end_stream:
+            call.feed(b"", 0, True)
+            if not call.finished and not method.request_streaming:
+                self._start(call)
+        if method.request_streaming:
+            self._start(call)
+
+    def _start(self, call: Call) -> None:
+        method = call.method
+        if not method.is_async and not method.request_streaming and not method.response_streaming:
+            run_unary_inline(call)
+        else:
+            call.task = self.loop.create_task(run(call))
+
+    # ------------------------------------------------------------------ output
+    def schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        data = self.h2.data_to_send()
+        transport = self.transport
+        if data and transport is not None:
+            transport.write(data)
+        if self.closing:
+            self._maybe_close()
+
+    def call_finished(self, call: Call) -> None:
+        self.calls.pop(call.stream_id, None)
+        self.server.calls_finished += 1
+        if self.closing and not self.calls:
+            self.schedule_flush()
+
+    # ------------------------------------------------------------------ shutdown
+    def start_shutdown(self) -> None:
+        """Graceful: GOAWAY now, close once in-flight calls are done."""
+        self.closing = True
+        self.h2.start_shutdown()
+        self.schedule_flush()
+
+    def cancel_all(self) -> None:
+        for call in list(self.calls.values()):
+            call.fail(g.UNAVAILABLE, "Server shutting down")
+        self.schedule_flush()
+
+    def _maybe_close(self) -> None:
+        if not self.calls and not self.h2.has_data_to_send():
+            self._close()
+
+    def _close(self) -> None:
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.close()
+
+    def _abort(self) -> None:
+        transport = self.transport
+        if transport is not None:
+            transport.abort()

@@ -1,0 +1,87 @@
+"""Event-loop runtimes: "uring" (io_uring via liburing), "uvloop", "asyncio"; selection + fallback.
+
+Every runtime provides an asyncio event loop and serves an ``asyncio.Protocol`` factory on a
+listening socket, so the protocol core and the RPC layer are identical on all of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+RUNTIMES = ("uring", "uvloop", "asyncio")
+ENV_VAR = "GMF_RUNTIME"
+
+
+@dataclass(frozen=True)
+class RuntimeChoice:
+    name: str
+    reason: str
+
+
+def uring_unavailable() -> str | None:
+    """None when the io_uring runtime can run here, else why not."""
+    try:
+        from . import uring
+    except ImportError as exc:
+        return f"the io_uring runtime cannot be imported ({exc}); install liburing: pip install liburing"
+    return uring.probe()
+
+
+def _uvloop_available() -> bool:
+    return importlib.util.find_spec("uvloop") is not None
+
+
+def resolve(requested: str = "auto") -> RuntimeChoice:
+    """Pick the runtime: ``GMF_RUNTIME`` overrides ``requested``; "auto" prefers uring,
+    then uvloop, then asyncio. Asking explicitly for one that cannot run is an error."""
+    env = os.environ.get(ENV_VAR)
+    source = "requested"
+    if env:
+        requested, source = env.strip().lower(), f"set by {ENV_VAR}"
+    if requested not in (*RUNTIMES, "auto"):
+        raise ValueError(f"unknown runtime {requested!r}: choose one of auto, {', '.join(RUNTIMES)}")
+    if requested == "uring":
+        why = uring_unavailable()
+        if why:
+            raise RuntimeError(f"runtime 'uring' {source} but {why}")
+        return RuntimeChoice("uring", f"{source}; io_uring available")
+    if requested == "uvloop":
+        if not _uvloop_available():
+            raise RuntimeError(f"runtime 'uvloop' {source} but uvloop is not installed: pip install 'gmf[uvloop]'")
+        return RuntimeChoice("uvloop", source)
+    if requested == "asyncio":
+        return RuntimeChoice("asyncio", source)
+    why = uring_unavailable()
+    if why is None:
+        return RuntimeChoice("uring", "io_uring available")
+    if _uvloop_available():
+        return RuntimeChoice("uvloop", f"io_uring unavailable: {why}")
+    return RuntimeChoice("asyncio", f"io_uring unavailable: {why}; uvloop not installed")
+
+
+def new_event_loop(name: str) -> asyncio.AbstractEventLoop:
+    if name == "uring":
+        from . import uring
+
+        return uring.new_event_loop()
+    if name == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+async def start_server(
+    loop: asyncio.AbstractEventLoop, name: str, protocol_factory: Callable[[], asyncio.Protocol], sock: socket.socket
+) -> Any:
+    """Serve ``protocol_factory`` on the bound, listening ``sock``; returns an object with
+    ``close()`` and ``wait_closed()``."""
+    if name == "uring":
+        return await loop.uring_start_server(protocol_factory, sock)  # type: ignore[attr-defined]
+    return await loop.create_server(protocol_factory, sock=sock)

@@ -1,0 +1,1 @@
+"""The container-first development toolkit behind ``tasks.py`` (Invoke)."""

@@ -1,0 +1,192 @@
+"""One worker: a forked process pinned to its CPU set, with its own event loop and its own
+SO_REUSEPORT listener. Nothing is shared with other workers."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import signal
+import socket
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from . import runtime as rt
+from .rpc.registry import MethodRegistry
+from .rpc.server_state import ServerOptions, ServerState
+
+log = logging.getLogger("gmf")
+
+DEFAULT_GRACE = 10.0
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """What lifecycle hooks receive: which worker this is and where it runs."""
+
+    id: int
+    cpus: tuple[int, ...] | None
+    pid: int
+    runtime: str
+
+    @property
+    def cpu(self) -> int | None:
+        """The CPU this worker is pinned to (None when unpinned or fenced to several)."""
+        return self.cpus[0] if self.cpus is not None and len(self.cpus) == 1 else None
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    host: str
+    port: int
+    family: int
+    registry: MethodRegistry
+    options: ServerOptions
+    runtime: rt.RuntimeChoice
+    backlog: int = 1024
+    on_worker_start: Callable[[WorkerInfo], Any] | None = None
+    on_worker_stop: Callable[[WorkerInfo], Any] | None = None
+
+
+def bind_listener(host: str, port: int, family: int, backlog: int | None) -> socket.socket:
+    """A non-blocking TCP socket bound with SO_REUSEPORT (listening when ``backlog`` is set)."""
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind((host, port))
+        if backlog is not None:
+            sock.listen(backlog)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+async def _call_hook(hook: Callable[[WorkerInfo], Any] | None, info: WorkerInfo) -> None:
+    if hook is None:
+        return
+    result = hook(info)
+    if inspect.isawaitable(result):
+        await result
+
+
+class Worker:
+    def __init__(self, worker_id: int, cpus: tuple[int, ...] | None, config: WorkerConfig, control_fd: int, ready_fd: int | None) -> None:
+        self.id = worker_id
+        self.cpus = cpus
+        self.config = config
+        self.control_fd = control_fd
+        self.ready_fd = ready_fd
+        self._stop: asyncio.Future[float] | None = None
+        self._control_buf = b""
+
+    def run(self) -> int:
+        """Runs in the child after fork; returns the exit status."""
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor coordinates Ctrl-C
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        if self.cpus is not None:
+            os.sched_setaffinity(0, self.cpus)
+        loop = rt.new_event_loop(self.config.runtime.name)
+        asyncio.set_event_loop(loop)
+        try:
+            return loop.run_until_complete(self._main(loop))
+        finally:
+            try:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                loop.close()
+
+    def _report_ready(self, message: str) -> None:
+        if self.ready_fd is not None:
+            try:
+                os.write(self.ready_fd, message.encode()[:4000])
+            finally:
+                os.close(self.ready_fd)
+                self.ready_fd = None
+
+    async def _main(self, loop: asyncio.AbstractEventLoop) -> int:
+        cfg = self.config
+        info = WorkerInfo(self.id, self.cpus, os.getpid(), cfg.runtime.name)
+        try:
+            sock = bind_listener(cfg.host, cfg.port, cfg.family, cfg.backlog)
+        except OSError as exc:
+            self._report_ready(f"error cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc}")
+            return 1
+        state = ServerState(loop, cfg.registry, cfg.options)
+        try:
+            await _call_hook(cfg.on_worker_start, info)
+        except Exception as exc:
+            self._report_ready(f"error on_worker_start hook failed in worker {self.id}: {exc!r}")
+            log.exception("on_worker_start hook failed in worker %d", self.id)
+            sock.close()
+            return 1
+        server = await rt.start_server(loop, cfg.runtime.name, state.protocol_factory, sock)
+        self._stop = loop.create_future()
+        loop.add_signal_handler(signal.SIGTERM, self._request_stop, DEFAULT_GRACE)
+        loop.add_reader(self.control_fd, self._on_control)
+        where = f"cpu {','.join(map(str, self.cpus))}" if self.cpus is not None else "any cpu"
+        log.info(
+            "worker %d (pid %d) on %s: runtime=%s (%s), listening on %s:%d",
+            self.id, info.pid, where, cfg.runtime.name, cfg.runtime.reason, cfg.host, cfg.port,
+        )
+        self._report_ready("ok")
+        grace = await self._stop
+        loop.remove_reader(self.control_fd)
+        server.close()
+        await state.drain(grace)
+        try:
+            await _call_hook(cfg.on_worker_stop, info)
+        except Exception:
+            log.exception("on_worker_stop hook failed in worker %d", self.id)
+        log.info("worker %d stopped (%d RPCs served)", self.id, state.calls_finished)
+        return 0
+
+    def _request_stop(self, grace: float) -> None:
+        if self._stop is not None and not self._stop.done():
+            self._stop.set_result(grace)
+
+    def _on_control(self) -> None:
+        try:
+            data = os.read(self.control_fd, 256)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:  # the supervisor is gone: never outlive it
+            self._request_stop(DEFAULT_GRACE)
+            return
+        self._control_buf += data
+        while b"\n" in self._control_buf:
+            line, self._control_buf = self._control_buf.split(b"\n", 1)
+            parts = line.split()
+            if parts and parts[0] == b"stop":
+                self._request_stop(float(parts[1]) if len(parts) > 1 else DEFAULT_GRACE)
+
+
+def worker_main(worker: Worker) -> None:
+    """Entry point in the forked child: never returns."""
+    code = 1
+    try:
+        code = worker.run()
+    except BaseException:
+        traceback.print_exc()
+        try:
+            worker._report_ready("error worker crashed during startup")
+        except OSError:
+            pass
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
