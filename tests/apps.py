@@ -1,0 +1,171 @@
+"""Servicers used by the protocol tests. Every behaviour is chosen by the request, so real
+clients (grpcio, grpcurl, h2load, grpc-js) drive each status path."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+
+import grpc
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+for sub in ("examples/helloworld", "examples/routeguide", "examples", "tests/protos"):
+    path = os.path.join(ROOT, sub)
+    if path not in sys.path:
+        sys.path.insert(0, path)
+
+import gmftest_pb2  # noqa: E402
+import gmftest_pb2_grpc  # noqa: E402
+import helloworld_pb2  # noqa: E402
+import helloworld_pb2_grpc  # noqa: E402
+
+# Per-worker record of handlers that saw their cancellation (tests use one worker).
+CANCELLED: dict[str, str] = {}
+
+
+def _metadata_strings(context) -> list[str]:
+    out = []
+    for key, value in context.invocation_metadata():
+        if isinstance(value, bytes):
+            value = "bin:" + value.hex()
+        out.append(f"{key}={value}")
+    return out
+
+
+def _status(code: int) -> grpc.StatusCode:
+    return {c.value[0]: c for c in grpc.StatusCode}[code]
+
+
+class TestService(gmftest_pb2_grpc.TestServiceServicer):
+    async def Unary(self, request, context):
+        action = request.action
+        if action == "abort":
+            await context.abort(_status(request.code), request.details)
+        if action == "raise":
+            raise ValueError(request.details or "boom")
+        if action == "set_code":
+            context.set_code(_status(request.code))
+            context.set_details(request.details)
+            return gmftest_pb2.EchoReply(message="ignored")
+        if action == "sleep":
+            try:
+                await asyncio.sleep(request.sleep_seconds)
+            except asyncio.CancelledError:
+                CANCELLED[request.message] = "cancelled" if context.cancelled() else "cancelled-but-context-not"
+                raise
+        if action == "was_cancelled":
+            for _ in range(100):
+                if request.message in CANCELLED:
+                    break
+                await asyncio.sleep(0.02)
+            return gmftest_pb2.EchoReply(message=CANCELLED.get(request.message, "no"))
+        if action == "big":
+            return gmftest_pb2.EchoReply(payload=b"x" * request.count)
+        if action == "metadata":
+            await context.send_initial_metadata((("initial-key", "initial-value"), ("initial-bin", b"\x00\x01\xff")))
+            context.set_trailing_metadata((("trailing-key", "trailing-value"), ("trailing-bin", b"\xfe\x00")))
+        if action == "details_bin":
+            context.set_trailing_metadata((("grpc-status-details-bin", request.payload),))
+            await context.abort(_status(request.code), request.details)
+        if action == "compress":
+            context.set_compression(grpc.Compression.Gzip)
+        if action == "time_remaining":
+            remaining = context.time_remaining()
+            return gmftest_pb2.EchoReply(message="none" if remaining is None else f"{remaining:.3f}")
+        if action == "peer":
+            return gmftest_pb2.EchoReply(message=context.peer())
+        if action == "done_callback":
+            context.add_done_callback(lambda ctx: CANCELLED.__setitem__(request.message, "done-callback"))
+        return gmftest_pb2.EchoReply(message=request.message, payload=request.payload, metadata=_metadata_strings(context))
+
+    async def ServerStream(self, request, context):
+        for i in range(request.count):
+            if request.action == "abort" and i == request.count // 2:
+                await context.abort(_status(request.code), request.details)
+            if request.sleep_seconds:
+                await asyncio.sleep(request.sleep_seconds)
+            yield gmftest_pb2.EchoReply(message=request.message, payload=request.payload, index=i)
+
+    async def ClientStream(self, request_iterator, context):
+        count = 0
+        messages = []
+        size = 0
+        async for request in request_iterator:
+            count += 1
+            messages.append(request.message)
+            size += len(request.payload)
+        return gmftest_pb2.EchoReply(message=",".join(messages), index=count, payload=str(size).encode())
+
+    async def Bidi(self, request_iterator, context):
+        if any(k == "use-context-write" for k, _ in context.invocation_metadata()):
+            while True:
+                request = await context.read()
+                if request is grpc.aio.EOF:
+                    return
+                await context.write(gmftest_pb2.EchoReply(message=request.message.upper()))
+        i = 0
+        async for request in request_iterator:
+            yield gmftest_pb2.EchoReply(message=request.message, index=i)
+            i += 1
+
+
+# -- plain-def handlers, registered through add_generic_rpc_handlers ------------------------
+def _sync_unary(request, context):
+    if request.action == "abort":
+        context.abort(_status(request.code), request.details)
+    if request.action == "raise":
+        raise RuntimeError("sync boom")
+    if request.action == "sleep":
+        time.sleep(request.sleep_seconds)
+    return gmftest_pb2.EchoReply(message="sync:" + request.message)
+
+
+def _sync_server_stream(request, context):
+    for i in range(request.count):
+        yield gmftest_pb2.EchoReply(message="sync", index=i)
+
+
+def _sync_client_stream(request_iterator, context):
+    return gmftest_pb2.EchoReply(message="sync:" + ",".join(r.message for r in request_iterator))
+
+
+def _sync_bidi(request_iterator, context):
+    for request in request_iterator:
+        yield gmftest_pb2.EchoReply(message="sync:" + request.message)
+
+
+def sync_handlers() -> grpc.GenericRpcHandler:
+    des = gmftest_pb2.EchoRequest.FromString
+    ser = gmftest_pb2.EchoReply.SerializeToString
+    return grpc.method_handlers_generic_handler(
+        "gmftest.SyncService",
+        {
+            "Unary": grpc.unary_unary_rpc_method_handler(_sync_unary, des, ser),
+            "ServerStream": grpc.unary_stream_rpc_method_handler(_sync_server_stream, des, ser),
+            "ClientStream": grpc.stream_unary_rpc_method_handler(_sync_client_stream, des, ser),
+            "Bidi": grpc.stream_stream_rpc_method_handler(_sync_bidi, des, ser),
+        },
+    )
+
+
+class Greeter(helloworld_pb2_grpc.GreeterServicer):
+    async def SayHello(self, request, context):
+        return helloworld_pb2.HelloReply(message=f"Hello {request.name}!")
+
+
+def build_server(**kwargs):
+    """The test server: helloworld, route guide, the test service, and sync handlers."""
+    import route_guide_pb2_grpc
+    from routeguide.server import RouteGuideServicer
+
+    from gmf import GmfServer
+
+    server = GmfServer(**kwargs)
+    helloworld_pb2_grpc.add_GreeterServicer_to_server(Greeter(), server)
+    gmftest_pb2_grpc.add_TestServiceServicer_to_server(TestService(), server)
+    route_guide_pb2_grpc.add_RouteGuideServicer_to_server(RouteGuideServicer(), server)
+    server.add_generic_rpc_handlers((sync_handlers(),))
+    return server

@@ -1,0 +1,96 @@
+"""Start GMF servers in subprocesses for tests (never fork beside live grpcio channels)."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def runtime_available(name: str) -> str | None:
+    """None if the runtime can run here, else why not."""
+    from gmf import runtime as rt
+
+    if name == "uring":
+        return rt.uring_unavailable()
+    if name == "uvloop":
+        try:
+            import uvloop  # noqa: F401
+        except ImportError:
+            return "uvloop not installed"
+    return None
+
+
+@dataclass
+class ServerProcess:
+    proc: subprocess.Popen[str]
+    port: int
+    pids: list[int]
+    log_path: Path
+    runtime: str
+    _stopped: bool = field(default=False)
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 30.0) -> int:
+        if not self._stopped:
+            self._stopped = True
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            if self.proc.stdin:
+                self.proc.stdin.close()
+            if self.proc.stdout:
+                self.proc.stdout.close()
+        return self.proc.returncode
+
+
+def spawn(runtime: str = "asyncio", workers: int = 1, options: dict | None = None, grace: float = 5.0,
+          address: str = "127.0.0.1:0", env: dict[str, str] | None = None) -> ServerProcess:
+    log = Path(tempfile.mkstemp(prefix=f"gmf-{runtime}-", suffix=".log")[1])
+    cmd = [sys.executable, str(ROOT / "tests" / "serve_app.py"), "--runtime", runtime, "--workers", str(workers),
+           "--grace", str(grace), "--address", address, "--options", json.dumps(options or {})]
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log.open("w"), text=True,
+                            cwd=ROOT, env={**os.environ, **(env or {})})
+    assert proc.stdout is not None
+    port = 0
+    pids: list[int] = []
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in iter(proc.stdout.readline, "")] + [lines.put("")],
+                     daemon=True).start()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (port and pids):
+        try:
+            line = lines.get(timeout=deadline - time.monotonic())
+        except queue.Empty:
+            break
+        if not line:
+            break
+        if line.startswith("PORT "):
+            port = int(line.split()[1])
+        elif line.startswith("PIDS "):
+            pids = [int(p) for p in line.split()[1:]]
+    if not port:
+        proc.kill()
+        proc.wait()
+        raise RuntimeError(f"test server did not start: {log.read_text()}")
+    return ServerProcess(proc, port, pids, log, runtime)

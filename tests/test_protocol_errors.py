@@ -1,0 +1,191 @@
+"""Bad bytes and protocol edge cases: each gets its defined answer (GOAWAY, RST_STREAM, a gRPC
+status) and the worker keeps serving a well-behaved grpcio client afterwards."""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+import grpc
+import helloworld_pb2
+import helloworld_pb2_grpc
+import pytest
+from hyperframe.frame import DataFrame, GoAwayFrame, HeadersFrame, PingFrame, RstStreamFrame
+
+from tests.rawh2 import PREFACE, SETTINGS_EMPTY, RawClient, frame
+
+HELLO = helloworld_pb2.HelloRequest(name="raw").SerializeToString()
+HELLO_BODY = struct.pack(">BL", 0, len(HELLO)) + HELLO
+
+# error codes
+PROTOCOL_ERROR, FLOW_CONTROL_ERROR, FRAME_SIZE_ERROR, COMPRESSION_ERROR, REFUSED_STREAM = 1, 3, 6, 9, 7
+
+
+def still_serving(port: int) -> None:
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+        reply = helloworld_pb2_grpc.GreeterStub(ch).SayHello(helloworld_pb2.HelloRequest(name="after"), timeout=10)
+    assert reply.message == "Hello after!"
+
+
+def goaway_of(frames) -> GoAwayFrame:
+    goaways = [f for f in frames if isinstance(f, GoAwayFrame)]
+    assert goaways, f"expected GOAWAY, got {frames}"
+    return goaways[-1]
+
+
+@pytest.fixture
+def port(server):
+    return server.port
+
+
+BAD_INPUTS = {
+    "http1_request": (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", PROTOCOL_ERROR),
+    "garbage_preface": (b"\x00\x01\x02garbage-garbage-garbage-garbage", PROTOCOL_ERROR),
+    "first_frame_not_settings": (PREFACE + frame(0x6, 0, 0, b"12345678"), PROTOCOL_ERROR),
+    "ping_wrong_length": (PREFACE + SETTINGS_EMPTY + frame(0x6, 0, 0, b"1234"), FRAME_SIZE_ERROR),
+    "settings_bad_length": (PREFACE + frame(0x4, 0, 0, b"\x00\x01\x00"), FRAME_SIZE_ERROR),
+    "headers_even_stream": (PREFACE + SETTINGS_EMPTY + frame(0x1, 0x5, 2, b"\x82"), PROTOCOL_ERROR),
+    "bad_hpack": (PREFACE + SETTINGS_EMPTY + frame(0x1, 0x5, 1, b"\xff\xff\xff\xff\xff\xff"), COMPRESSION_ERROR),
+    "oversized_frame": (PREFACE + SETTINGS_EMPTY + struct.pack(">BHBBL", 0x10, 0, 0, 0, 1), FRAME_SIZE_ERROR),
+    "data_on_idle_stream": (PREFACE + SETTINGS_EMPTY + frame(0x0, 0, 5, b"abc"), PROTOCOL_ERROR),
+    "window_update_zero": (PREFACE + SETTINGS_EMPTY + frame(0x8, 0, 0, b"\x00\x00\x00\x00"), PROTOCOL_ERROR),
+    "push_promise": (PREFACE + SETTINGS_EMPTY + frame(0x5, 0x4, 1, b"\x00\x00\x00\x02\x82"), PROTOCOL_ERROR),
+    "continuation_without_headers": (PREFACE + SETTINGS_EMPTY + frame(0x9, 0x4, 1, b"\x82"), PROTOCOL_ERROR),
+    "settings_bad_window": (PREFACE + frame(0x4, 0, 0, struct.pack(">HL", 4, 2**31)), FLOW_CONTROL_ERROR),
+    "rst_on_idle_stream": (PREFACE + SETTINGS_EMPTY + frame(0x3, 0, 9, b"\x00\x00\x00\x08"), PROTOCOL_ERROR),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_INPUTS))
+def test_bad_bytes_get_goaway_and_server_keeps_serving(port, name):
+    data, code = BAD_INPUTS[name]
+    client = RawClient(port)
+    client.send(data)
+    frames = client.frames(stop=lambda f: isinstance(f, GoAwayFrame))
+    assert goaway_of(frames).error_code == code
+    assert client.closed(), "the server must close the connection after a connection error"
+    client.close()
+    still_serving(port)
+
+
+def test_truncated_connection_and_reset(port):
+    for data in (PREFACE[:10], PREFACE + SETTINGS_EMPTY + frame(0x1, 0x4, 1, b"")[:5]):
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(data)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST on close
+        s.close()
+    still_serving(port)
+
+
+def test_ping_is_answered(port):
+    client = RawClient(port)
+    client.handshake()
+    client.send(frame(0x6, 0, 0, b"gmf-ping"))
+    frames = client.frames(stop=lambda f: isinstance(f, PingFrame) and "ACK" in f.flags)
+    pings = [f for f in frames if isinstance(f, PingFrame)]
+    assert pings and pings[-1].opaque_data == b"gmf-ping" and "ACK" in pings[-1].flags
+    client.close()
+
+
+def _response(client: RawClient, stream_id: int):
+    frames = client.frames(stop=lambda f: f.stream_id == stream_id and "END_STREAM" in f.flags)
+    return [f for f in frames if f.stream_id == stream_id]
+
+
+def test_unimplemented_is_trailers_only(port):
+    client = RawClient(port)
+    client.handshake()
+    client.grpc_request(1, "/no.Such/Method", HELLO_BODY)
+    frames = _response(client, 1)
+    assert len(frames) == 1 and isinstance(frames[0], HeadersFrame) and "END_STREAM" in frames[0].flags
+    headers = client.decode(frames[0].data)
+    assert headers[":status"] == "200" and headers["grpc-status"] == "12"
+    client.close()
+
+
+def test_unsupported_encoding_is_unimplemented(port):
+    client = RawClient(port)
+    client.handshake()
+    client.grpc_request(1, "/helloworld.Greeter/SayHello", HELLO_BODY, extra=[("grpc-encoding", "snappy")])
+    frames = _response(client, 1)
+    headers = client.decode(frames[-1].data)
+    assert headers["grpc-status"] == "12"
+    assert "gzip" in headers.get("grpc-accept-encoding", "")
+    client.close()
+    still_serving(port)
+
+
+def test_compressed_flag_without_encoding_is_internal(port):
+    client = RawClient(port)
+    client.handshake()
+    client.grpc_request(1, "/helloworld.Greeter/SayHello", b"\x01" + HELLO_BODY[1:])
+    headers = client.decode(_response(client, 1)[-1].data)
+    assert headers["grpc-status"] == "13"
+    client.close()
+
+
+def test_not_grpc_content_type_and_method(port):
+    client = RawClient(port)
+    client.handshake()
+    base = [(":scheme", "http"), (":path", "/helloworld.Greeter/SayHello"), (":authority", "x")]
+    client.send(client.headers(1, [(":method", "POST"), *base, ("content-type", "text/plain")], end_stream=True))
+    assert client.decode(_response(client, 1)[-1].data)[":status"] == "415"
+    client.send(client.headers(3, [(":method", "GET"), *base, ("content-type", "application/grpc")], end_stream=True))
+    assert client.decode(_response(client, 3)[-1].data)[":status"] == "405"
+    client.send(client.headers(5, [(":method", "POST"), (":scheme", "http")], end_stream=True))  # no :path
+    frames = _response(client, 5) or client.frames(until=1)
+    assert any(isinstance(f, RstStreamFrame) and f.error_code == PROTOCOL_ERROR for f in frames)
+    client.close()
+    still_serving(port)
+
+
+def test_unary_response_split_frames_and_continuation(port):
+    """A request whose headers arrive in HEADERS + CONTINUATION and body in 1-byte DATA frames."""
+    client = RawClient(port)
+    client.handshake()
+    block = client.encoder.encode([(":method", "POST"), (":scheme", "http"), (":path", "/helloworld.Greeter/SayHello"),
+                                   (":authority", "x"), ("content-type", "application/grpc"), ("x-pad", "p" * 300)])
+    client.send(frame(0x1, 0, 1, block[:10]) + frame(0x9, 0, 1, block[10:20]) + frame(0x9, 0x4, 1, block[20:]))
+    for i, byte in enumerate(HELLO_BODY):
+        client.send(frame(0x0, 0x1 if i == len(HELLO_BODY) - 1 else 0, 1, bytes([byte])))
+    frames = _response(client, 1)
+    data = b"".join(f.data for f in frames if isinstance(f, DataFrame))
+    assert helloworld_pb2.HelloReply.FromString(data[5:]).message == "Hello raw!"
+    assert client.decode(frames[-1].data)["grpc-status"] == "0"
+    client.close()
+
+
+def test_data_beyond_stream_window_is_flow_control_error(port):
+    client = RawClient(port)
+    client.handshake()
+    hdrs = [(":method", "POST"), (":scheme", "http"), (":path", "/gmftest.TestService/Unary"),
+            (":authority", "x"), ("content-type", "application/grpc")]
+    client.send(client.headers(1, hdrs))
+    # A unary handler reads nothing before END_STREAM: complete messages queue up, the server
+    # stops crediting the 1 MiB stream window, and a client ignoring that overruns it.
+    message = struct.pack(">BL", 0, 16379) + b"\x00" * 16379
+    client.send(b"".join(frame(0x0, 0, 1, message) for _ in range(200)))
+    frames = client.frames(until=3, stop=lambda f: isinstance(f, RstStreamFrame))
+    resets = [f for f in frames if isinstance(f, RstStreamFrame)]
+    assert resets and resets[0].error_code == FLOW_CONTROL_ERROR
+    client.close()
+    still_serving(port)
+
+
+def test_too_many_streams_refused(server):
+    from tests.servers import spawn
+
+    small = spawn(server.runtime, options={"max_concurrent_streams": 2})
+    try:
+        client = RawClient(small.port)
+        client.handshake()
+        hdrs = [(":method", "POST"), (":scheme", "http"), (":path", "/gmftest.TestService/ClientStream"),
+                (":authority", "x"), ("content-type", "application/grpc")]
+        for sid in (1, 3, 5):
+            client.send(client.headers(sid, hdrs))
+        frames = client.frames(until=2, stop=lambda f: isinstance(f, RstStreamFrame))
+        assert any(isinstance(f, RstStreamFrame) and f.stream_id == 5 and f.error_code == REFUSED_STREAM for f in frames)
+        client.close()
+        still_serving(small.port)
+    finally:
+        small.stop()
