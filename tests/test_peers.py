@@ -164,3 +164,17 @@ def test_generated_code_is_current(tmp_path):
         committed = PROTO_ROOT / path.relative_to(tmp_path)
         assert committed.read_text() == path.read_text(), f"{committed} is stale: run `invoke proto`"
     assert os.path.exists(ROOT / "proto/helloworld/helloworld.proto")
+
+
+def test_grpc_js_client(target):
+    node = need("node")
+    client_dir = ROOT / "tests" / "node"
+    if not (client_dir / "node_modules" / "@grpc" / "grpc-js").exists():
+        pytest.fail("grpc-js is not installed: run `cd tests/node && npm install` (.ci/run does)")
+    out = subprocess.run([node, str(client_dir / "client.js"), target], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["hello"] == "Hello node!"
+    assert result["abort"] == {"code": 5, "details": "not here"}
+    assert "x-node=yes" in result["metadata"]
+    assert result["stream"] == [0, 1, 2, 3, 4]
