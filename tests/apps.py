@@ -75,6 +75,8 @@ class TestService(gmftest_pb2_grpc.TestServiceServicer):
         if action == "time_remaining":
             remaining = context.time_remaining()
             return gmftest_pb2.EchoReply(message="none" if remaining is None else f"{remaining:.3f}")
+        if action == "pid":
+            return gmftest_pb2.EchoReply(message=str(os.getpid()))
         if action == "peer":
             return gmftest_pb2.EchoReply(message=context.peer())
         if action == "done_callback":

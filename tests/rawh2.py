@@ -60,7 +60,7 @@ class RawClient:
             self.sock.settimeout(max(0.01, end - time.monotonic()))
             try:
                 chunk = self.sock.recv(65536)
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 break
             except ConnectionResetError:
                 break
@@ -79,7 +79,7 @@ class RawClient:
                 data = self.sock.recv(65536)
                 if not data:
                     return True
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             return False
         except ConnectionResetError:
             return True

@@ -17,6 +17,34 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from tests.apps import build_server  # noqa: E402
 
 
+def parse_placement(text: str):
+    from gmf import Placement
+
+    kind, _, arg = text.partition(":")
+    if kind == "fixed":
+        return Placement.fixed(int(arg))
+    if kind == "fenced":
+        return Placement.fenced([int(c) for c in arg.split(",")])
+    return getattr(Placement, kind)(int(arg) if arg else None)
+
+
+def hook_kwargs(path: str) -> dict:
+    import asyncio
+
+    def record(event: str, info) -> None:
+        with open(path, "a") as f:
+            f.write(f"{event} {info.id} {info.cpu} {info.pid} {info.runtime}\n")
+
+    def on_start(info) -> None:  # sync hook
+        record("start", info)
+
+    async def on_stop(info) -> None:  # async hook
+        await asyncio.sleep(0)
+        record("stop", info)
+
+    return {"on_worker_start": on_start, "on_worker_stop": on_stop}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runtime", default="auto")
@@ -24,8 +52,17 @@ def main() -> None:
     parser.add_argument("--address", default="127.0.0.1:0")
     parser.add_argument("--grace", type=float, default=5.0)
     parser.add_argument("--options", default="{}", help="JSON of extra GmfServer keyword arguments")
+    parser.add_argument("--placement", default=None, help="kind[:args], e.g. fixed:1, max_pack:2, fenced:0,1")
+    parser.add_argument("--hooks-file", default=None, help="append worker start/stop hook calls to this file")
     args = parser.parse_args()
-    server = build_server(workers=args.workers, runtime=args.runtime, **json.loads(args.options))
+    kwargs = json.loads(args.options)
+    if args.placement:
+        kwargs["placement"] = parse_placement(args.placement)
+    else:
+        kwargs["workers"] = args.workers
+    if args.hooks_file:
+        kwargs.update(hook_kwargs(args.hooks_file))
+    server = build_server(runtime=args.runtime, **kwargs)
     handle = server.start(args.address)
     print(f"PORT {handle.port}", flush=True)
     print(f"PIDS {' '.join(map(str, handle.worker_pids))}", flush=True)

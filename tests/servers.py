@@ -65,10 +65,15 @@ class ServerProcess:
 
 
 def spawn(runtime: str = "asyncio", workers: int = 1, options: dict | None = None, grace: float = 5.0,
-          address: str = "127.0.0.1:0", env: dict[str, str] | None = None) -> ServerProcess:
+          address: str = "127.0.0.1:0", env: dict[str, str] | None = None, placement: str | None = None,
+          hooks_file: str | None = None) -> ServerProcess:
     log = Path(tempfile.mkstemp(prefix=f"gmf-{runtime}-", suffix=".log")[1])
     cmd = [sys.executable, str(ROOT / "tests" / "serve_app.py"), "--runtime", runtime, "--workers", str(workers),
            "--grace", str(grace), "--address", address, "--options", json.dumps(options or {})]
+    if placement:
+        cmd += ["--placement", placement]
+    if hooks_file:
+        cmd += ["--hooks-file", hooks_file]
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log.open("w"), text=True,
                             cwd=ROOT, env={**os.environ, **(env or {})})
     assert proc.stdout is not None

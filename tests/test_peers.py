@@ -13,9 +13,9 @@ import sys
 import time
 from pathlib import Path
 
-import grpc
 import gmftest_pb2 as tpb
 import gmftest_pb2_grpc
+import grpc
 import helloworld_pb2
 import pytest
 
