@@ -1,0 +1,62 @@
+"""test / check / bench / proto: the same commands natively or inside the dev container.
+
+Inside the container a task runs as ``invoke <task>`` (natively there), so both paths share
+one definition; exit codes and output pass through.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from . import container
+from .errors import note
+from .image import ROOT
+
+
+def native(cmd: list[str]) -> int:
+    note(" ".join(cmd))
+    try:
+        return subprocess.call(cmd, cwd=ROOT)
+    except FileNotFoundError:
+        note(f"{cmd[0]} not found: run `pip install -e .[dev]`")
+        return 127
+    except KeyboardInterrupt:
+        return 130
+
+
+def in_container(task_args: list[str], settings: container.Settings | None = None) -> int:
+    """Run ``invoke <task_args>`` in the dev container."""
+    return container.exec_in(settings or container.Settings(), ["invoke", *task_args])
+
+
+def pytest_args(k: str | None, paths: list[str]) -> list[str]:
+    return [*(["-k", k] if k else []), *paths]
+
+
+def test(k: str | None = None, paths: list[str] | None = None) -> int:
+    return native([sys.executable, "-m", "pytest", *pytest_args(k, paths or [])])
+
+
+def check() -> int:
+    """ruff, then mypy; both always run, the exit code is the first failure's."""
+    codes = [
+        native([sys.executable, "-m", "ruff", "check", "."]),
+        native([sys.executable, "-m", "mypy", "gmf", "tasks.py"]),
+    ]
+    return next((c for c in codes if c), 0)
+
+
+def bench(*, quick: bool = False, micro: bool = False, servers: str | None = None, shapes: str | None = None,
+          duration: float | None = None, results_dir: str = "bench/results") -> int:
+    from gmf.toolkit import bench as bench_module  # written separately; imported only when used
+
+    return int(bench_module.run(quick=quick, micro=micro, servers=servers, shapes=shapes, duration=duration,
+                                results_dir=results_dir))
+
+
+def proto() -> int:
+    from gmf.toolkit import proto as proto_module
+
+    proto_module.generate()
+    return 0
