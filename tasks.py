@@ -102,6 +102,7 @@ def test(c: Context, container: bool = False, k: str | None = None, path: list[s
     if container:
         args = ["test", *(["-k", k] if k else []), *(a for p in path or [] for a in ("--path", p))]
         _done(commands.in_container(args, _settings(name)))
+        return
     _done(commands.test(k, path))
 
 
@@ -124,6 +125,7 @@ def bench(c: Context, quick: bool = False, micro: bool = False, servers: str | N
                 *(["--servers", servers] if servers else []), *(["--shapes", shapes] if shapes else []),
                 *(["--duration", str(duration)] if duration is not None else []), "--results-dir", results_dir]
         _done(commands.in_container(args, _settings(name)))
+        return
     _done(commands.bench(quick=quick, micro=micro, servers=servers, shapes=shapes,
                          duration=float(duration) if duration is not None else None,
                          results_dir=results_dir))

@@ -27,7 +27,7 @@ class RuntimeChoice:
 def uring_unavailable() -> str | None:
     """None when the io_uring runtime can run here, else why not."""
     try:
-        from . import uring
+        from gmf.runtime import uring
     except ImportError as exc:
         return f"the io_uring runtime cannot be imported ({exc}); install liburing: pip install liburing"
     return uring.probe()
@@ -67,7 +67,7 @@ def resolve(requested: str = "auto") -> RuntimeChoice:
 
 def new_event_loop(name: str) -> asyncio.AbstractEventLoop:
     if name == "uring":
-        from . import uring
+        from gmf.runtime import uring
 
         return uring.new_event_loop()
     if name == "uvloop":
