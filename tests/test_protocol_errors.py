@@ -189,3 +189,22 @@ def test_too_many_streams_refused(server):
         still_serving(small.port)
     finally:
         small.stop()
+
+
+def test_graceful_shutdown_sends_goaway_no_error(server):
+    from tests.servers import spawn
+
+    srv = spawn(server.runtime, workers=1)
+    try:
+        client = RawClient(srv.port)
+        client.handshake()
+        client.frames(until=1, stop=lambda f: f.type == 0x4)
+        srv.proc.send_signal(__import__("signal").SIGTERM)
+        frames = client.frames(until=10, stop=lambda f: isinstance(f, GoAwayFrame))
+        goaway = goaway_of(frames)
+        assert goaway.error_code == 0  # NO_ERROR: a graceful GOAWAY
+        assert client.closed(wait=10)
+        client.close()
+        assert srv.proc.wait(timeout=20) == 0
+    finally:
+        srv.stop()
