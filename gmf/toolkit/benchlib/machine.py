@@ -7,6 +7,7 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,9 +62,8 @@ def one_line(machine: dict[str, Any]) -> str:
     )
 
 
-def _proc_times() -> dict[int, tuple[str, int]]:
-    """pid -> (command name, utime + stime in clock ticks) for every process."""
-    out: dict[int, tuple[str, int]] = {}
+def proc_stats() -> Iterator[tuple[int, str, list[str]]]:
+    """(pid, command name, the fields after the name) of /proc/PID/stat for every process."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -71,10 +71,12 @@ def _proc_times() -> dict[int, tuple[str, int]]:
             stat = Path(f"/proc/{entry}/stat").read_text()
         except OSError:
             continue
-        name = stat[stat.find("(") + 1 : stat.rfind(")")]
-        fields = stat[stat.rfind(")") + 2 :].split()
-        out[int(entry)] = (name, int(fields[11]) + int(fields[12]))
-    return out
+        yield int(entry), stat[stat.find("(") + 1 : stat.rfind(")")], stat[stat.rfind(")") + 2 :].split()
+
+
+def _proc_times() -> dict[int, tuple[str, int]]:
+    """pid -> (command name, utime + stime in clock ticks) for every process."""
+    return {pid: (name, int(fields[11]) + int(fields[12])) for pid, name, fields in proc_stats()}
 
 
 def busy_processes(interval: float = 0.5, threshold: float = 10.0) -> list[tuple[int, str, float]]:

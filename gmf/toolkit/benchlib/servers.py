@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .h2load import GRPC_HEADERS, GRPC_PATH
+from .machine import proc_stats
 
 ROOT = Path(__file__).resolve().parents[3]
 GMF_SERVER = Path("examples/helloworld/server.py")
@@ -163,18 +164,7 @@ def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.2) -> bool:
 
 def children_of(pid: int) -> list[int]:
     """PIDs whose parent is ``pid`` (GMF's workers are the children of the server process)."""
-    kids: list[int] = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if len(fields) > 1 and int(fields[1]) == pid:
-            kids.append(int(entry))
-    return sorted(kids)
+    return sorted(child for child, _name, fields in proc_stats() if len(fields) > 1 and int(fields[1]) == pid)
 
 
 def rss_kib(pid: int) -> int | None:
