@@ -17,7 +17,7 @@ from collections import deque
 from hpack import HPACKError
 
 from . import frames as f
-from .hpack_codec import CachingDecoder, Header
+from .hpack_codec import CachingDecoder, HeaderList
 
 _U32 = struct.Struct(">L")
 _SETTING = struct.Struct(">HL")
@@ -33,7 +33,7 @@ class RequestReceived(Event):
 
     __slots__ = ("stream_id", "headers", "end_stream")
 
-    def __init__(self, stream_id: int, headers: list[Header], end_stream: bool) -> None:
+    def __init__(self, stream_id: int, headers: HeaderList, end_stream: bool) -> None:
         self.stream_id = stream_id
         self.headers = headers
         self.end_stream = end_stream

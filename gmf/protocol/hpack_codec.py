@@ -26,6 +26,17 @@ _STATIC_NAME_INDEX: dict[bytes, int] = {
 Header = tuple[bytes, bytes]
 
 
+class HeaderList(list[Header]):
+    """A decoded header block. A block served from the cache is the same object each time,
+    so ``summary`` lets the layer above parse it once (e.g. the gRPC request fields)."""
+
+    __slots__ = ("summary",)
+
+    def __init__(self, headers: list[Header]) -> None:
+        super().__init__(headers)
+        self.summary: object = None
+
+
 class _CountingTable(HeaderTable):
     """A header table that counts its changes, so cached decodes can be invalidated."""
 
@@ -60,17 +71,17 @@ class CachingDecoder:
         self._decoder = Decoder(max_header_list_size=max_header_list_size)
         self._table = _CountingTable()
         self._decoder.header_table = self._table
-        self._cache: dict[bytes, tuple[int, list[Header]]] = {}
+        self._cache: dict[bytes, tuple[int, HeaderList]] = {}
         self._cache_limit = cache_limit
 
-    def decode(self, block: bytes) -> list[Header]:
+    def decode(self, block: bytes) -> HeaderList:
         """Decode one complete header block; raises hpack errors on malformed input."""
         table = self._table
         hit = self._cache.get(block)
         if hit is not None and hit[0] == table.generation:
             return hit[1]
         before = table.generation
-        headers: list[Header] = [(h[0], h[1]) for h in self._decoder.decode(block, raw=True)]  # type: ignore[misc]
+        headers = HeaderList([(h[0], h[1]) for h in self._decoder.decode(block, raw=True)])  # type: ignore[misc]
         if table.generation == before:
             if len(self._cache) >= self._cache_limit:
                 self._cache.clear()

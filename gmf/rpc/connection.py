@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..protocol import frames as fr
 from ..protocol import grpc as g
@@ -29,6 +29,36 @@ def _format_peer(peername: Any) -> str:
         host, port = peername[0], peername[1]
         return f"ipv6:[{host}]:{port}" if ":" in str(host) else f"ipv4:{host}:{port}"
     return f"unix:{peername}" if peername else "unknown"
+
+
+class _RequestSummary:
+    """The request header fields the server acts on, parsed from one header block."""
+
+    __slots__ = ("method", "path", "path_str", "content_type", "timeout", "encoding", "accept")
+
+    def __init__(self, headers: list[tuple[bytes, bytes]]) -> None:
+        method = path = content_type = timeout = encoding = accept = None
+        for name, value in headers:
+            if name[0] == 58:  # b":"
+                if name == b":path":
+                    path = value
+                elif name == b":method":
+                    method = value
+            elif name == b"content-type":
+                content_type = value
+            elif name == b"grpc-timeout":
+                timeout = value
+            elif name == b"grpc-encoding":
+                encoding = value
+            elif name == b"grpc-accept-encoding":
+                accept = value
+        self.method = method
+        self.path = path
+        self.path_str = path.decode("latin-1") if path is not None else ""
+        self.content_type = content_type
+        self.timeout = timeout
+        self.encoding = encoding
+        self.accept = accept
 
 
 class GrpcConnection(asyncio.Protocol):
@@ -97,8 +127,8 @@ class GrpcConnection(asyncio.Protocol):
             call = self.calls.get(event.stream_id)  # type: ignore[attr-defined]
             if call is not None:
                 call.feed(event.data, event.flow_length, event.end_stream)  # type: ignore[attr-defined]
-                if event.end_stream and not call.method.request_streaming and call.task is None and not call.finished:  # type: ignore[attr-defined]
-                    self._start(call)
+                if event.end_stream:  # type: ignore[attr-defined]
+                    self._request_complete(call)
             else:
                 self.h2.acknowledge_received_data(event.stream_id, event.flow_length)  # type: ignore[attr-defined]
         elif kind is h2.RequestReceived:
@@ -107,8 +137,7 @@ class GrpcConnection(asyncio.Protocol):
             call = self.calls.get(event.stream_id)  # type: ignore[attr-defined]
             if call is not None:
                 call.feed(b"", 0, True)
-                if not call.method.request_streaming and call.task is None and not call.finished:
-                    self._start(call)
+                self._request_complete(call)
         elif kind is h2.WindowUpdated:
             call = self.calls.get(event.stream_id)  # type: ignore[attr-defined]
             if call is not None:
@@ -127,21 +156,11 @@ class GrpcConnection(asyncio.Protocol):
 
     def _on_request(self, event: h2.RequestReceived) -> None:
         sid = event.stream_id
-        method_name = path = content_type = timeout = encoding = accept = None
-        for name, value in event.headers:
-            if name[0] == 58:  # b":"
-                if name == b":path":
-                    path = value
-                elif name == b":method":
-                    method_name = value
-            elif name == b"content-type":
-                content_type = value
-            elif name == b"grpc-timeout":
-                timeout = value
-            elif name == b"grpc-encoding":
-                encoding = value
-            elif name == b"grpc-accept-encoding":
-                accept = value
+        summary = cast(_RequestSummary | None, event.headers.summary)
+        if summary is None:  # parsed once per distinct header block (the decoder caches blocks)
+            summary = event.headers.summary = _RequestSummary(event.headers)
+        method_name, path, content_type = summary.method, summary.path, summary.content_type
+        timeout, encoding, accept = summary.timeout, summary.encoding, summary.accept
         h = self.h2
         if path is None or method_name is None:
             h.reset_stream(sid, fr.PROTOCOL_ERROR)
@@ -152,8 +171,7 @@ class GrpcConnection(asyncio.Protocol):
         if content_type is None or not content_type.startswith(b"application/grpc"):
             h.send_headers(sid, g.http_error_headers(415, g.UNKNOWN, "invalid gRPC content-type"), end_stream=True)
             return
-        path_str = path.decode("latin-1")
-        method = self.server.methods.resolve(path_str, lambda: g.metadata_from_headers(event.headers))
+        method = self.server.methods.resolve(summary.path_str, lambda: g.metadata_from_headers(event.headers))
         if method is None:
             h.send_headers(sid, g.trailers(g.UNIMPLEMENTED, "Method not found!", trailers_only=True), end_stream=True)
             return
@@ -183,11 +201,15 @@ class GrpcConnection(asyncio.Protocol):
                 return
             call.deadline = self.loop.time() + seconds
             call.timer = self.loop.call_at(call.deadline, call.on_deadline)
+        if method.request_streaming:
+            self._start(call)
         if event.end_stream:
             call.feed(b"", 0, True)
-            if not call.finished and not method.request_streaming:
-                self._start(call)
-        if method.request_streaming:
+            self._request_complete(call)
+
+    def _request_complete(self, call: Call) -> None:
+        """The client half-closed: a unary-request handler can start now."""
+        if not call.method.request_streaming and call.task is None and not call.finished:
             self._start(call)
 
     def _start(self, call: Call) -> None:
