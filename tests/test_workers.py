@@ -105,11 +105,13 @@ def test_max_connections_refuses_extra_keeps_existing():
             c.handshake()
             assert c.frames(until=1, stop=lambda f: f.type == 0x4), "an accepted connection gets SETTINGS"
             held.append(c)
+        started = time.monotonic()
         for _ in range(4):  # over the limit: closed at once
             extra = RawClient(srv.port)
             extra.handshake()
             assert extra.closed(wait=3)
             extra.close()
+        elapsed = time.monotonic() - started
         from tests.test_protocol_errors import HELLO_BODY
 
         for i, c in enumerate(held):  # the existing connections are still served
@@ -117,7 +119,8 @@ def test_max_connections_refuses_extra_keeps_existing():
             frames = c.frames(until=3, stop=lambda f: f.stream_id == 1 and "END_STREAM" in f.flags)
             assert c.decode(frames[-1].data)["grpc-status"] == "0", f"connection {i}"
         log = srv.log()
-        assert log.count("max_connections=3 reached") == 1, log  # rate-limited: once per second
+        logged = log.count("max_connections=3 reached")
+        assert 1 <= logged <= 1 + int(elapsed), log  # 4 refusals, logged at most once per second
         for c in held:
             c.close()
         time.sleep(0.3)
