@@ -208,3 +208,56 @@ def test_graceful_shutdown_sends_goaway_no_error(server):
         assert srv.proc.wait(timeout=20) == 0
     finally:
         srv.stop()
+
+
+def test_rapid_reset_gets_enhance_your_calm(port):
+    """CVE-2023-44487: opening and immediately resetting streams is answered with GOAWAY
+    ENHANCE_YOUR_CALM once it goes past a burst; other clients are unaffected."""
+    client = RawClient(port)
+    client.handshake()
+    hdrs = [(":method", "POST"), (":scheme", "http"), (":path", "/gmftest.TestService/ClientStream"),
+            (":authority", "x"), ("content-type", "application/grpc")]
+    burst = []
+    for i in range(1500):
+        sid = 2 * i + 1
+        burst.append(client.headers(sid, hdrs) + frame(0x3, 0, sid, b"\x00\x00\x00\x08"))
+    client.send(b"".join(burst))
+    frames = client.frames(until=10, stop=lambda f: isinstance(f, GoAwayFrame))
+    assert goaway_of(frames).error_code == 0xB
+    client.close()
+    still_serving(port)
+
+
+def _rss_kib(pid: int) -> int:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_client_that_never_reads_does_not_stop_others(server):
+    """A client floods PINGs and never reads the ACKs: the server stops reading from it once
+    its answers back up (bounded memory), and keeps serving everyone else."""
+    import time
+
+    worker = server.pids[0]
+    before = _rss_kib(worker)
+    client = RawClient(server.port)
+    client.handshake()
+    client.sock.settimeout(0.5)
+    chunk = frame(0x6, 0, 0, b"12345678") * 4000  # 68 KB of PINGs, 68 KB of ACKs owed
+    pushed = 0
+    deadline = time.monotonic() + 6
+    try:
+        while pushed < 60_000_000 and time.monotonic() < deadline:
+            client.sock.sendall(chunk)
+            pushed += len(chunk)
+    except TimeoutError:
+        pass  # the server stopped reading from us
+    time.sleep(0.5)
+    grown_mib = (_rss_kib(worker) - before) / 1024
+    still_serving(server.port)
+    client.close()
+    still_serving(server.port)
+    assert pushed < 60_000_000, "the server kept reading from a peer that does not read its answers"
+    assert grown_mib < 16, f"worker RSS grew by {grown_mib:.0f} MiB for a peer that never reads"

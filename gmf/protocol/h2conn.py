@@ -20,6 +20,7 @@ from . import frames as f
 from .hpack_codec import CachingDecoder, HeaderList
 
 _U32 = struct.Struct(">L")
+_RESET_BURST = 1000  # client resets tolerated before the reset/open ratio is enforced
 _SETTING = struct.Struct(">HL")
 
 
@@ -167,6 +168,7 @@ class H2ServerConnection:
         self.peer_initial_window = f.DEFAULT_WINDOW
         self.send_conn_window = f.DEFAULT_WINDOW
         self._blocked: dict[int, None] = {}  # streams with pending data, in order
+        self._remote_resets = 0
         self._settings = {
             f.SETTINGS_MAX_CONCURRENT_STREAMS: max_concurrent_streams,
             f.SETTINGS_INITIAL_WINDOW_SIZE: initial_window_size,
@@ -539,6 +541,12 @@ class H2ServerConnection:
         if self.streams.pop(sid, None) is not None:
             self._blocked.pop(sid, None)
             events.append(StreamReset(sid, _U32.unpack(payload)[0], remote=True))
+            # "Rapid reset" (CVE-2023-44487): streams opened and reset at once cost work
+            # without ever counting against MAX_CONCURRENT_STREAMS. Allow a burst, then
+            # require that most streams a client opens are not cancelled by it.
+            self._remote_resets += 1
+            if self._remote_resets > _RESET_BURST and self._remote_resets * 2 > self.highest_stream_id // 2:
+                raise _ConnectionError(f.ENHANCE_YOUR_CALM, "too many streams reset by the client")
 
     def _stream_error(self, sid: int, code: int, events: list[Event]) -> None:
         if self.streams.pop(sid, None) is not None:

@@ -113,10 +113,17 @@ class GrpcConnection(asyncio.Protocol):
         self.transport = None
 
     def pause_writing(self) -> None:
+        # The peer is not reading what we send: stop reading from it too, so a client that
+        # floods requests, PINGs or SETTINGS without reading the answers cannot grow our
+        # buffers without bound.
         self.write_paused = True
+        if self.transport is not None:
+            self.transport.pause_reading()
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
         for call in self.calls.values():
             call.wake_writer()
 
