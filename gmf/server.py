@@ -132,6 +132,7 @@ class GmfServer:
         self.on_worker_stop = on_worker_stop
         self.grace = grace
         self._registry = MethodRegistry()
+        self._address: str | None = None
 
     # -- what grpcio-generated code calls -------------------------------------------
     def add_generic_rpc_handlers(self, generic_rpc_handlers: Iterable[grpc.GenericRpcHandler]) -> None:
@@ -140,8 +141,11 @@ class GmfServer:
     def add_registered_method_handlers(self, service_name: str, method_handlers: dict[str, grpc.RpcMethodHandler]) -> None:
         self._registry.add_registered_method_handlers(service_name, method_handlers)
 
-    def add_insecure_port(self, address: str) -> int:  # grpc.server() compatibility
-        raise NotImplementedError("GmfServer takes its address in serve()/start(), e.g. server.serve('0.0.0.0:50051')")
+    def add_insecure_port(self, address: str) -> int:
+        """grpc.server() compatibility: remember the address that ``serve()``/``start()`` use
+        when called without one. Returns the port (0 stays 0 until ``start()`` binds it)."""
+        self._address = address
+        return parse_address(address)[1]
 
     @property
     def registry(self) -> MethodRegistry:
@@ -168,17 +172,20 @@ class GmfServer:
         )
         return Supervisor(config, list(self.cpu_sets))
 
-    def start(self, address: str = "127.0.0.1:0") -> ServerHandle:
-        """Start the workers and return at once (for tests and embedding). Raises StartupError."""
+    def start(self, address: str | None = None) -> ServerHandle:
+        """Start the workers and return at once (for tests and embedding). Raises StartupError.
+        Address: the argument, else the one given to ``add_insecure_port``, else 127.0.0.1:0."""
         _configure_logging()
-        supervisor = self._supervisor(address)
+        supervisor = self._supervisor(address or self._address or "127.0.0.1:0")
         port = supervisor.start()
         log.info("serving on %s with %d worker(s)", _display(supervisor, port), len(self.cpu_sets))
         return ServerHandle(supervisor, port)
 
-    def serve(self, address: str = "0.0.0.0:50051") -> None:
+    def serve(self, address: str | None = None) -> None:
         """Serve until SIGINT/SIGTERM, then drain gracefully. A startup failure prints one
-        line and exits with status 1."""
+        line and exits with status 1. Address: the argument, else the one given to
+        ``add_insecure_port``, else 0.0.0.0:50051."""
+        address = address or self._address or "0.0.0.0:50051"
         _configure_logging()
         stop_signal: list[int] = []
         previous = {

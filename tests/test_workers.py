@@ -286,3 +286,14 @@ def test_runtime_env_override():
         assert "runtime=asyncio (set by GMF_RUNTIME)" in srv.log()
     finally:
         srv.stop()
+
+
+def test_ipv6_dual_stack_and_add_insecure_port():
+    server = GmfServer()
+    assert server.add_insecure_port("[::]:50051") == 50051  # remembered for serve()/start()
+    srv = spawn("asyncio", workers=1, address="[::]:0")
+    try:
+        for target in (f"127.0.0.1:{srv.port}", f"[::1]:{srv.port}"):
+            assert worker_pid_of_new_connection(target) == srv.pids[0]
+    finally:
+        srv.stop()

@@ -77,7 +77,8 @@ class ServerState:
             )
 
     def idle(self) -> bool:
-        return not any(conn.calls for conn in self.connections) and not self.connections
+        """Every connection is gone (each closes itself after GOAWAY once its calls finish)."""
+        return not self.connections
 
     async def drain(self, grace: float | None) -> None:
         """GOAWAY every connection, wait for in-flight RPCs up to ``grace``, then cut them."""
