@@ -16,7 +16,11 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("runtime", help="print the runtime 'auto' selects here and why")
     args = parser.parse_args(argv)
     if args.command == "runtime":
-        choice = rt.resolve("auto")
+        try:
+            choice = rt.resolve("auto")
+        except (ValueError, RuntimeError) as exc:
+            print(f"gmf: error: {exc}", file=sys.stderr)
+            return 1
         print(f"{choice.name}: {choice.reason}")
         return 0
     parser.print_help()
