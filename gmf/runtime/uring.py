@@ -27,8 +27,9 @@ module combines both on **one ring**:
 * :class:`UringEventLoop` is a ``SelectorEventLoop`` using that selector, so every
   asyncio API keeps asyncio's own semantics.  On top it offers
   :meth:`UringEventLoop.uring_start_server`, whose connections never touch readiness:
-  multishot ``accept``; one ``recv`` armed per connection into a preallocated buffer
-  (16 KiB, doubling up to 256 KiB while reads fill it); ``send`` of everything written
+  multishot ``accept``; one ``recv`` armed per connection into a per-connection buffer
+  (2 KiB, doubling up to 256 KiB while reads fill it and halving after a run of small
+  reads, so idle connections stay cheap); ``send`` of everything written
   to a connection during one loop iteration as **one** ``send`` (``MSG_WAITALL``, so
   partial sends are rare and handled); ``close`` through the ring after the pending
   sends have flushed.
