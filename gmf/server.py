@@ -101,6 +101,7 @@ class GmfServer:
         max_send_message_length: int | None = None,
         max_concurrent_streams: int = 1000,
         compression: grpc.Compression | None = None,
+        handshake_timeout: float = 10.0,
         on_worker_start: Hook | None = None,
         on_worker_stop: Hook | None = None,
         grace: float = 10.0,
@@ -127,6 +128,7 @@ class GmfServer:
             max_concurrent_streams=max_concurrent_streams,
             max_connections=max_connections,
             compression=compression_name,
+            handshake_timeout=handshake_timeout,
         )
         self.on_worker_start = on_worker_start
         self.on_worker_stop = on_worker_stop

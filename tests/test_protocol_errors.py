@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import time
 
 import grpc
 import helloworld_pb2
@@ -238,7 +239,6 @@ def _rss_kib(pid: int) -> int:
 def test_client_that_never_reads_does_not_stop_others(server):
     """A client floods PINGs and never reads the ACKs: the server stops reading from it once
     its answers back up (bounded memory), and keeps serving everyone else."""
-    import time
 
     worker = server.pids[0]
     before = _rss_kib(worker)
@@ -261,3 +261,30 @@ def test_client_that_never_reads_does_not_stop_others(server):
     still_serving(server.port)
     assert pushed < 60_000_000, "the server kept reading from a peer that does not read its answers"
     assert grown_mib < 16, f"worker RSS grew by {grown_mib:.0f} MiB for a peer that never reads"
+
+
+def test_silent_connection_closed_after_handshake_timeout(server):
+    """A client that connects and never sends the preface (slowloris) is closed after
+    handshake_timeout, and the worker keeps serving."""
+    from tests.servers import spawn
+
+    srv = spawn(server.runtime, workers=1, options={"handshake_timeout": 0.5})
+    try:
+        silent = socket.create_connection(("127.0.0.1", srv.port))
+        partial = RawClient(srv.port)
+        partial.send(PREFACE[:10])
+        assert RawClient.closed(partial, wait=5)
+        silent.settimeout(5)
+        data = silent.recv(65536)  # our SETTINGS arrive first, then the close
+        while data:
+            data = silent.recv(65536)
+        silent.close()
+        partial.close()
+        healthy = RawClient(srv.port)
+        healthy.handshake()
+        time.sleep(0.8)  # past the timeout: a connection that did its handshake stays open
+        assert not healthy.closed(wait=0.2)
+        healthy.close()
+        still_serving(srv.port)
+    finally:
+        srv.stop()

@@ -274,6 +274,11 @@ class H2ServerConnection:
             self._out.append(f.goaway(self.highest_stream_id, error_code, debug))
 
     @property
+    def handshake_done(self) -> bool:
+        """The client sent the connection preface and its first SETTINGS."""
+        return self._settings_seen
+
+    @property
     def open_streams(self) -> int:
         return len(self.streams)
 

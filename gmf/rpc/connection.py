@@ -75,6 +75,7 @@ class GrpcConnection(asyncio.Protocol):
         self.write_paused = False
         self.closing = False
         self._flush_scheduled = False
+        self._handshake_timer: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------------ transport callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -82,6 +83,7 @@ class GrpcConnection(asyncio.Protocol):
         self.peer = _format_peer(transport.get_extra_info("peername"))
         self.server.connection_opened(self)
         self.h2.initiate_connection()
+        self._handshake_timer = self.loop.call_later(self.server.options.handshake_timeout, self._handshake_expired)
         if self.server.draining:
             self.h2.start_shutdown()
             self.closing = True
@@ -90,6 +92,9 @@ class GrpcConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         try:
             events = self.h2.receive_data(data)
+            if self._handshake_timer is not None and self.h2.handshake_done:
+                self._handshake_timer.cancel()
+                self._handshake_timer = None
             for event in events:
                 self._handle(event)
         except Exception:  # a bug must cost one connection, never the worker
@@ -105,7 +110,17 @@ class GrpcConnection(asyncio.Protocol):
             call.cancel()
         return False
 
+    def _handshake_expired(self) -> None:
+        """No HTTP/2 preface in time: a slow or silent client must not hold a connection slot."""
+        self._handshake_timer = None
+        log.info("closing connection from %s: no HTTP/2 preface within %.1fs", self.peer,
+                 self.server.options.handshake_timeout)
+        self._abort()
+
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._handshake_timer is not None:
+            self._handshake_timer.cancel()
+            self._handshake_timer = None
         for call in list(self.calls.values()):
             call.cancel()
         self.calls.clear()

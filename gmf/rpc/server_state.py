@@ -22,6 +22,7 @@ class ServerOptions:
     max_metadata_size: int = 64 * 1024
     max_connections: int = 10240
     compression: str | None = None  # "gzip" | "deflate" | None
+    handshake_timeout: float = 10.0  # seconds a new connection has to send the HTTP/2 preface
 
 
 class ServerState:
