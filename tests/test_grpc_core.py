@@ -255,3 +255,12 @@ def test_parallel_clients_threads(target):
     for t in threads:
         t.join()
     assert not errors
+
+
+def test_oversized_metadata_is_resource_exhausted_connection_survives(stub):
+    assert stub.Unary(tpb.EchoRequest(message="m"), metadata=[("x-big", "a" * 20000)], timeout=10).message == "m"
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Unary(tpb.EchoRequest(message="m"), metadata=[("x-big", "a" * 100_000)], timeout=10)
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "exceeds the limit of 65536" in err.value.details()
+    assert stub.Unary(tpb.EchoRequest(message="same channel"), timeout=10).message == "same channel"

@@ -154,7 +154,9 @@ class H2ServerConnection:
         self._preface_ok = False
         self._settings_seen = False
         self._continuation: tuple[int, int, bytearray] | None = None
-        self._decoder = CachingDecoder(max_header_list_size)
+        # The advertised limit is enforced per request by the layer above (a stream-level
+        # answer); the decoder only stops blocks far beyond it, which cost the connection.
+        self._decoder = CachingDecoder(max(max_header_list_size * 4, max_header_block_size * 4))
         # local settings (what we advertise)
         self.max_concurrent_streams = max_concurrent_streams
         self.local_initial_window = initial_window_size

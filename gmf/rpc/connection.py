@@ -34,11 +34,13 @@ def _format_peer(peername: Any) -> str:
 class _RequestSummary:
     """The request header fields the server acts on, parsed from one header block."""
 
-    __slots__ = ("method", "path", "path_str", "content_type", "timeout", "encoding", "accept")
+    __slots__ = ("method", "path", "path_str", "content_type", "timeout", "encoding", "accept", "size")
 
     def __init__(self, headers: list[tuple[bytes, bytes]]) -> None:
         method = path = content_type = timeout = encoding = accept = None
+        size = 0
         for name, value in headers:
+            size += len(name) + len(value) + 32  # RFC 9113 6.5.2 header list size
             if name[0] == 58:  # b":"
                 if name == b":path":
                     path = value
@@ -59,6 +61,7 @@ class _RequestSummary:
         self.timeout = timeout
         self.encoding = encoding
         self.accept = accept
+        self.size = size
 
 
 class GrpcConnection(asyncio.Protocol):
@@ -184,6 +187,10 @@ class GrpcConnection(asyncio.Protocol):
         method_name, path, content_type = summary.method, summary.path, summary.content_type
         timeout, encoding, accept = summary.timeout, summary.encoding, summary.accept
         h = self.h2
+        if summary.size > self.server.max_metadata_size:
+            message = f"Header list of {summary.size} bytes exceeds the limit of {self.server.max_metadata_size}"
+            h.send_headers(sid, g.trailers(g.RESOURCE_EXHAUSTED, message, trailers_only=True), end_stream=True)
+            return
         if path is None or method_name is None:
             h.reset_stream(sid, fr.PROTOCOL_ERROR)
             return
