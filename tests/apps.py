@@ -170,4 +170,12 @@ def build_server(**kwargs):
     gmftest_pb2_grpc.add_TestServiceServicer_to_server(TestService(), server)
     route_guide_pb2_grpc.add_RouteGuideServicer_to_server(RouteGuideServicer(), server)
     server.add_generic_rpc_handlers((sync_handlers(),))
+    # grpcio's own reflection and health servicers, registered the way grpcio documents
+    from grpc_health.v1 import health, health_pb2_grpc
+    from grpc_reflection.v1alpha import reflection
+
+    names = [helloworld_pb2.DESCRIPTOR.services_by_name["Greeter"].full_name,
+             gmftest_pb2.DESCRIPTOR.services_by_name["TestService"].full_name, reflection.SERVICE_NAME]
+    reflection.enable_server_reflection(names, server)
+    health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(), server)
     return server
