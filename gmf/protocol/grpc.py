@@ -100,15 +100,6 @@ def parse_timeout(value: str) -> float:
     return int(m.group(1)) * _TIMEOUT_UNITS[m.group(2)]
 
 
-def format_timeout(seconds: float) -> str:
-    """Seconds -> ``grpc-timeout`` value (used by tests and clients)."""
-    for unit, scale in (("n", 1e-9), ("u", 1e-6), ("m", 1e-3), ("S", 1.0), ("M", 60.0), ("H", 3600.0)):
-        n = int(seconds / scale)
-        if n < 100_000_000:
-            return f"{max(n, 0)}{unit}"
-    return "99999999H"
-
-
 # ---------------------------------------------------------------------------- grpc-message
 _PERCENT_RE = re.compile(rb"%([0-9A-Fa-f]{2})")
 _UNRESERVED = frozenset(range(0x20, 0x7F)) - {ord("%")}

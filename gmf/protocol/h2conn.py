@@ -280,10 +280,6 @@ class H2ServerConnection:
         """The client sent the connection preface and its first SETTINGS."""
         return self._settings_seen
 
-    @property
-    def open_streams(self) -> int:
-        return len(self.streams)
-
     # ------------------------------------------------------------------ receive
     def receive_data(self, data: bytes) -> list[Event]:
         if self.terminated:

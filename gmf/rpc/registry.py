@@ -35,6 +35,10 @@ class MethodRegistry:
         for method, handler in method_handlers.items():
             self._registered[f"/{service_name}/{method}"] = handler
 
+    def registered(self, path: str) -> grpc.RpcMethodHandler | None:
+        """The handler registered for exactly this path (what generated code registers)."""
+        return self._registered.get(path)
+
     def lookup(self, path: str, metadata: tuple[tuple[str, Any], ...] = ()) -> grpc.RpcMethodHandler | None:
         handler = self._registered.get(path)
         if handler is not None:
@@ -45,18 +49,6 @@ class MethodRegistry:
             if found is not None:
                 return found  # type: ignore[no-any-return]
         return None
-
-    def service_names(self) -> list[str]:
-        """Services known by name (registered handlers and grpcio's generic handlers)."""
-        names = {path.split("/")[1] for path in self._registered}
-        for generic in self._generic:
-            service_name = getattr(generic, "service_name", None)
-            if callable(service_name):
-                names.add(service_name())
-        return sorted(names)
-
-    def __len__(self) -> int:
-        return len(self._registered) + len(self._generic)
 
 
 class Method:
@@ -106,7 +98,7 @@ class MethodCache:
         method = self._cache.get(path)
         if method is not None:
             return method
-        registered = self._registry._registered.get(path)
+        registered = self._registry.registered(path)
         if registered is not None:
             method = self._cache[path] = Method(path, registered)
             return method
