@@ -7,6 +7,7 @@ import asyncio
 import inspect
 import logging
 import os
+import resource
 import signal
 import socket
 import sys
@@ -71,6 +72,25 @@ def bind_listener(host: str, port: int, family: int, backlog: int | None) -> soc
     return sock
 
 
+def _raise_open_file_limit(max_connections: int) -> None:
+    """Every connection is a file descriptor: lift the soft RLIMIT_NOFILE to the hard limit
+    (many systems default to a soft limit of 1024) and say so when even that is too low."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = max_connections + 256  # listener, ring, pipes, handler files
+    if soft < wanted and soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        log.warning(
+            "max_connections=%d but this process may open only %d files: connections beyond that "
+            "are refused; raise the limit (ulimit -n / LimitNOFILE= / docker --ulimit nofile=)",
+            max_connections, soft,
+        )
+
+
 async def _call_hook(hook: Callable[[WorkerInfo], Any] | None, info: WorkerInfo) -> None:
     if hook is None:
         return
@@ -96,6 +116,7 @@ class Worker:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         if self.cpus is not None:
             os.sched_setaffinity(0, self.cpus)
+        _raise_open_file_limit(self.config.options.max_connections)
         loop = rt.new_event_loop(self.config.runtime.name)
         asyncio.set_event_loop(loop)
         try:

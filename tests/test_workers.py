@@ -297,3 +297,31 @@ def test_ipv6_dual_stack_and_add_insecure_port():
             assert worker_pid_of_new_connection(target) == srv.pids[0]
     finally:
         srv.stop()
+
+
+def _nofile_soft(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            return int(line.split()[3])
+    raise AssertionError("no open-files limit")
+
+
+@pytest.mark.parametrize("max_connections, warns", [(2000, False), (10240, True)])
+def test_open_file_limit_raised_for_max_connections(max_connections, warns):
+    import resource
+
+    def low_limits() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 4000))
+
+    port = __import__("tests.test_peers", fromlist=["free_port"]).free_port()
+    proc = subprocess.Popen([sys.executable, "examples/helloworld/server.py", "--host", "127.0.0.1", "--port", str(port),
+                             "--workers", "1", "--max-connections", str(max_connections)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=low_limits)
+    try:
+        __import__("tests.test_peers", fromlist=["wait_port"]).wait_port(port)
+        (worker,) = children_of(proc.pid)
+        assert _nofile_soft(worker) == 4000  # soft limit lifted to the hard limit
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        log = proc.communicate(timeout=30)[0]
+    assert ("may open only 4000 files" in log) is warns, log
