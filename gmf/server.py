@@ -16,6 +16,7 @@ import grpc
 
 from . import runtime as rt
 from .placement import Placement, allowed_cpus
+from .rpc.context import encoding_name
 from .rpc.registry import MethodRegistry
 from .rpc.server_state import ServerOptions
 from .supervisor import StartupError, Supervisor
@@ -121,7 +122,7 @@ class GmfServer:
         self.runtime = runtime
         if runtime not in (*rt.RUNTIMES, "auto"):
             raise ValueError(f"unknown runtime {runtime!r}: choose one of auto, {', '.join(rt.RUNTIMES)}")
-        compression_name = {grpc.Compression.Gzip: "gzip", grpc.Compression.Deflate: "deflate"}.get(compression)  # type: ignore[arg-type]
+        compression_name = encoding_name(compression)
         self.options = ServerOptions(
             max_receive_message_length=max_receive_message_length,
             max_send_message_length=max_send_message_length,

@@ -26,6 +26,11 @@ _WRITE_HIGH_WATER = 1 << 20
 _EOF = object()
 
 
+def _wake(waiter: asyncio.Future[None] | None) -> None:
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
+
+
 class Call:
     __slots__ = (
         "conn",
@@ -132,11 +137,8 @@ class Call:
             if self.decoder.buffered:
                 self.fail(g.INTERNAL, "Incomplete message at end of stream")
                 return
-        waiter = self.waiter
-        if waiter is not None and (self.messages or self.ended):
-            self.waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+        if self.messages or self.ended:
+            self.wake_reader()
 
     def _take(self) -> bytes:
         payload, size = self.messages.popleft()
@@ -216,11 +218,12 @@ class Call:
             await self.write_waiter
 
     def wake_writer(self) -> None:
-        waiter = self.write_waiter
-        if waiter is not None:
-            self.write_waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+        waiter, self.write_waiter = self.write_waiter, None
+        _wake(waiter)
+
+    def wake_reader(self) -> None:
+        waiter, self.waiter = self.waiter, None
+        _wake(waiter)
 
     def finish(self, code: int, details: str = "", metadata: list[Header] | None = None) -> None:
         """End the RPC with a status (trailers, or a trailers-only response)."""
@@ -236,9 +239,7 @@ class Call:
             conn.h2.send_headers(self.stream_id, block, end_stream=True)
             conn.schedule_flush()
         self.wake_writer()
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        self.wake_reader()
         conn.call_finished(self)
         if self.done_callbacks:
             for callback in self.done_callbacks:

@@ -48,6 +48,12 @@ def status_value(code: Any) -> int:
 
 
 _CODES = {c.value[0]: c for c in grpc.StatusCode}
+_ENCODINGS = {grpc.Compression.Gzip: "gzip", grpc.Compression.Deflate: "deflate"}
+
+
+def encoding_name(compression: grpc.Compression | None) -> str | None:
+    """grpc.Compression -> the grpc-encoding name ("gzip", "deflate"), None for no compression."""
+    return _ENCODINGS.get(compression) if compression is not None else None
 
 
 class ServicerContext:
@@ -142,7 +148,7 @@ class ServicerContext:
 
     # -- compression ----------------------------------------------------------
     def set_compression(self, compression: grpc.Compression) -> None:
-        name = {grpc.Compression.Gzip: "gzip", grpc.Compression.Deflate: "deflate"}.get(compression)
+        name = encoding_name(compression)
         call = self._call
         if call.headers_sent:
             raise RuntimeError("set_compression() must be called before the first response message")

@@ -57,6 +57,13 @@ class BlockingRequestIterator:
             return _EOF
 
 
+def respond_and_finish(call: Call, response: Any) -> None:
+    """End a unary-response call: the response (unless the handler set a non-OK code), then status."""
+    if call.code is None or call.code == g.OK:
+        call.send_response(response)  # a no-op once the call has finished (deadline, reset)
+    finish_ok(call)
+
+
 def finish_ok(call: Call) -> None:
     code = call.code if call.code is not None else g.OK
     call.finish(code, call.details or "", call.trailing_metadata)
@@ -82,19 +89,14 @@ def run_unary_inline(call: Call) -> None:
         if inspect.isawaitable(response):  # a def returning an awaitable: finish in a task
             call.task = call.conn.loop.create_task(_await_unary(call, response))
             return
-        if call.code is None or call.code == g.OK:
-            call.send_response(response)
-        finish_ok(call)
+        respond_and_finish(call, response)
     except BaseException as exc:  # noqa: BLE001 - every outcome becomes a status
         finish_error(call, exc)
 
 
 async def _await_unary(call: Call, awaitable: Any) -> None:
     try:
-        response = await awaitable
-        if call.code is None or call.code == g.OK:
-            call.send_response(response)
-        finish_ok(call)
+        respond_and_finish(call, await awaitable)
     except BaseException as exc:  # noqa: BLE001
         finish_error(call, exc)
 
@@ -115,12 +117,9 @@ async def run(call: Call) -> None:
             result = method.func(call.single_request(), ctx)
         if method.response_streaming:
             await _stream_responses(call, result)
+            finish_ok(call)
         else:
-            if inspect.isawaitable(result):
-                result = await result
-            if not call.finished and (call.code is None or call.code == g.OK):
-                call.send_response(result)
-        finish_ok(call)
+            respond_and_finish(call, await result if inspect.isawaitable(result) else result)
     except BaseException as exc:  # noqa: BLE001
         finish_error(call, exc)
 
