@@ -7,12 +7,11 @@ import socket
 import struct
 import time
 
-import grpc
 import helloworld_pb2
-import helloworld_pb2_grpc
 import pytest
 from hyperframe.frame import DataFrame, GoAwayFrame, HeadersFrame, PingFrame, RstStreamFrame
 
+from tests.hostile import rss_kib, still_serving
 from tests.rawh2 import PREFACE, SETTINGS_EMPTY, RawClient, frame
 
 HELLO = helloworld_pb2.HelloRequest(name="raw").SerializeToString()
@@ -20,12 +19,6 @@ HELLO_BODY = struct.pack(">BL", 0, len(HELLO)) + HELLO
 
 # error codes
 PROTOCOL_ERROR, FLOW_CONTROL_ERROR, FRAME_SIZE_ERROR, COMPRESSION_ERROR, REFUSED_STREAM = 1, 3, 6, 9, 7
-
-
-def still_serving(port: int) -> None:
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
-        reply = helloworld_pb2_grpc.GreeterStub(ch).SayHello(helloworld_pb2.HelloRequest(name="after"), timeout=10)
-    assert reply.message == "Hello after!"
 
 
 def goaway_of(frames) -> GoAwayFrame:
@@ -229,19 +222,12 @@ def test_rapid_reset_gets_enhance_your_calm(port):
     still_serving(port)
 
 
-def _rss_kib(pid: int) -> int:
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
-
 def test_client_that_never_reads_does_not_stop_others(server):
     """A client floods PINGs and never reads the ACKs: the server stops reading from it once
     its answers back up (bounded memory), and keeps serving everyone else."""
 
     worker = server.pids[0]
-    before = _rss_kib(worker)
+    before = rss_kib(worker)
     client = RawClient(server.port)
     client.handshake()
     client.sock.settimeout(0.5)
@@ -255,7 +241,7 @@ def test_client_that_never_reads_does_not_stop_others(server):
     except TimeoutError:
         pass  # the server stopped reading from us
     time.sleep(0.5)
-    grown_mib = (_rss_kib(worker) - before) / 1024
+    grown_mib = (rss_kib(worker) - before) / 1024
     still_serving(server.port)
     client.close()
     still_serving(server.port)
