@@ -153,11 +153,9 @@ class Supervisor:
                 for sock in self._inherited:
                     os.close(sock.fileno())
                 for other in self.children.values():
-                    try:
+                    if other.alive:  # a dead one's fds are closed (their numbers may be reused)
                         os.close(other.control_fd)
                         other.stats_sock.close()
-                    except OSError:
-                        pass
             finally:
                 worker_main(Worker(worker_id, cpus, self.config, control_r, ready_fd, stats_w))
         os.close(control_r)
