@@ -90,6 +90,8 @@ class Supervisor:
             self._metrics = MetricsServer(*self.metrics_address, self.stats)
             self.metrics_port = self._metrics.port
             self._inherited.append(self._metrics)
+            host = self.metrics_address[0]
+            log.info("Prometheus metrics on http://%s:%d/metrics", f"[{host}]" if ":" in host else host, self.metrics_port)
         self.config = cfg = WorkerConfig(**{**cfg.__dict__, "port": port})
         # Hold the port (bound, not listening) until the workers' listeners exist.
         reservation = bind_listener(cfg.host, port, cfg.family, backlog=None)
