@@ -145,11 +145,17 @@ def devcontainer(c: Context, write_profile: bool = False) -> None:
     _done(devcontainer_cfg.validate())
 
 
+@task(help={"url": "the server's Prometheus endpoint (default http://127.0.0.1:9464/metrics)"})
+def stats(c: Context, url: str | None = None) -> None:
+    """Print a running server's counters (it must run with metrics_port / --metrics-port)."""
+    _done(commands.stats(url))
+
+
 @task(help={"command": "run this command in the shell instead of an interactive one"})
 def nix_shell(c: Context, command: str | None = None) -> None:
     """Enter nix/shell.nix (python3 + deps, protoc, liburing) when Nix is installed."""
     _done(nix.enter(command))
 
 
-ns = Collection(base_image, build_image, run, test, check, bench, proto, devcontainer, nix_shell)
+ns = Collection(base_image, build_image, run, test, check, bench, proto, devcontainer, nix_shell, stats)
 ns.add_collection(Collection("container", up, status, shell, logs, down))

@@ -1,4 +1,4 @@
-"""``python -m gmf``: version and runtime information."""
+"""``python -m gmf``: version and runtime information, `stats` of a running server."""
 
 from __future__ import annotations
 
@@ -10,10 +10,16 @@ from . import runtime as rt
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["stats"]:  # its own options: see gmf/exporter.py
+        from .exporter import stats_main
+
+        return stats_main(argv[1:])
     parser = argparse.ArgumentParser(prog="gmf", description="GMF for Python: process-per-core gRPC server runtime")
     parser.add_argument("--version", action="version", version=f"gmf {__version__}")
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("runtime", help="print the runtime 'auto' selects here and why")
+    sub.add_parser("stats", help="print a running server's counters (read from its metrics_port)")
     args = parser.parse_args(argv)
     if args.command == "runtime":
         try:

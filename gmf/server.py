@@ -14,6 +14,7 @@ from typing import Any
 
 import grpc
 
+from . import logs
 from . import runtime as rt
 from .placement import Placement, allowed_cpus
 from .rpc.context import encoding_name
@@ -64,6 +65,17 @@ class ServerHandle:
     def worker_pids(self) -> list[int]:
         return self._supervisor.worker_pids()
 
+    @property
+    def metrics_port(self) -> int | None:
+        """The port of the Prometheus /metrics endpoint (None without ``metrics_port``)."""
+        return self._supervisor.metrics_port
+
+    def stats(self) -> dict[str, Any]:
+        """Counters summed over the workers, fresh (asks each worker, waits up to a second):
+        connections_accepted/open/refused, bytes_received/sent, rpcs_started {method: n},
+        rpcs_finished {method: {code name: n}}, and ``workers`` {id: the same per worker}."""
+        return self._supervisor.stats()
+
     def _monitor(self) -> None:
         while not self._stopped.wait(0.05):
             self._supervisor.monitor_once()
@@ -106,6 +118,9 @@ class GmfServer:
         on_worker_start: Hook | None = None,
         on_worker_stop: Hook | None = None,
         grace: float = 10.0,
+        access_log: bool = False,
+        metrics_port: int | None = None,
+        metrics_host: str = "127.0.0.1",
     ) -> None:
         if workers is not None and workers < 1:
             raise ValueError(f"workers must be at least 1 (got {workers}); allowed CPUs: {','.join(map(str, allowed_cpus()))}")
@@ -130,7 +145,9 @@ class GmfServer:
             max_connections=max_connections,
             compression=compression_name,
             handshake_timeout=handshake_timeout,
+            access_log=access_log,
         )
+        self.metrics_address = (metrics_host, metrics_port) if metrics_port is not None else None
         self.on_worker_start = on_worker_start
         self.on_worker_stop = on_worker_stop
         self.grace = grace
@@ -173,7 +190,7 @@ class GmfServer:
             on_worker_start=self.on_worker_start,
             on_worker_stop=self.on_worker_stop,
         )
-        return Supervisor(config, list(self.cpu_sets))
+        return Supervisor(config, list(self.cpu_sets), metrics_address=self.metrics_address)
 
     def start(self, address: str | None = None) -> ServerHandle:
         """Start the workers and return at once (for tests and embedding). Raises StartupError.
@@ -224,10 +241,4 @@ def _display(supervisor: Supervisor, port: int) -> str:
 
 
 def _configure_logging() -> None:
-    logger = logging.getLogger("gmf")
-    if logger.handlers or logging.getLogger().handlers:
-        return
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s gmf[%(process)d] %(levelname)s %(message)s"))
-    logger.addHandler(handler)
-    logger.setLevel(os.environ.get("GMF_LOG_LEVEL", "INFO").upper())
+    logs.configure()

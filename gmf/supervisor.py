@@ -15,12 +15,15 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
+from .metrics import Snapshot, WorkerStats, aggregate
 from .worker import Worker, WorkerConfig, bind_listener, worker_main
 
 log = logging.getLogger("gmf")
 
 STARTUP_TIMEOUT = 30.0
+STATS_TIMEOUT = 1.0  # how long stats() waits for the workers' fresh counts
 
 
 class StartupError(RuntimeError):
@@ -33,11 +36,34 @@ class _Child:
     cpus: tuple[int, ...] | None
     pid: int
     control_fd: int
+    stats_sock: socket.socket  # the worker sends its counter snapshots here
     started: float
     restarts: int = 0
     failures: int = 0
     next_restart: float = 0.0
     alive: bool = True
+    seen: int = 0  # the last stats request this worker answered
+    current: Snapshot = field(default_factory=Snapshot)
+    retired: Snapshot = field(default_factory=Snapshot)  # counts of this slot's dead workers
+
+    def receive_stats(self) -> None:
+        """Take every snapshot waiting on the socket (the latest wins: they are cumulative)."""
+        while True:
+            try:
+                data = self.stats_sock.recv(1 << 22)
+            except (BlockingIOError, OSError):
+                return
+            if not data:
+                return
+            seq, self.current = Snapshot.from_bytes(data)
+            self.seen = max(self.seen, seq)
+
+    def retire(self) -> None:
+        """The worker died: keep its last counts, so totals never go back."""
+        self.receive_stats()
+        self.retired.add(self.current, gauges=False)
+        self.current = Snapshot()
+        self.stats_sock.close()
 
 
 @dataclass
@@ -46,14 +72,26 @@ class Supervisor:
     cpu_sets: list[tuple[int, ...] | None]
     children: dict[int, _Child] = field(default_factory=dict)
     stopping: bool = False
-    _inherited: list[socket.socket] = field(default_factory=list)
+    metrics_address: tuple[str, int] | None = None  # serve Prometheus /metrics there
+    metrics_port: int | None = None  # the bound port, once started
+    _inherited: list[Any] = field(default_factory=list)  # what forked workers must close
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _stats_seq: int = 0
+    _metrics: Any = None
 
     # ------------------------------------------------------------------ startup
     def start(self) -> int:
         """Check the address, fork every worker, wait until all listen; returns the port."""
         cfg = self.config
         port = self._reserve_port()
+        if self.metrics_address is not None:
+            from .exporter import MetricsServer  # prometheus_client only when asked for
+
+            self._metrics = MetricsServer(*self.metrics_address, self.stats)
+            self.metrics_port = self._metrics.port
+            self._inherited.append(self._metrics)
+            host = self.metrics_address[0]
+            log.info("Prometheus metrics on http://%s:%d/metrics", f"[{host}]" if ":" in host else host, self.metrics_port)
         self.config = cfg = WorkerConfig(**{**cfg.__dict__, "port": port})
         # Hold the port (bound, not listening) until the workers' listeners exist.
         reservation = bind_listener(cfg.host, port, cfg.family, backlog=None)
@@ -69,6 +107,7 @@ class Supervisor:
                 self._wait_ready(pending)
             except BaseException:
                 self._kill_all()
+                self._close_metrics()
                 raise
             finally:
                 for fd in pending:
@@ -107,25 +146,29 @@ class Supervisor:
 
     def _fork(self, worker_id: int, cpus: tuple[int, ...] | None, ready_fd: int | None) -> _Child:
         control_r, control_w = os.pipe()
+        stats_r, stats_w = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         pid = os.fork()
         if pid == 0:  # child
             try:
                 os.close(control_w)
+                stats_r.close()
                 for sock in self._inherited:
-                    sock.close()
+                    os.close(sock.fileno())
                 for other in self.children.values():
-                    try:
+                    if other.alive:  # a dead one's fds are closed (their numbers may be reused)
                         os.close(other.control_fd)
-                    except OSError:
-                        pass
+                        other.stats_sock.close()
             finally:
-                worker_main(Worker(worker_id, cpus, self.config, control_r, ready_fd))
+                worker_main(Worker(worker_id, cpus, self.config, control_r, ready_fd, stats_w))
         os.close(control_r)
+        stats_w.close()
+        stats_r.setblocking(False)
         previous = self.children.get(worker_id)
-        child = _Child(worker_id, cpus, pid, control_w, time.monotonic())
+        child = _Child(worker_id, cpus, pid, control_w, stats_r, time.monotonic())
         if previous is not None:
             child.restarts = previous.restarts + 1
             child.failures = previous.failures
+            child.retired = previous.retired
         self.children[worker_id] = child
         return child
 
@@ -156,9 +199,11 @@ class Supervisor:
                     except ChildProcessError:
                         pid, status = child.pid, 0
                     if pid == 0:
+                        child.receive_stats()
                         continue
                     child.alive = False
                     os.close(child.control_fd)
+                    child.retire()
                     if self.stopping:
                         continue
                     how = _describe_status(status)
@@ -175,6 +220,32 @@ class Supervisor:
     def worker_pids(self) -> list[int]:
         return [c.pid for c in self.children.values() if c.alive]
 
+    def stats(self, timeout: float = STATS_TIMEOUT) -> dict[str, Any]:
+        """Counters summed over all workers (and per worker): asks every live worker for its
+        current counts and waits up to ``timeout`` for the answers (else uses the last ones)."""
+        with self._lock:
+            self._stats_seq += 1
+            seq = self._stats_seq
+            waiting: dict[int, _Child] = {}
+            for child in self.children.values():
+                if child.alive:
+                    try:
+                        os.write(child.control_fd, f"stats {seq}\n".encode())
+                        waiting[child.stats_sock.fileno()] = child
+                    except OSError:
+                        pass
+            deadline = time.monotonic() + timeout
+            while waiting and (left := deadline - time.monotonic()) > 0:
+                readable, _, _ = select.select(list(waiting), [], [], left)
+                for fd in readable:
+                    child = waiting[fd]
+                    child.receive_stats()
+                    if child.seen >= seq:
+                        del waiting[fd]
+            return aggregate({
+                c.id: WorkerStats(c.pid, c.alive, c.restarts, c.retired, c.current) for c in self.children.values()
+            })
+
     # ------------------------------------------------------------------ stopping
     def stop(self, grace: float | None) -> None:
         """Ask every worker to drain within ``grace`` seconds, then make sure they are gone."""
@@ -188,13 +259,22 @@ class Supervisor:
                     except OSError:
                         pass
         limit = time.monotonic() + (grace if grace is not None else 3600.0) + 5.0
-        while time.monotonic() < limit:
-            self.monitor_once()
-            if not any(c.alive for c in self.children.values()):
-                return
-            time.sleep(0.02)
-        log.warning("workers did not stop in time: killing them")
-        self._kill_all()
+        try:
+            while time.monotonic() < limit:
+                self.monitor_once()
+                if not any(c.alive for c in self.children.values()):
+                    return
+                time.sleep(0.02)
+            log.warning("workers did not stop in time: killing them")
+            self._kill_all()
+        finally:
+            self._close_metrics()
+
+    def _close_metrics(self) -> None:
+        if self._metrics is not None:
+            self._inherited.remove(self._metrics)
+            self._metrics.close()
+            self._metrics = None
 
     def _kill_all(self) -> None:
         for child in self.children.values():
@@ -214,6 +294,7 @@ class Supervisor:
                     os.close(child.control_fd)
                 except OSError:
                     pass
+                child.retire()
 
 
 def _describe_status(status: int) -> str:

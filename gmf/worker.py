@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from . import logs
 from . import runtime as rt
 from .rpc.registry import MethodRegistry
 from .rpc.server_state import ServerOptions, ServerState
@@ -23,6 +24,7 @@ from .rpc.server_state import ServerOptions, ServerState
 log = logging.getLogger("gmf")
 
 DEFAULT_GRACE = 10.0
+STATS_INTERVAL = 1.0  # seconds between counter snapshots sent to the supervisor
 
 
 @dataclass(frozen=True)
@@ -100,20 +102,28 @@ async def _call_hook(hook: Callable[[WorkerInfo], Any] | None, info: WorkerInfo)
 
 
 class Worker:
-    def __init__(self, worker_id: int, cpus: tuple[int, ...] | None, config: WorkerConfig, control_fd: int, ready_fd: int | None) -> None:
+    def __init__(self, worker_id: int, cpus: tuple[int, ...] | None, config: WorkerConfig, control_fd: int,
+                 ready_fd: int | None, stats_sock: socket.socket) -> None:
         self.id = worker_id
         self.cpus = cpus
         self.config = config
         self.control_fd = control_fd
         self.ready_fd = ready_fd
+        self.stats_sock = stats_sock
         self._stop: asyncio.Future[float] | None = None
         self._control_buf = b""
+        self._state: ServerState | None = None
+        self._stats_timer: asyncio.TimerHandle | None = None
 
     def run(self) -> int:
         """Runs in the child after fork; returns the exit status."""
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor coordinates Ctrl-C
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        logs.set_worker(self.id)
+        if self.config.options.access_log:
+            logs.enable_access_log()
+        self.stats_sock.setblocking(False)
         if self.cpus is not None:
             os.sched_setaffinity(0, self.cpus)
         _raise_open_file_limit(self.config.options.max_connections)
@@ -143,7 +153,7 @@ class Worker:
         except OSError as exc:
             self._report_ready(f"error cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc}")
             return 1
-        state = ServerState(loop, cfg.registry, cfg.options)
+        state = self._state = ServerState(loop, cfg.registry, cfg.options)
         try:
             await _call_hook(cfg.on_worker_start, info)
         except Exception as exc:
@@ -161,15 +171,19 @@ class Worker:
             self.id, info.pid, where, cfg.runtime.name, cfg.runtime.reason, cfg.host, cfg.port,
         )
         self._report_ready("ok")
+        self._send_stats_periodically(loop)
         grace = await self._stop
         loop.remove_reader(self.control_fd)
         server.close()
         await state.drain(grace)
+        if self._stats_timer is not None:
+            self._stats_timer.cancel()
+        self._send_stats(0)  # the final counts
         try:
             await _call_hook(cfg.on_worker_stop, info)
         except Exception:
             log.exception("on_worker_stop hook failed in worker %d", self.id)
-        log.info("worker %d stopped (%d RPCs served)", self.id, state.calls_finished)
+        log.info("worker %d stopped (%d RPCs served)", self.id, sum(state.metrics.finished.values()))
         return 0
 
     def _request_stop(self, grace: float) -> None:
@@ -192,6 +206,23 @@ class Worker:
             parts = line.split()
             if parts and parts[0] == b"stop":
                 self._request_stop(float(parts[1]) if len(parts) > 1 else DEFAULT_GRACE)
+            elif parts and parts[0] == b"stats":
+                self._send_stats(int(parts[1]))
+
+    def _send_stats(self, seq: int) -> None:
+        """A cumulative snapshot to the supervisor; dropped if its socket is full (the next
+        one carries the same counts and more)."""
+        state = self._state
+        if state is None:
+            return
+        try:
+            self.stats_sock.send(state.metrics.snapshot(len(state.connections)).to_bytes(seq))
+        except OSError:
+            pass
+
+    def _send_stats_periodically(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._send_stats(0)
+        self._stats_timer = loop.call_later(STATS_INTERVAL, self._send_stats_periodically, loop)
 
 
 def worker_main(worker: Worker) -> None:

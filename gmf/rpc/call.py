@@ -62,7 +62,9 @@ class Call:
         "_metadata",
         "write_waiter",
         "deadline_hit",
+        "started_at",  # loop time the RPC started; set only when the access log is on
     )
+    started_at: float
 
     def __init__(self, conn: GrpcConnection, stream_id: int, method: Method, headers: list[Header], encoding: str | None) -> None:
         self.conn = conn
@@ -240,7 +242,7 @@ class Call:
             conn.schedule_flush()
         self.wake_writer()
         self.wake_reader()
-        conn.call_finished(self)
+        conn.call_finished(self, code)
         if self.done_callbacks:
             for callback in self.done_callbacks:
                 try:

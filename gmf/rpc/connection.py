@@ -11,6 +11,8 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any, cast
 
+from ..logs import log_access
+from ..metrics import UNKNOWN_METHOD
 from ..protocol import frames as fr
 from ..protocol import grpc as g
 from ..protocol import h2conn as h2
@@ -67,6 +69,7 @@ class _RequestSummary:
 class GrpcConnection(asyncio.Protocol):
     def __init__(self, server: ServerState) -> None:
         self.server = server
+        self.metrics = server.metrics
         self.loop = server.loop
         self.transport: asyncio.Transport | None = None
         self.h2 = h2.H2ServerConnection(
@@ -93,6 +96,7 @@ class GrpcConnection(asyncio.Protocol):
         self._flush()
 
     def data_received(self, data: bytes) -> None:
+        self.metrics.bytes_received += len(data)
         try:
             events = self.h2.receive_data(data)
             if self._handshake_timer is not None and self.h2.handshake_done:
@@ -190,6 +194,7 @@ class GrpcConnection(asyncio.Protocol):
         if summary.size > self.server.max_metadata_size:
             message = f"Header list of {summary.size} bytes exceeds the limit of {self.server.max_metadata_size}"
             h.send_headers(sid, g.trailers(g.RESOURCE_EXHAUSTED, message, trailers_only=True), end_stream=True)
+            self._rejected(summary.path_str, g.RESOURCE_EXHAUSTED)
             return
         if path is None or method_name is None:
             h.reset_stream(sid, fr.PROTOCOL_ERROR)
@@ -203,6 +208,7 @@ class GrpcConnection(asyncio.Protocol):
         method = self.server.methods.resolve(summary.path_str, lambda: g.metadata_from_headers(event.headers))
         if method is None:
             h.send_headers(sid, g.trailers(g.UNIMPLEMENTED, "Method not found!", trailers_only=True), end_stream=True)
+            self._rejected(summary.path_str, g.UNIMPLEMENTED)
             return
         enc: str | None = None
         if encoding is not None:
@@ -213,6 +219,7 @@ class GrpcConnection(asyncio.Protocol):
                     g.trailers(g.UNIMPLEMENTED, f"Compression algorithm '{enc}' is not supported", trailers_only=True),
                     end_stream=True,
                 )
+                self._rejected(summary.path_str, g.UNIMPLEMENTED, method.path)
                 return
         call = Call(self, sid, method, event.headers, enc)
         call.context = ServicerContext(call)
@@ -222,6 +229,9 @@ class GrpcConnection(asyncio.Protocol):
         if server.compression is not None and call.accept_encoding and server.compression in call.accept_encoding:
             call.send_encoding = server.compression
         self.calls[sid] = call
+        self.metrics.rpc_started(method.path)
+        if server.access_log:
+            call.started_at = self.loop.time()
         if timeout is not None:
             try:
                 seconds = g.parse_timeout(timeout.decode("latin-1"))
@@ -260,14 +270,25 @@ class GrpcConnection(asyncio.Protocol):
         transport = self.transport
         if data and transport is not None:
             transport.write(data)
+            self.metrics.bytes_sent += len(data)
         if self.closing:
             self._maybe_close()
 
-    def call_finished(self, call: Call) -> None:
+    def call_finished(self, call: Call, code: int) -> None:
         self.calls.pop(call.stream_id, None)
-        self.server.calls_finished += 1
+        self.metrics.rpc_finished(call.path, code)
+        if self.server.access_log:
+            log_access(call.path, code, self.loop.time() - call.started_at, self.peer)
         if self.closing and not self.calls:
             self.schedule_flush()
+
+    def _rejected(self, path: str, code: int, method: str = UNKNOWN_METHOD) -> None:
+        """An RPC answered with a status before any handler: counted (unregistered paths
+        under one label) and access-logged like the others."""
+        self.metrics.rpc_started(method)
+        self.metrics.rpc_finished(method, code)
+        if self.server.access_log:
+            log_access(path if path.isprintable() else repr(path), code, 0.0, self.peer)
 
     # ------------------------------------------------------------------ shutdown
     def start_shutdown(self) -> None:

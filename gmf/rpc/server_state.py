@@ -8,6 +8,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from ..metrics import WorkerMetrics
 from .connection import GrpcConnection
 from .registry import MethodCache, MethodRegistry
 
@@ -23,6 +24,7 @@ class ServerOptions:
     max_connections: int = 10240
     compression: str | None = None  # "gzip" | "deflate" | None
     handshake_timeout: float = 10.0  # seconds a new connection has to send the HTTP/2 preface
+    access_log: bool = False  # one "gmf.access" log line per finished RPC
 
 
 class ServerState:
@@ -39,8 +41,8 @@ class ServerState:
         self.compression = options.compression
         self.connections: set[GrpcConnection] = set()
         self.draining = False
-        self.calls_finished = 0
-        self.refused_connections = 0
+        self.metrics = WorkerMetrics()
+        self.access_log = options.access_log
         self._last_refusal_log = 0.0
         self._executor: ThreadPoolExecutor | None = None
         self._idle: asyncio.Event | None = None
@@ -60,6 +62,7 @@ class ServerState:
 
     def connection_opened(self, conn: GrpcConnection) -> None:
         self.connections.add(conn)
+        self.metrics.accepted += 1
 
     def connection_closed(self, conn: GrpcConnection) -> None:
         self.connections.discard(conn)
@@ -67,14 +70,14 @@ class ServerState:
             self._idle.set()
 
     def refused(self) -> None:
-        self.refused_connections += 1
+        self.metrics.refused += 1
         now = time.monotonic()
         if now - self._last_refusal_log >= 1.0:
             self._last_refusal_log = now
             log.warning(
                 "max_connections=%d reached: refusing new connections (%d refused so far)",
                 self.options.max_connections,
-                self.refused_connections,
+                self.metrics.refused,
             )
 
     def idle(self) -> bool:

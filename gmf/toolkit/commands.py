@@ -60,3 +60,10 @@ def proto() -> int:
 
     proto_module.generate()
     return 0
+
+
+def stats(url: str | None = None) -> int:
+    """``invoke stats``: a running server's counters (``python -m gmf stats``)."""
+    from gmf.exporter import stats_main
+
+    return stats_main(["--url", url] if url else [])

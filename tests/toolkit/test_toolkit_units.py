@@ -16,7 +16,7 @@ from gmf.toolkit.errors import ToolkitError
 
 TASKS = ["base-image", "build-image", "container.up", "container.status", "container.shell",
          "container.logs", "container.down", "run", "test", "check", "bench", "proto", "devcontainer",
-         "nix-shell"]
+         "nix-shell", "stats"]
 
 
 def test_list_shows_every_task_with_help() -> None:
