@@ -10,17 +10,21 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
 from . import runtime as rt
 from .placement import Placement, allowed_cpus
 from .rpc.context import encoding_name
+from .rpc.interceptors import check_interceptors
 from .rpc.registry import MethodRegistry
 from .rpc.server_state import ServerOptions
 from .supervisor import StartupError, Supervisor
 from .worker import WorkerConfig, WorkerInfo
+
+if TYPE_CHECKING:
+    from .services.health import Health
 
 log = logging.getLogger("gmf")
 
@@ -106,6 +110,9 @@ class GmfServer:
         on_worker_start: Hook | None = None,
         on_worker_stop: Hook | None = None,
         grace: float = 10.0,
+        health: bool = False,
+        reflection: bool = False,
+        interceptors: Iterable[Any] = (),
     ) -> None:
         if workers is not None and workers < 1:
             raise ValueError(f"workers must be at least 1 (got {workers}); allowed CPUs: {','.join(map(str, allowed_cpus()))}")
@@ -130,12 +137,23 @@ class GmfServer:
             max_connections=max_connections,
             compression=compression_name,
             handshake_timeout=handshake_timeout,
+            interceptors=check_interceptors(interceptors),
         )
         self.on_worker_start = on_worker_start
         self.on_worker_stop = on_worker_stop
         self.grace = grace
         self._registry = MethodRegistry()
         self._address: str | None = None
+        self._on_drain: list[Callable[[], Any]] = []
+        self.health: Health | None = None  # set by health=True / gmf.services.enable_health
+        if health:
+            from .services import enable_health
+
+            enable_health(self)
+        if reflection:
+            from .services import enable_reflection
+
+            enable_reflection(self)
 
     # -- what grpcio-generated code calls -------------------------------------------
     def add_generic_rpc_handlers(self, generic_rpc_handlers: Iterable[grpc.GenericRpcHandler]) -> None:
@@ -153,6 +171,11 @@ class GmfServer:
     @property
     def registry(self) -> MethodRegistry:
         return self._registry
+
+    def add_drain_callback(self, callback: Callable[[], Any]) -> None:
+        """Run ``callback()`` (sync or async) in every worker when it starts draining, before
+        its connections get GOAWAY (health uses it to report NOT_SERVING)."""
+        self._on_drain.append(callback)
 
     # -- running ----------------------------------------------------------------------
     def _supervisor(self, address: str) -> Supervisor:
@@ -172,6 +195,7 @@ class GmfServer:
             runtime=choice,
             on_worker_start=self.on_worker_start,
             on_worker_stop=self.on_worker_stop,
+            on_drain=tuple(self._on_drain),
         )
         return Supervisor(config, list(self.cpu_sets))
 
