@@ -220,6 +220,24 @@ def test_interceptor_rejects_missing_token_unary_and_streaming(secured):
         assert [r.message for r in replies] == ["x", "y"]
 
 
+def test_rejection_of_an_open_request_stream_is_immediate(secured):
+    """A bidi client that keeps its request stream open still gets the interceptor's
+    unary abort handler's UNAUTHENTICATED at once (it answers the first message)."""
+    release = threading.Event()
+
+    def requests():
+        yield tpb.EchoRequest(message="first")
+        release.wait(10)
+
+    with grpc.insecure_channel(secured.target) as ch:
+        stub = gmftest_pb2_grpc.TestServiceStub(ch)
+        started = time.monotonic()
+        with pytest.raises(grpc.RpcError) as err:
+            list(stub.Bidi(requests(), metadata=TOKENS[:1], timeout=10))
+        release.set()
+        assert err.value.code() == UNAUTHENTICATED and time.monotonic() - started < 5
+
+
 def test_wrapping_interceptor_sees_every_call_and_keeps_statuses(secured):
     with grpc.insecure_channel(secured.target) as ch:
         stub = gmftest_pb2_grpc.TestServiceStub(ch)

@@ -103,8 +103,9 @@ class InterceptedMethods(MethodCache):
         if handler is None:
             raise g.GrpcError(g.UNIMPLEMENTED, "Method not found!")
         call.method = method = self.method_for(call.path, handler)
-        if not method.request_streaming:  # like the plain path: start once the request has ended
-            while not call.ended and not call.finished:
+        if not method.request_streaming:  # a unary-request handler starts with the first message
+            # (or the end of the stream), so a handler that aborts answers a request stream too
+            while not call.messages and not call.ended and not call.finished:
                 call.waiter = call.conn.loop.create_future()
                 await call.waiter
             if call.finished:
