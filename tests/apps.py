@@ -202,6 +202,8 @@ class WrapInterceptor(grpc.aio.ServerInterceptor):
     calls = 0
 
     async def intercept_service(self, continuation, handler_call_details):
+        if _header(handler_call_details, "x-wrap-raise"):
+            raise RuntimeError("interceptor failed")
         handler = await continuation(handler_call_details)
         if handler is None or handler.request_streaming:
             return handler
@@ -241,7 +243,8 @@ INTERCEPTORS = {"auth": AuthInterceptor, "sync_auth": SyncApiKeyInterceptor, "wr
 def build_server(**kwargs):
     """The test server: helloworld, route guide, the test service, and sync handlers, with
     GMF's health and reflection. Options: "interceptors": names from INTERCEPTORS, in order;
-    "stock_services": grpcio's own health and reflection servicers instead of GMF's."""
+    "stock_services": grpcio's own health and reflection servicers instead of GMF's;
+    "health_preset": {service: status} set before the workers are forked."""
     import route_guide_pb2_grpc
     from routeguide.server import RouteGuideServicer
 
@@ -249,7 +252,10 @@ def build_server(**kwargs):
 
     stock = kwargs.pop("stock_services", False)
     interceptors = [INTERCEPTORS[name]() for name in kwargs.pop("interceptors", ())]
+    preset = kwargs.pop("health_preset", {})
     server = GmfServer(health=not stock, reflection=not stock, interceptors=interceptors, **kwargs)
+    for service, status in preset.items():
+        server.health.set(service, status)
     helloworld_pb2_grpc.add_GreeterServicer_to_server(Greeter(), server)
     gmftest_pb2_grpc.add_TestServiceServicer_to_server(TestService(), server)
     route_guide_pb2_grpc.add_RouteGuideServicer_to_server(RouteGuideServicer(), server)

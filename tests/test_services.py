@@ -40,10 +40,11 @@ def srv() -> ServerProcess:
     proc.stop()
 
 
-@pytest.fixture(scope="module")
-def secured() -> ServerProcess:
+@pytest.fixture(scope="module", params=RUNTIMES)
+def secured(request) -> ServerProcess:
     """Sync interceptor first: its continuation runs the async ones below it."""
-    proc = spawn("asyncio", options={"interceptors": ["sync_auth", "auth", "wrap"]})
+    require_runtime(request.param)
+    proc = spawn(request.param, options={"interceptors": ["sync_auth", "auth", "wrap"]})
     yield proc
     proc.stop()
 
@@ -159,6 +160,35 @@ def test_health_watch_sees_changes_the_application_makes(srv):
         assert stub.Check(health_pb2.HealthCheckRequest(service="app.Database"), timeout=10).status == Status.NOT_SERVING
 
 
+def test_health_status_is_per_worker():
+    """Set before the fork: every worker has it; set inside a worker: that worker only."""
+    proc = spawn("asyncio", workers=2, options={"health_preset": {"app.Cache": "NOT_SERVING", "": "NOT_SERVING"}})
+    try:
+        by_pid: dict[str, grpc.Channel] = {}
+        for _ in range(40):  # one connection per channel; the kernel spreads them over the workers
+            ch = grpc.insecure_channel(proc.target, options=[("grpc.use_local_subchannel_pool", 1)])
+            pid = gmftest_pb2_grpc.TestServiceStub(ch).Unary(tpb.EchoRequest(action="pid"), timeout=10).message
+            if pid in by_pid:
+                ch.close()
+            else:
+                by_pid[pid] = ch
+            if len(by_pid) == 2:
+                break
+        assert len(by_pid) == 2, "connections never reached the second worker"
+        first, second = by_pid.values()
+
+        def check(ch: grpc.Channel, service: str) -> int:
+            return health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=service), timeout=10).status
+
+        assert [check(ch, s) for ch in (first, second) for s in ("app.Cache", "")] == [Status.NOT_SERVING] * 4
+        _set_health(first, "app.Cache", Status.SERVING)
+        assert (check(first, "app.Cache"), check(second, "app.Cache")) == (Status.SERVING, Status.NOT_SERVING)
+        for ch in by_pid.values():
+            ch.close()
+    finally:
+        proc.stop()
+
+
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_health_not_serving_on_graceful_shutdown(runtime):
     """SIGTERM: open Watch streams get NOT_SERVING and end with OK before the connection
@@ -257,6 +287,9 @@ def test_wrapping_interceptor_sees_every_call_and_keeps_statuses(secured):
                                     response_deserializer=tpb.EchoReply.FromString)
         reply, call = sync_unary.with_call(tpb.EchoRequest(message="p"), metadata=TOKENS, timeout=10)
         assert reply.message == "sync:p" and dict(call.trailing_metadata())["x-wrapped"] == "/gmftest.SyncService/Unary"
+        with pytest.raises(grpc.RpcError) as err:  # an interceptor that raises: UNKNOWN, like a handler
+            stub.Unary(tpb.EchoRequest(), metadata=(*TOKENS, ("x-wrap-raise", "1")), timeout=10)
+        assert err.value.code() == grpc.StatusCode.UNKNOWN
         missing = ch.unary_unary("/gmftest.TestService/Missing")
         with pytest.raises(grpc.RpcError) as err:
             missing(b"", metadata=TOKENS, timeout=10)
