@@ -348,4 +348,7 @@ def test_bad_interceptor_and_health_arguments_are_refused_at_once():
     server.health.set("x", "NOT_SERVING")
     assert server.health.get("x") == Status.NOT_SERVING and server.health.get("unknown") is None
     assert server.health.get("") == Status.SERVING
+    assert server.health.get("helloworld.Greeter") is None
+    helloworld_pb2_grpc.add_GreeterServicer_to_server(helloworld_pb2_grpc.GreeterServicer(), server)
+    assert server.health.get("helloworld.Greeter") == Status.SERVING  # registered after the first get()
     assert {"grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"} <= set(server.registry.service_names())

@@ -131,6 +131,8 @@ class ServerState:
                 result = callback()
                 if inspect.isawaitable(result):
                     await asyncio.wait_for(result, timeout)
+            except asyncio.TimeoutError:
+                log.info("drain callback %r did not finish within %.1fs", callback, timeout)
             except Exception:
                 log.exception("drain callback %r failed", callback)
 

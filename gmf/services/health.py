@@ -10,7 +10,7 @@ to its open Watch streams (which then end) before its connections get GOAWAY.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -69,7 +69,6 @@ class Health(health_pb2_grpc.HealthServicer):
     def __init__(self, registry: MethodRegistry) -> None:
         self._registry = registry
         self._status: dict[str, int] = {}
-        self._registered: frozenset[str] | None = None
         self._watchers: dict[str, set[_Watcher]] = {}
         self.shutting_down = False
 
@@ -90,24 +89,20 @@ class Health(health_pb2_grpc.HealthServicer):
         """The status Check reports for ``service``; None when the service is unknown."""
         status = self._status.get(service)
         if status is None:
-            if self._registered is None:  # registration is over once requests arrive
-                self._registered = frozenset(self._registry.service_names())
-            if service != "" and service not in self._registered:
+            if service != "" and service not in self._registry.service_names():
                 return None
             status = SERVING
         return NOT_SERVING if self.shutting_down else status
 
-    async def enter_graceful_shutdown(self, timeout: float = 1.0) -> None:
-        """Everything NOT_SERVING from now on; returns once every open Watch stream has
-        queued that update and ended (or after ``timeout``)."""
-        if self.shutting_down:
-            return
+    def enter_graceful_shutdown(self, timeout: float = 1.0) -> Awaitable[None]:
+        """Everything NOT_SERVING from now on (at once); the result, when awaited, returns
+        once every open Watch stream has queued that update and ended (or after ``timeout``)."""
+        first = not self.shutting_down
         self.shutting_down = True
-        watchers = [w for ws in self._watchers.values() for w in ws]
+        watchers = [w for ws in self._watchers.values() for w in ws] if first else []
         for watcher in watchers:
             watcher.wake()
-        if watchers:
-            await asyncio.wait([w.gone for w in watchers], timeout=timeout)
+        return _all_gone(watchers, timeout)
 
     # -- the servicer ---------------------------------------------------------------
     async def Check(self, request: Any, context: Any) -> Any:
@@ -140,6 +135,11 @@ class Health(health_pb2_grpc.HealthServicer):
                     del self._watchers[service]
             if not watcher.gone.done():
                 watcher.gone.set_result(None)
+
+
+async def _all_gone(watchers: list[_Watcher], timeout: float) -> None:
+    if watchers:
+        await asyncio.wait([w.gone for w in watchers], timeout=timeout)
 
 
 def enable_health(server: GmfServer) -> Health:
