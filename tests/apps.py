@@ -204,6 +204,8 @@ class WrapInterceptor(grpc.aio.ServerInterceptor):
     async def intercept_service(self, continuation, handler_call_details):
         if _header(handler_call_details, "x-wrap-raise"):
             raise RuntimeError("interceptor failed")
+        if _header(handler_call_details, "x-wrap-await"):  # real waiting, e.g. a token lookup
+            await asyncio.sleep(0.001)
         handler = await continuation(handler_call_details)
         if handler is None or handler.request_streaming:
             return handler

@@ -290,6 +290,9 @@ def test_wrapping_interceptor_sees_every_call_and_keeps_statuses(secured):
         with pytest.raises(grpc.RpcError) as err:  # an interceptor that raises: UNKNOWN, like a handler
             stub.Unary(tpb.EchoRequest(), metadata=(*TOKENS, ("x-wrap-raise", "1")), timeout=10)
         assert err.value.code() == grpc.StatusCode.UNKNOWN
+        with pytest.raises(grpc.RpcError) as err:  # an async interceptor that waits, below a sync one
+            stub.Unary(tpb.EchoRequest(), metadata=(*TOKENS, ("x-wrap-await", "1")), timeout=10)
+        assert err.value.code() == grpc.StatusCode.UNKNOWN and "after the async ones" in err.value.details()
         missing = ch.unary_unary("/gmftest.TestService/Missing")
         with pytest.raises(grpc.RpcError) as err:
             missing(b"", metadata=TOKENS, timeout=10)
@@ -352,3 +355,18 @@ def test_bad_interceptor_and_health_arguments_are_refused_at_once():
     helloworld_pb2_grpc.add_GreeterServicer_to_server(helloworld_pb2_grpc.GreeterServicer(), server)
     assert server.health.get("helloworld.Greeter") == Status.SERVING  # registered after the first get()
     assert {"grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"} <= set(server.registry.service_names())
+
+
+def test_async_interceptor_may_wait_above_a_sync_one():
+    proc = spawn("asyncio", options={"interceptors": ["wrap", "sync_auth"]})
+    try:
+        with grpc.insecure_channel(proc.target) as ch:
+            stub = gmftest_pb2_grpc.TestServiceStub(ch)
+            reply, call = stub.Unary.with_call(tpb.EchoRequest(message="w"), timeout=10,
+                                               metadata=(("x-api-key", "k"), ("x-wrap-await", "1")))
+            assert reply.message == "w" and dict(call.trailing_metadata())["x-wrapped"] == "/gmftest.TestService/Unary"
+            with pytest.raises(grpc.RpcError) as err:
+                stub.Unary(tpb.EchoRequest(), metadata=(("x-wrap-await", "1"),), timeout=10)
+            assert (err.value.code(), err.value.details()) == (UNAUTHENTICATED, "missing api key")
+    finally:
+        proc.stop()
