@@ -18,7 +18,8 @@ def server_from_args(description: str, default_port: int = 50051) -> tuple[GmfSe
     args = parser.parse_args()
     placement = Placement.fixed(args.cpu) if args.cpu is not None else None
     server = GmfServer(
-        workers=args.workers, placement=placement, runtime=args.runtime, max_connections=args.max_connections
+        workers=args.workers, placement=placement, runtime=args.runtime, max_connections=args.max_connections,
+        health=True, reflection=True,  # grpc.health.v1 and `grpcurl -plaintext HOST:PORT list` work
     )
     host = f"[{args.host}]" if ":" in args.host else args.host
     return server, f"{host}:{args.port}"

@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -18,10 +18,14 @@ from . import logs
 from . import runtime as rt
 from .placement import Placement, allowed_cpus
 from .rpc.context import encoding_name
+from .rpc.interceptors import check_interceptors
 from .rpc.registry import MethodRegistry
 from .rpc.server_state import ServerOptions
 from .supervisor import StartupError, Supervisor
 from .worker import WorkerConfig, WorkerInfo
+
+if TYPE_CHECKING:
+    from .services.health import Health
 
 log = logging.getLogger("gmf")
 
@@ -121,6 +125,9 @@ class GmfServer:
         access_log: bool = False,
         metrics_port: int | None = None,
         metrics_host: str = "127.0.0.1",
+        health: bool = False,
+        reflection: bool = False,
+        interceptors: Iterable[Any] = (),
     ) -> None:
         if workers is not None and workers < 1:
             raise ValueError(f"workers must be at least 1 (got {workers}); allowed CPUs: {','.join(map(str, allowed_cpus()))}")
@@ -146,6 +153,7 @@ class GmfServer:
             compression=compression_name,
             handshake_timeout=handshake_timeout,
             access_log=access_log,
+            interceptors=check_interceptors(interceptors),
         )
         self.metrics_address = (metrics_host, metrics_port) if metrics_port is not None else None
         self.on_worker_start = on_worker_start
@@ -153,6 +161,16 @@ class GmfServer:
         self.grace = grace
         self._registry = MethodRegistry()
         self._address: str | None = None
+        self._on_drain: list[Callable[[], Any]] = []
+        self.health: Health | None = None  # set by health=True / gmf.services.enable_health
+        if health:
+            from .services import enable_health
+
+            enable_health(self)
+        if reflection:
+            from .services import enable_reflection
+
+            enable_reflection(self)
 
     # -- what grpcio-generated code calls -------------------------------------------
     def add_generic_rpc_handlers(self, generic_rpc_handlers: Iterable[grpc.GenericRpcHandler]) -> None:
@@ -170,6 +188,11 @@ class GmfServer:
     @property
     def registry(self) -> MethodRegistry:
         return self._registry
+
+    def add_drain_callback(self, callback: Callable[[], Any]) -> None:
+        """Run ``callback()`` (sync or async) in every worker when it starts draining, before
+        its connections get GOAWAY (health uses it to report NOT_SERVING)."""
+        self._on_drain.append(callback)
 
     # -- running ----------------------------------------------------------------------
     def _supervisor(self, address: str) -> Supervisor:
@@ -189,6 +212,7 @@ class GmfServer:
             runtime=choice,
             on_worker_start=self.on_worker_start,
             on_worker_stop=self.on_worker_stop,
+            on_drain=tuple(self._on_drain),
         )
         return Supervisor(config, list(self.cpu_sets), metrics_address=self.metrics_address)
 

@@ -53,6 +53,7 @@ class WorkerConfig:
     backlog: int = 1024
     on_worker_start: Callable[[WorkerInfo], Any] | None = None
     on_worker_stop: Callable[[WorkerInfo], Any] | None = None
+    on_drain: tuple[Callable[[], Any], ...] = ()  # run when the worker starts draining, before GOAWAY
 
 
 def bind_listener(host: str, port: int, family: int, backlog: int | None) -> socket.socket:
@@ -153,7 +154,7 @@ class Worker:
         except OSError as exc:
             self._report_ready(f"error cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc}")
             return 1
-        state = self._state = ServerState(loop, cfg.registry, cfg.options)
+        state = self._state = ServerState(loop, cfg.registry, cfg.options, cfg.on_drain)
         try:
             await _call_hook(cfg.on_worker_start, info)
         except Exception as exc:

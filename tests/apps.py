@@ -4,6 +4,7 @@ clients (grpcio, grpcurl, h2load, grpc-js) drive each status path."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import sys
 import time
@@ -79,6 +80,11 @@ class TestService(gmftest_pb2_grpc.TestServiceServicer):
             return gmftest_pb2.EchoReply(message=str(os.getpid()))
         if action == "peer":
             return gmftest_pb2.EchoReply(message=context.peer())
+        if action == "set_health":  # this worker's status of service `message`
+            from gmf.services import health_status
+
+            health_status().set(request.message, request.code)
+            return gmftest_pb2.EchoReply(message="ok")
         if action == "done_callback":
             context.add_done_callback(lambda ctx: CANCELLED.__setitem__(request.message, "done-callback"))
         return gmftest_pb2.EchoReply(message=request.message, payload=request.payload, metadata=_metadata_strings(context))
@@ -158,24 +164,110 @@ class Greeter(helloworld_pb2_grpc.GreeterServicer):
         return helloworld_pb2.HelloReply(message=f"Hello {request.name}!")
 
 
+# -- interceptors, chosen by name with the server option "interceptors" ----------------------
+_PUBLIC = ("/grpc.health.", "/grpc.reflection.")  # the auth interceptors let these through
+
+
+def _header(details, key: str) -> str | None:
+    return next((m.value for m in details.invocation_metadata if m.key == key), None)
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):
+    """grpc.aio style: no "authorization: Bearer good" -> UNAUTHENTICATED (async abort)."""
+
+    async def intercept_service(self, continuation, handler_call_details):
+        if handler_call_details.method.startswith(_PUBLIC) or _header(handler_call_details, "authorization") == "Bearer good":
+            return await continuation(handler_call_details)
+
+        async def deny(request, context):
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or bad bearer token")
+
+        return grpc.unary_unary_rpc_method_handler(deny)
+
+
+class SyncApiKeyInterceptor(grpc.ServerInterceptor):
+    """grpc.ServerInterceptor style: no "x-api-key: k" -> UNAUTHENTICATED (sync abort)."""
+
+    def intercept_service(self, continuation, handler_call_details):
+        if handler_call_details.method.startswith(_PUBLIC) or _header(handler_call_details, "x-api-key") == "k":
+            return continuation(handler_call_details)
+        return grpc.unary_unary_rpc_method_handler(
+            lambda request, context: context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing api key"))
+
+
+class WrapInterceptor(grpc.aio.ServerInterceptor):
+    """Wraps unary and server-streaming handlers: the client sees the method and the call count
+    of this worker in the trailing metadata."""
+
+    calls = 0
+
+    async def intercept_service(self, continuation, handler_call_details):
+        if _header(handler_call_details, "x-wrap-raise"):
+            raise RuntimeError("interceptor failed")
+        if _header(handler_call_details, "x-wrap-await"):  # real waiting, e.g. a token lookup
+            await asyncio.sleep(0.001)
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.request_streaming:
+            return handler
+        method = handler_call_details.method
+
+        def mark(context):
+            WrapInterceptor.calls += 1
+            context.set_trailing_metadata((("x-wrapped", method), ("x-calls", str(WrapInterceptor.calls))))
+
+        if handler.unary_unary is not None:
+            inner = handler.unary_unary
+
+            async def unary(request, context):
+                mark(context)
+                result = inner(request, context)
+                return await result if inspect.isawaitable(result) else result
+
+            return handler._replace(unary_unary=unary)
+        inner_stream = handler.unary_stream
+
+        async def stream(request, context):
+            mark(context)
+            result = inner_stream(request, context)
+            if hasattr(result, "__aiter__"):
+                async for item in result:
+                    yield item
+            else:
+                for item in result:
+                    yield item
+
+        return handler._replace(unary_stream=stream)
+
+
+INTERCEPTORS = {"auth": AuthInterceptor, "sync_auth": SyncApiKeyInterceptor, "wrap": WrapInterceptor}
+
+
 def build_server(**kwargs):
-    """The test server: helloworld, route guide, the test service, and sync handlers."""
+    """The test server: helloworld, route guide, the test service, and sync handlers, with
+    GMF's health and reflection. Options: "interceptors": names from INTERCEPTORS, in order;
+    "stock_services": grpcio's own health and reflection servicers instead of GMF's;
+    "health_preset": {service: status} set before the workers are forked."""
     import route_guide_pb2_grpc
     from routeguide.server import RouteGuideServicer
 
     from gmf import GmfServer
 
-    server = GmfServer(**kwargs)
+    stock = kwargs.pop("stock_services", False)
+    interceptors = [INTERCEPTORS[name]() for name in kwargs.pop("interceptors", ())]
+    preset = kwargs.pop("health_preset", {})
+    server = GmfServer(health=not stock, reflection=not stock, interceptors=interceptors, **kwargs)
+    for service, status in preset.items():
+        server.health.set(service, status)
     helloworld_pb2_grpc.add_GreeterServicer_to_server(Greeter(), server)
     gmftest_pb2_grpc.add_TestServiceServicer_to_server(TestService(), server)
     route_guide_pb2_grpc.add_RouteGuideServicer_to_server(RouteGuideServicer(), server)
     server.add_generic_rpc_handlers((sync_handlers(),))
-    # grpcio's own reflection and health servicers, registered the way grpcio documents
-    from grpc_health.v1 import health, health_pb2_grpc
-    from grpc_reflection.v1alpha import reflection
+    if stock:  # grpcio's own reflection and health servicers, registered the way grpcio documents
+        from grpc_health.v1 import health, health_pb2_grpc
+        from grpc_reflection.v1alpha import reflection
 
-    names = [helloworld_pb2.DESCRIPTOR.services_by_name["Greeter"].full_name,
-             gmftest_pb2.DESCRIPTOR.services_by_name["TestService"].full_name, reflection.SERVICE_NAME]
-    reflection.enable_server_reflection(names, server)
-    health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(), server)
+        names = [helloworld_pb2.DESCRIPTOR.services_by_name["Greeter"].full_name,
+                 gmftest_pb2.DESCRIPTOR.services_by_name["TestService"].full_name, reflection.SERVICE_NAME]
+        reflection.enable_server_reflection(names, server)
+        health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(), server)
     return server

@@ -180,17 +180,25 @@ def test_grpc_js_client(target):
     assert result["stream"] == [0, 1, 2, 3, 4]
 
 
-def test_grpcio_reflection_and_health_servicers(target):
+def test_grpcio_reflection_and_health_servicers():
     """grpcio's stock reflection and health servicers run on GMF unchanged: grpcurl discovers
-    services without a .proto, and the grpcio health client gets SERVING."""
-    out = subprocess.run([need("grpcurl"), "-plaintext", target, "list"], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert {"helloworld.Greeter", "gmftest.TestService"} <= set(out.stdout.split())
-    out = subprocess.run([need("grpcurl"), "-plaintext", "-d", '{"name":"reflect"}', target,
-                          "helloworld.Greeter/SayHello"], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0 and json.loads(out.stdout) == {"message": "Hello reflect!"}, out.stderr
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    services without a .proto, and the grpcio health client gets SERVING. (GMF's own services,
+    which the other tests' servers use, are tested in test_services.py.)"""
+    from tests.servers import spawn
 
-    with grpc.insecure_channel(target) as ch:
-        reply = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=10)
-    assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    srv = spawn("asyncio", options={"stock_services": True})
+    target = srv.target
+    try:
+        out = subprocess.run([need("grpcurl"), "-plaintext", target, "list"], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert set(out.stdout.split()) == {"helloworld.Greeter", "gmftest.TestService", "grpc.reflection.v1alpha.ServerReflection"}
+        out = subprocess.run([need("grpcurl"), "-plaintext", "-d", '{"name":"reflect"}', target,
+                              "helloworld.Greeter/SayHello"], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0 and json.loads(out.stdout) == {"message": "Hello reflect!"}, out.stderr
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        with grpc.insecure_channel(target) as ch:
+            reply = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=10)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        srv.stop()

@@ -39,6 +39,16 @@ class MethodRegistry:
         """The handler registered for exactly this path (what generated code registers)."""
         return self._registered.get(path)
 
+    def service_names(self) -> list[str]:
+        """Every service registered so far: from registered paths and from generic handlers
+        that name their service (``grpc.method_handlers_generic_handler`` does)."""
+        names = {path.split("/")[1] for path in self._registered}
+        for generic in self._generic:
+            name = getattr(generic, "service_name", None)
+            if callable(name):
+                names.add(name())
+        return sorted(names)
+
     def lookup(self, path: str, metadata: tuple[tuple[str, Any], ...] = ()) -> grpc.RpcMethodHandler | None:
         handler = self._registered.get(path)
         if handler is not None:
@@ -104,3 +114,13 @@ class MethodCache:
             return method
         handler = self._registry.lookup(path, metadata_factory())
         return Method(path, handler) if handler is not None else None
+
+    def method_for(self, path: str, handler: grpc.RpcMethodHandler) -> Method:
+        """The Method of a handler an interceptor chain chose (cached when it is the registered one)."""
+        method = self._cache.get(path)
+        if method is not None and method.handler is handler:
+            return method
+        if handler is self._registry.registered(path):
+            method = self._cache[path] = Method(path, handler)
+            return method
+        return Method(path, handler)

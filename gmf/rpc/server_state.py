@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from ..metrics import WorkerMetrics
 from .connection import GrpcConnection
+from .interceptors import InterceptedMethods
 from .registry import MethodCache, MethodRegistry
 
 log = logging.getLogger("gmf")
@@ -25,14 +29,27 @@ class ServerOptions:
     compression: str | None = None  # "gzip" | "deflate" | None
     handshake_timeout: float = 10.0  # seconds a new connection has to send the HTTP/2 preface
     access_log: bool = False  # one "gmf.access" log line per finished RPC
+    interceptors: tuple[Any, ...] = ()  # grpc.aio.ServerInterceptor / grpc.ServerInterceptor, in order
+
+
+# How long drain callbacks (e.g. health's NOT_SERVING to open Watch streams) may take.
+DRAIN_CALLBACK_TIMEOUT = 2.0
 
 
 class ServerState:
     """Everything one worker's connections share (nothing is shared across workers)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, registry: MethodRegistry, options: ServerOptions) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        registry: MethodRegistry,
+        options: ServerOptions,
+        on_drain: Sequence[Callable[[], Any]] = (),
+    ) -> None:
         self.loop = loop
-        self.methods = MethodCache(registry)
+        # With interceptors every call runs the chain (see interceptors.py); without, nothing changes.
+        self.methods = InterceptedMethods(registry, options.interceptors) if options.interceptors else MethodCache(registry)
+        self.on_drain = tuple(on_drain)
         self.options = options
         self.max_receive_message_length = options.max_receive_message_length
         self.max_send_message_length = options.max_send_message_length
@@ -85,8 +102,10 @@ class ServerState:
         return not self.connections
 
     async def drain(self, grace: float | None) -> None:
-        """GOAWAY every connection, wait for in-flight RPCs up to ``grace``, then cut them."""
+        """Run the drain callbacks, GOAWAY every connection, wait for in-flight RPCs up to
+        ``grace``, then cut them."""
         self.draining = True
+        await self._run_drain_callbacks(grace)
         for conn in list(self.connections):
             conn.start_shutdown()
         self._idle = asyncio.Event()
@@ -105,6 +124,20 @@ class ServerState:
         await asyncio.sleep(0)
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+    async def _run_drain_callbacks(self, grace: float | None) -> None:
+        """Callbacks (sync or async) that must act before GOAWAY, e.g. health -> NOT_SERVING."""
+        timeout = DRAIN_CALLBACK_TIMEOUT if grace is None else min(grace, DRAIN_CALLBACK_TIMEOUT)
+        for callback in self.on_drain:
+            try:
+                result = callback()
+                if inspect.isawaitable(result):
+                    await asyncio.wait_for(result, timeout)
+            except asyncio.TimeoutError:
+                log.info("drain callback %r did not finish within %.1fs", callback, timeout)
+            except Exception:
+                log.exception("drain callback %r failed", callback)
 
 
 class _Refused(asyncio.Protocol):
