@@ -14,18 +14,8 @@ import threading
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from gmf import Placement  # noqa: E402
 from tests.apps import build_server  # noqa: E402
-
-
-def parse_placement(text: str):
-    from gmf import Placement
-
-    kind, _, arg = text.partition(":")
-    if kind == "fixed":
-        return Placement.fixed(int(arg))
-    if kind == "fenced":
-        return Placement.fenced([int(c) for c in arg.split(",")])
-    return getattr(Placement, kind)(int(arg) if arg else None)
 
 
 def hook_kwargs(path: str) -> dict:
@@ -57,7 +47,7 @@ def main() -> None:
     args = parser.parse_args()
     kwargs = json.loads(args.options)
     if args.placement:
-        kwargs["placement"] = parse_placement(args.placement)
+        kwargs["placement"] = Placement.parse(args.placement)
     else:
         kwargs["workers"] = args.workers
     if args.hooks_file:
