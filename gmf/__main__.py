@@ -1,4 +1,4 @@
-"""``python -m gmf``: version and runtime information."""
+"""``python -m gmf``: version and runtime information; ``serve`` runs a server (gmf/cli.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"gmf {__version__}")
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("runtime", help="print the runtime 'auto' selects here and why")
+    sub.add_parser("serve", help="serve a GmfServer: gmf serve MODULE:ATTR [options] (see gmf serve --help)")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["serve"]:
+        from .cli import serve
+
+        return serve(argv[1:])
     args = parser.parse_args(argv)
     if args.command == "runtime":
         try:
