@@ -16,7 +16,7 @@ from typing import Any
 import grpc
 
 from . import runtime as rt
-from .placement import Placement
+from .placement import Placement, allowed_cpus
 from .rpc.context import encoding_name
 from .rpc.registry import MethodRegistry
 from .rpc.server_state import ServerOptions
@@ -268,7 +268,8 @@ def _check_number(name: str, value: object, kind: type, minimum: float) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int):
         raise ValueError(f"{name} must be {'a number' if kind is float else 'an integer'} (got {value!r})")
     if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum:g} (got {value})")
+        hint = f"; allowed CPUs: {','.join(map(str, allowed_cpus()))}" if name == "workers" else ""
+        raise ValueError(f"{name} must be at least {minimum:g} (got {value}){hint}")
 
 
 def _placement(current: Placement, options: dict[str, Any]) -> Placement:
