@@ -52,13 +52,13 @@ def main() -> None:
         kwargs["workers"] = args.workers
     if args.hooks_file:
         kwargs.update(hook_kwargs(args.hooks_file))
+    stop = threading.Event()  # handlers first: a test may signal as soon as it reads PIDS
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
     server = build_server(runtime=args.runtime, **kwargs)
     handle = server.start(args.address)
     print(f"PORT {handle.port}", flush=True)
     print(f"PIDS {' '.join(map(str, handle.worker_pids))}", flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
     threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
     stop.wait()
     handle.stop(grace=args.grace)

@@ -181,7 +181,7 @@ def test_port_in_use_is_exit_status_1() -> None:
     assert "Traceback" not in err
 
 
-def test_help_documents_every_option_with_its_variable_and_default() -> None:
+def test_help_and_docs_document_every_option_with_its_variable_and_default() -> None:
     out = subprocess.run([sys.executable, "-m", "gmf", "serve", "--help"], cwd=ROOT, env=clean_env(),
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 0
@@ -189,6 +189,8 @@ def test_help_documents_every_option_with_its_variable_and_default() -> None:
     for opt in OPTIONS:
         assert opt.flag in text and opt.env in text
         assert f"default: {opt.default_text()}" in text, opt.name
+    docs = (ROOT / "docs" / "production.md").read_text()
+    assert [o.flag for o in OPTIONS if f"`{o.flag}" not in docs or f"`{o.env}`" not in docs] == []
     assert "serve" in subprocess.run([sys.executable, "-m", "gmf", "--help"], cwd=ROOT, env=clean_env(),
                                      capture_output=True, text=True, timeout=30).stdout
 
