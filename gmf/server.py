@@ -133,7 +133,8 @@ class GmfServer:
         self._address: str | None = None
 
     def configure(self, **options: Any) -> GmfServer:
-        """Validate and apply options: any keyword of ``GmfServer()``. Later calls override
+        """Validate and apply options: any keyword of ``GmfServer()`` (or field of
+        ServerOptions, so a new limit there needs no code here). Later calls override
         earlier ones (``gmf serve`` applies its command line and ``GMF_*`` environment so);
         ``workers`` alone re-counts the current placement. A bad value raises ValueError and
         an unknown name TypeError, before anything is applied. Returns the server."""
