@@ -1,4 +1,5 @@
-"""``python -m gmf``: version and runtime information, `stats` of a running server."""
+"""``python -m gmf``: version and runtime information; ``serve`` runs a server (gmf/cli.py);
+``stats`` prints a running server's counters (gmf/exporter.py)."""
 
 from __future__ import annotations
 
@@ -15,11 +16,16 @@ def main(argv: list[str] | None = None) -> int:
         from .exporter import stats_main
 
         return stats_main(argv[1:])
+    if argv[:1] == ["serve"]:  # its own options: see gmf/cli.py
+        from .cli import serve
+
+        return serve(argv[1:])
     parser = argparse.ArgumentParser(prog="gmf", description="GMF for Python: process-per-core gRPC server runtime")
     parser.add_argument("--version", action="version", version=f"gmf {__version__}")
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("runtime", help="print the runtime 'auto' selects here and why")
     sub.add_parser("stats", help="print a running server's counters (read from its metrics_port)")
+    sub.add_parser("serve", help="serve a GmfServer: gmf serve MODULE:ATTR [options] (see gmf serve --help)")
     args = parser.parse_args(argv)
     if args.command == "runtime":
         try:

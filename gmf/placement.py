@@ -89,6 +89,26 @@ class Placement:
     def max_pack(cls, n: int | None = None) -> Placement:
         return cls("max_pack", _check_count(n))
 
+    @classmethod
+    def parse(cls, text: str) -> Placement:
+        """The command-line syntax: ``max_spread``, ``max_pack``, ``unbound`` (each with an
+        optional ``:N`` worker count), ``fixed:CPU``, ``fenced:CPU,CPU,...``."""
+        kind, _, arg = text.strip().partition(":")
+        try:
+            numbers = [int(n) for n in arg.split(",")] if arg else []
+        except ValueError:
+            numbers = [-1, -1]  # matches no form below
+        if kind == "fixed" and len(numbers) == 1:
+            return cls.fixed(numbers[0])
+        if kind == "fenced" and numbers:
+            return cls.fenced(numbers)
+        if kind in ("max_spread", "max_pack", "unbound") and len(numbers) <= 1:
+            return getattr(cls, kind)(numbers[0] if numbers else None)
+        raise ValueError(
+            f"invalid placement {text!r}: expected max_spread[:N], max_pack[:N], unbound[:N], fixed:CPU "
+            "or fenced:CPU,CPU,..."
+        )
+
     # -- resolution -----------------------------------------------------------------
     def cpu_sets(self, available: list[int] | None = None) -> list[tuple[int, ...] | None]:
         """One entry per worker: the CPUs it may run on, or None when it is not pinned."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
@@ -129,48 +130,86 @@ class GmfServer:
         reflection: bool = False,
         interceptors: Iterable[Any] = (),
     ) -> None:
-        if workers is not None and workers < 1:
-            raise ValueError(f"workers must be at least 1 (got {workers}); allowed CPUs: {','.join(map(str, allowed_cpus()))}")
-        if max_connections < 1:
-            raise ValueError("max_connections must be at least 1")
-        if placement is None:
-            placement = Placement.max_spread(workers)
-        elif workers is not None and placement.count not in (None, workers):
-            raise ValueError(f"workers={workers} disagrees with {placement}")
-        elif workers is not None and placement.kind != "fixed":
-            placement = Placement(placement.kind, workers, placement.cpus)
-        self.placement = placement
-        self.cpu_sets = placement.cpu_sets()  # validates CPUs now, not at serve()
-        self.runtime = runtime
-        if runtime not in (*rt.RUNTIMES, "auto"):
-            raise ValueError(f"unknown runtime {runtime!r}: choose one of auto, {', '.join(rt.RUNTIMES)}")
-        compression_name = encoding_name(compression)
-        self.options = ServerOptions(
-            max_receive_message_length=max_receive_message_length,
-            max_send_message_length=max_send_message_length,
-            max_concurrent_streams=max_concurrent_streams,
-            max_connections=max_connections,
-            compression=compression_name,
-            handshake_timeout=handshake_timeout,
-            access_log=access_log,
-            interceptors=check_interceptors(interceptors),
-        )
-        self.metrics_address = (metrics_host, metrics_port) if metrics_port is not None else None
-        self.on_worker_start = on_worker_start
-        self.on_worker_stop = on_worker_stop
-        self.grace = grace
+        self.placement = Placement.max_spread()
+        self.cpu_sets: list[tuple[int, ...] | None] = []
+        self.runtime = "auto"
+        self.options = ServerOptions()
+        self.on_worker_start: Hook | None = None
+        self.on_worker_stop: Hook | None = None
+        self.grace = 10.0
+        self.metrics_port: int | None = None
+        self.metrics_host = "127.0.0.1"
         self._registry = MethodRegistry()
         self._address: str | None = None
         self._on_drain: list[Callable[[], Any]] = []
         self.health: Health | None = None  # set by health=True / gmf.services.enable_health
-        if health:
+        self.configure(
+            workers=workers,
+            placement=placement,
+            runtime=runtime,
+            max_connections=max_connections,
+            max_receive_message_length=max_receive_message_length,
+            max_send_message_length=max_send_message_length,
+            max_concurrent_streams=max_concurrent_streams,
+            compression=compression,
+            handshake_timeout=handshake_timeout,
+            access_log=access_log,
+            metrics_port=metrics_port,
+            metrics_host=metrics_host,
+            interceptors=interceptors,
+            health=health,
+            reflection=reflection,
+            on_worker_start=on_worker_start,
+            on_worker_stop=on_worker_stop,
+            grace=grace,
+        )
+
+    def configure(self, **options: Any) -> GmfServer:
+        """Validate and apply options: any keyword of ``GmfServer()`` (or field of
+        ServerOptions, so a new limit there needs no code here). Later calls override
+        earlier ones (``gmf serve`` applies its command line and ``GMF_*`` environment so);
+        ``workers`` alone re-counts the current placement. A bad value raises ValueError and
+        an unknown name TypeError, before anything is applied. Returns the server."""
+        unknown = sorted(set(options) - _KEYWORDS)
+        if unknown:
+            raise TypeError(f"unknown GmfServer option(s): {', '.join(unknown)}; known: {', '.join(sorted(_KEYWORDS))}")
+        for name, (kind, minimum) in _NUMBERS.items():
+            if name in options:
+                _check_number(name, options[name], kind, minimum)
+        if options.get("runtime", "auto") not in (*rt.RUNTIMES, "auto"):
+            raise ValueError(f"unknown runtime {options['runtime']!r}: choose one of auto, {', '.join(rt.RUNTIMES)}")
+        compression = options.get("compression")
+        if compression is not None and encoding_name(compression) is None:
+            raise ValueError(f"unsupported compression {compression!r}: use grpc.Compression.Gzip or Deflate")
+        for name in ("on_worker_start", "on_worker_stop"):
+            if options.get(name) is not None and not callable(options[name]):
+                raise ValueError(f"{name} must be callable (got {options[name]!r})")
+        placement = _placement(self.placement, options)
+        cpu_sets = placement.cpu_sets()  # validates CPUs now, not at serve()
+
+        self.placement, self.cpu_sets = placement, cpu_sets
+        fields = {name: options[name] for name in _OPTION_FIELDS & set(options)}
+        if "compression" in fields:
+            fields["compression"] = encoding_name(compression)
+        if "interceptors" in fields:
+            fields["interceptors"] = check_interceptors(fields["interceptors"])
+        self.options = dataclasses.replace(self.options, **fields)
+        for name in _ATTRIBUTES & set(options):
+            setattr(self, name, options[name])
+        if options.get("health"):
             from .services import enable_health
 
             enable_health(self)
-        if reflection:
+        if options.get("reflection"):
             from .services import enable_reflection
 
             enable_reflection(self)
+        return self
+
+    @property
+    def metrics_address(self) -> tuple[str, int] | None:
+        """Where the supervisor serves Prometheus /metrics (None: not served)."""
+        return (self.metrics_host, self.metrics_port) if self.metrics_port is not None else None
 
     # -- what grpcio-generated code calls -------------------------------------------
     def add_generic_rpc_handlers(self, generic_rpc_handlers: Iterable[grpc.GenericRpcHandler]) -> None:
@@ -257,6 +296,54 @@ class GmfServer:
                 signal.signal(sig, handler)
             if not supervisor.stopping:
                 supervisor.stop(0)
+
+
+# configure(): ServerOptions fields are applied to ``options``; _ATTRIBUTES are set on the
+# server; _NUMBERS are checked as (type, minimum), None allowed where the default is None.
+_OPTION_FIELDS = frozenset(f.name for f in dataclasses.fields(ServerOptions))
+_ATTRIBUTES = frozenset({"runtime", "on_worker_start", "on_worker_stop", "grace", "metrics_port", "metrics_host"})
+_KEYWORDS = _OPTION_FIELDS | _ATTRIBUTES | {"workers", "placement", "health", "reflection"}
+_NUMBERS: dict[str, tuple[type, float]] = {
+    "workers": (int, 1),
+    "max_connections": (int, 1),
+    "max_concurrent_streams": (int, 1),
+    "max_receive_message_length": (int, 1),
+    "max_send_message_length": (int, 1),
+    "max_metadata_size": (int, 1),
+    "handshake_timeout": (float, 0.001),
+    "grace": (float, 0),
+    "metrics_port": (int, 0),
+}
+_NULLABLE = frozenset({"workers", "max_send_message_length", "metrics_port"})
+
+
+def _check_number(name: str, value: object, kind: type, minimum: float) -> None:
+    if value is None and name in _NULLABLE:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int):
+        raise ValueError(f"{name} must be {'a number' if kind is float else 'an integer'} (got {value!r})")
+    if value < minimum:
+        hint = f"; allowed CPUs: {','.join(map(str, allowed_cpus()))}" if name == "workers" else ""
+        raise ValueError(f"{name} must be at least {minimum:g} (got {value}){hint}")
+
+
+def _placement(current: Placement, options: dict[str, Any]) -> Placement:
+    """The placement after ``configure(**options)``: ``placement`` replaces the current one
+    (None: the default, max_spread), ``workers`` sets its worker count."""
+    workers = options.get("workers")
+    if "placement" in options:
+        placement = options["placement"] or Placement.max_spread(workers)
+        if not isinstance(placement, Placement):
+            raise ValueError(f"placement must be a Placement (got {placement!r}), e.g. Placement.max_spread()")
+        if workers is not None and placement.count not in (None, workers):
+            raise ValueError(f"workers={workers} disagrees with {placement}")
+    else:
+        placement = current
+    if workers is None or placement.count == workers:
+        return placement
+    if placement.kind == "fixed":
+        raise ValueError(f"workers={workers} disagrees with {placement}: choose another placement as well")
+    return Placement(placement.kind, workers, placement.cpus)
 
 
 def _display(supervisor: Supervisor, port: int) -> str:

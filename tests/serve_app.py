@@ -14,18 +14,8 @@ import threading
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from gmf import Placement  # noqa: E402
 from tests.apps import build_server  # noqa: E402
-
-
-def parse_placement(text: str):
-    from gmf import Placement
-
-    kind, _, arg = text.partition(":")
-    if kind == "fixed":
-        return Placement.fixed(int(arg))
-    if kind == "fenced":
-        return Placement.fenced([int(c) for c in arg.split(",")])
-    return getattr(Placement, kind)(int(arg) if arg else None)
 
 
 def hook_kwargs(path: str) -> dict:
@@ -57,18 +47,18 @@ def main() -> None:
     args = parser.parse_args()
     kwargs = json.loads(args.options)
     if args.placement:
-        kwargs["placement"] = parse_placement(args.placement)
+        kwargs["placement"] = Placement.parse(args.placement)
     else:
         kwargs["workers"] = args.workers
     if args.hooks_file:
         kwargs.update(hook_kwargs(args.hooks_file))
+    stop = threading.Event()  # handlers first: a test may signal as soon as it reads PIDS
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
     server = build_server(runtime=args.runtime, **kwargs)
     handle = server.start(args.address)
     print(f"PORT {handle.port}", flush=True)
     print(f"PIDS {' '.join(map(str, handle.worker_pids))}", flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
     threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
     stop.wait()
     handle.stop(grace=args.grace)

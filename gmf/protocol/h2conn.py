@@ -23,8 +23,11 @@ _U32 = struct.Struct(">L")
 _RESET_BURST = 1000  # client resets tolerated before the reset/open ratio is enforced
 _SETTING = struct.Struct(">HL")
 
+_SHUTDOWN_PING = b"gmfdrain"  # the opaque data of the PING that ends a graceful shutdown
+
 
 # ---------------------------------------------------------------------------- events
+
 class Event:
     __slots__ = ()
 
@@ -147,8 +150,9 @@ class H2ServerConnection:
         self.streams: dict[int, _Stream] = {}
         self.highest_stream_id = 0
         self.terminated = False
-        self.goaway_sent = False
+        self.goaway_sent = False  # the final GOAWAY: streams above highest_stream_id are refused
         self.goaway_received = False
+        self.shutdown_pending = False  # GOAWAY(2^31-1) + PING sent, final GOAWAY after the ACK
         self._buf = bytearray()
         self._out: list[bytes] = []
         self._preface_ok = False
@@ -270,10 +274,29 @@ class H2ServerConnection:
             self._out.append(f.rst_stream(stream_id, error_code))
 
     def start_shutdown(self, error_code: int = f.NO_ERROR, debug: bytes = b"") -> None:
-        """Graceful GOAWAY: streams already open finish, newer ones are refused."""
-        if not self.goaway_sent and not self.terminated:
+        """Graceful GOAWAY: streams already open finish, newer ones are refused.
+
+        NO_ERROR takes two steps (RFC 9113 section 6.8): GOAWAY with the largest stream id
+        and a PING, then, once the PING is acknowledged (or ``finish_shutdown()`` is called),
+        the GOAWAY naming the last stream actually received. Streams a client opened before
+        it saw the first GOAWAY are served, not refused: a proxy such as nginx, which cannot
+        retry a gRPC request once sent, never has one refused by a draining backend."""
+        if self.goaway_sent or self.terminated or self.shutdown_pending:
+            return
+        if error_code != f.NO_ERROR:
             self.goaway_sent = True
             self._out.append(f.goaway(self.highest_stream_id, error_code, debug))
+            return
+        self.shutdown_pending = True
+        self._out.append(f.goaway(0x7FFFFFFF, f.NO_ERROR, debug))
+        self._out.append(f.ping(_SHUTDOWN_PING, ack=False))
+
+    def finish_shutdown(self) -> None:
+        """The second step of a graceful GOAWAY (called on the PING ACK, or by a timer)."""
+        if self.shutdown_pending and not self.terminated:
+            self.shutdown_pending = False
+            self.goaway_sent = True
+            self._out.append(f.goaway(self.highest_stream_id, f.NO_ERROR))
 
     @property
     def handshake_done(self) -> bool:
@@ -355,6 +378,8 @@ class H2ServerConnection:
                 raise _ConnectionError(f.PROTOCOL_ERROR, "PING on a stream")
             if not flags & f.FLAG_ACK:
                 self._out.append(f.ping(payload, ack=True))
+            elif payload == _SHUTDOWN_PING:
+                self.finish_shutdown()
         elif ftype == f.RST_STREAM:
             self._on_rst(sid, payload, events)
         elif ftype == f.GOAWAY:

@@ -20,6 +20,8 @@ from .call import Call
 from .context import ServicerContext
 from .runner import run, run_unary_inline
 
+SHUTDOWN_ACK_TIMEOUT = 1.0  # seconds a draining connection waits for its GOAWAY PING's ACK
+
 if TYPE_CHECKING:
     from .server_state import ServerState
 
@@ -91,8 +93,7 @@ class GrpcConnection(asyncio.Protocol):
         self.h2.initiate_connection()
         self._handshake_timer = self.loop.call_later(self.server.options.handshake_timeout, self._handshake_expired)
         if self.server.draining:
-            self.h2.start_shutdown()
-            self.closing = True
+            self.start_shutdown()
         self._flush()
 
     def data_received(self, data: bytes) -> None:
@@ -292,10 +293,16 @@ class GrpcConnection(asyncio.Protocol):
 
     # ------------------------------------------------------------------ shutdown
     def start_shutdown(self) -> None:
-        """Graceful: GOAWAY now, close once in-flight calls are done."""
+        """Graceful: GOAWAY now, close once in-flight calls are done. New streams are still
+        served until the client acknowledges the GOAWAY's PING (SHUTDOWN_ACK_TIMEOUT at most)."""
         self.closing = True
         self.h2.start_shutdown()
+        self.loop.call_later(SHUTDOWN_ACK_TIMEOUT, self._finish_shutdown)
         self.schedule_flush()
+
+    def _finish_shutdown(self) -> None:
+        self.h2.finish_shutdown()
+        self._flush()
 
     def cancel_all(self) -> None:
         for call in list(self.calls.values()):
@@ -303,6 +310,8 @@ class GrpcConnection(asyncio.Protocol):
         self.schedule_flush()
 
     def _maybe_close(self) -> None:
+        if self.h2.shutdown_pending and not self.h2.goaway_received:
+            return  # the client may still open streams it sent before seeing our GOAWAY
         if not self.calls and not self.h2.has_data_to_send():
             self._close()
 
