@@ -100,17 +100,30 @@ class GmfServer:
         *,
         max_receive_message_length: int = 4 * 1024 * 1024,
         max_send_message_length: int | None = None,
-        max_concurrent_streams: int = 1000,
+        max_concurrent_streams: int = 100,
         compression: grpc.Compression | None = None,
         handshake_timeout: float = 10.0,
         on_worker_start: Hook | None = None,
         on_worker_stop: Hook | None = None,
         grace: float = 10.0,
+        max_header_list_size: int = 64 * 1024,
+        keepalive_min_ping_interval: float = 300.0,
+        max_ping_strikes: int = 2,
+        max_unproductive_frames: int = 1000,
+        max_pending_control_frames: int = 10000,
     ) -> None:
         if workers is not None and workers < 1:
             raise ValueError(f"workers must be at least 1 (got {workers}); allowed CPUs: {','.join(map(str, allowed_cpus()))}")
         if max_connections < 1:
             raise ValueError("max_connections must be at least 1")
+        for name, value in (("max_concurrent_streams", max_concurrent_streams),
+                            ("max_header_list_size", max_header_list_size),
+                            ("max_unproductive_frames", max_unproductive_frames),
+                            ("max_pending_control_frames", max_pending_control_frames)):
+            if value < 1:
+                raise ValueError(f"{name} must be at least 1 (got {value})")
+        if keepalive_min_ping_interval < 0 or max_ping_strikes < 0:
+            raise ValueError("keepalive_min_ping_interval and max_ping_strikes must not be negative")
         if placement is None:
             placement = Placement.max_spread(workers)
         elif workers is not None and placement.count not in (None, workers):
@@ -130,6 +143,11 @@ class GmfServer:
             max_connections=max_connections,
             compression=compression_name,
             handshake_timeout=handshake_timeout,
+            max_header_list_size=max_header_list_size,
+            keepalive_min_ping_interval=keepalive_min_ping_interval,
+            max_ping_strikes=max_ping_strikes,
+            max_unproductive_frames=max_unproductive_frames,
+            max_pending_control_frames=max_pending_control_frames,
         )
         self.on_worker_start = on_worker_start
         self.on_worker_stop = on_worker_stop
