@@ -122,6 +122,41 @@ class _ConnectionError(Exception):
         self.reason = reason
 
 
+# ---------------------------------------------------------------------------- limits
+class _Limits:
+    """Abuse-limit settings and the PING state: only unusual frames touch them. (Kept off the
+    connection object: more than 30 instance attributes would cost CPython's fast
+    attribute access on every frame.)"""
+
+    __slots__ = (
+        "max_unproductive",
+        "max_pending_control",
+        "min_ping_interval",
+        "max_ping_strikes",
+        "clock",
+        "ping_strikes",
+        "last_ping",
+        "settings_unacked",
+    )
+
+    def __init__(
+        self,
+        max_unproductive: int,
+        max_pending_control: int,
+        min_ping_interval: float,
+        max_ping_strikes: int,
+        clock: Callable[[], float],
+    ) -> None:
+        self.max_unproductive = max_unproductive
+        self.max_pending_control = max_pending_control
+        self.min_ping_interval = min_ping_interval
+        self.max_ping_strikes = max_ping_strikes
+        self.clock = clock
+        self.ping_strikes = 0
+        self.last_ping = _NEVER
+        self.settings_unacked = False
+
+
 # ---------------------------------------------------------------------------- streams
 class _Stream:
     __slots__ = (
@@ -192,18 +227,14 @@ class H2ServerConnection:
         self._blocked: dict[int, None] = {}  # streams with pending data, in order
         self._remote_resets = 0
         # Abuse limits. ``_responded`` is set whenever we send response HEADERS or DATA; the
-        # next unproductive frame or PING sees it and restarts both counts.
+        # next unproductive frame or PING sees it and restarts both counts. Only these three
+        # live on the connection (hot paths touch them); the rest waits in ``_limits``.
         self._responded = False
-        self._unproductive = 0
-        self._max_unproductive = max_unproductive_frames
-        self._ping_strikes = 0
-        self._last_ping = _NEVER
-        self._min_ping_interval = keepalive_min_ping_interval
-        self._max_ping_strikes = max_ping_strikes
-        self._clock = clock
+        self._budget = max_unproductive_frames  # unproductive frames left; < 0: cut off
         self._pending_control = 0
-        self._max_pending_control = max_pending_control_frames
-        self._settings_unacked = False
+        self._limits = _Limits(
+            max_unproductive_frames, max_pending_control_frames, keepalive_min_ping_interval, max_ping_strikes, clock
+        )
         self._settings = {
             f.SETTINGS_MAX_CONCURRENT_STREAMS: max_concurrent_streams,
             f.SETTINGS_INITIAL_WINDOW_SIZE: initial_window_size,
@@ -215,7 +246,7 @@ class H2ServerConnection:
     def initiate_connection(self) -> None:
         """Queue our SETTINGS and the connection-window increase (server preface)."""
         self._out.append(f.settings_frame(self._settings))
-        self._settings_unacked = True
+        self._limits.settings_unacked = True
         increment = self._conn_window_size - f.DEFAULT_WINDOW
         if increment > 0:
             self._out.append(f.window_update(0, increment))
@@ -308,7 +339,7 @@ class H2ServerConnection:
             self._blocked.pop(stream_id, None)
             if self._responded:
                 self._rearm()
-            self._unproductive += 1
+            self._budget -= 1
             self._out.append(f.rst_stream(stream_id, error_code))
 
     def start_shutdown(self, error_code: int = f.NO_ERROR, debug: bytes = b"") -> None:
@@ -398,8 +429,8 @@ class H2ServerConnection:
             # One is expected in the preface and one ACK of ours: more draw on the budget.
             if not flags & f.FLAG_ACK:
                 self._waste("SETTINGS frames")  # CVE-2019-9515
-            elif self._settings_unacked:
-                self._settings_unacked = False
+            elif self._limits.settings_unacked:
+                self._limits.settings_unacked = False
             else:
                 self._waste("unsolicited SETTINGS ACKs")
             self._on_settings(flags, sid, payload, events)
@@ -445,15 +476,16 @@ class H2ServerConnection:
         9515/9518). The budget refills whenever we send response HEADERS or DATA."""
         if self._responded:
             self._rearm()
-        self._unproductive += 1
-        if self._unproductive > self._max_unproductive:
+        self._budget -= 1
+        if self._budget < 0:
             raise _ConnectionError(f.ENHANCE_YOUR_CALM, f"too many frames without useful work ({what})")
 
     def _rearm(self) -> None:
         self._responded = False
-        self._unproductive = 0
-        self._ping_strikes = 0
-        self._last_ping = _NEVER
+        limits = self._limits
+        self._budget = limits.max_unproductive
+        limits.ping_strikes = 0
+        limits.last_ping = _NEVER
 
     def _on_ping(self) -> None:
         """grpc-core's ping policy: a PING sooner than ``keepalive_min_ping_interval`` after
@@ -461,18 +493,19 @@ class H2ServerConnection:
         ``max_ping_strikes`` strikes -> GOAWAY ENHANCE_YOUR_CALM "too_many_pings"."""
         if self._responded:
             self._rearm()
-        now = self._clock()
-        if now - self._last_ping < self._min_ping_interval:
-            self._ping_strikes += 1
-            if self._ping_strikes > self._max_ping_strikes:
+        limits = self._limits
+        now = limits.clock()
+        if now - limits.last_ping < limits.min_ping_interval:
+            limits.ping_strikes += 1
+            if limits.ping_strikes > limits.max_ping_strikes:
                 raise _ConnectionError(f.ENHANCE_YOUR_CALM, "too_many_pings")
-        self._last_ping = now
+        limits.last_ping = now
 
     def _control(self, frame: bytes) -> None:
         """Queue a control response (PING/SETTINGS ACK, RST_STREAM): at most
         ``max_pending_control_frames`` wait for the runtime to take the output."""
         self._pending_control += 1
-        if self._pending_control > self._max_pending_control:
+        if self._pending_control > self._limits.max_pending_control:
             raise _ConnectionError(f.ENHANCE_YOUR_CALM, "too many control frames queued")
         self._out.append(frame)
 
@@ -587,7 +620,7 @@ class H2ServerConnection:
             self._waste("streams over SETTINGS_MAX_CONCURRENT_STREAMS")
             self._control(f.rst_stream(sid, f.REFUSED_STREAM))
             return
-        if self._unproductive > self._max_unproductive:  # resets by the application count
+        if self._budget < 0:  # spent by streams the application reset (malformed requests)
             raise _ConnectionError(f.ENHANCE_YOUR_CALM, "too many malformed requests")
         s = _Stream(self.peer_initial_window, self.local_initial_window)
         s.remote_closed = end
