@@ -24,7 +24,8 @@ from tests.hostile import Bystander, RssBound
 from tests.rawh2 import RawClient, frame
 from tests.servers import ServerProcess, spawn
 
-RSS_MIB = 8  # what one attack may add to the worker's RSS (~25-30 MiB at rest; measured growth < 1 MiB)
+RSS_MIB = 8  # what ROUNDS of one attack may add to the worker's RSS (~25-30 MiB at rest)
+ROUNDS = 10  # each attack is repeated on fresh connections
 ENHANCE_YOUR_CALM, PROTOCOL_ERROR, REFUSED_STREAM = 0xB, 0x1, 0x7
 BUDGET = 1000  # max_unproductive_frames default
 RESET_BURST = 1000  # h2conn._RESET_BURST
@@ -84,80 +85,101 @@ def status_of(client: RawClient, stream_id: int) -> dict[str, str]:
 def test_ping_flood_cve_2019_9512(srv):
     """PINGs with nothing served in between: grpc-core's ping strikes; GOAWAY after the third."""
     with Bystander(srv.port), RssBound(srv.pids[0], mib=RSS_MIB):
-        client = connect(srv.port)
-        send_until_closed(client, frame(0x6, 0, 0, b"flooding") * 5000)
-        last, frames = goaway(client)
-        assert last.error_code == ENHANCE_YOUR_CALM and last.additional_data == b"too_many_pings"
-        assert sum(isinstance(f, PingFrame) for f in frames) <= 3
-        client.close()
+        for _ in range(ROUNDS):  # again and again: no leak, the bystander served throughout
+            client = connect(srv.port)
+            send_until_closed(client, frame(0x6, 0, 0, b"flooding") * 5000)
+            last, frames = goaway(client)
+            assert last.error_code == ENHANCE_YOUR_CALM and last.additional_data == b"too_many_pings"
+            assert sum(isinstance(f, PingFrame) for f in frames) <= 3
+            client.close()
 
 
 def test_settings_flood_cve_2019_9515(srv):
     with Bystander(srv.port), RssBound(srv.pids[0], mib=RSS_MIB):
-        client = connect(srv.port)
-        settings = frame(0x4, 0, 0, struct.pack(">HL", 4, 70000))
-        send_until_closed(client, settings * (BUDGET + 500))
-        last, frames = goaway(client)
-        assert last.error_code == ENHANCE_YOUR_CALM
-        acks = sum(isinstance(f, SettingsFrame) and "ACK" in f.flags for f in frames)
-        assert acks <= BUDGET + 1  # the handshake's SETTINGS is free
-        client.close()
+        for _ in range(ROUNDS):  # again and again: no leak, the bystander served throughout
+            client = connect(srv.port)
+            settings = frame(0x4, 0, 0, struct.pack(">HL", 4, 70000))
+            send_until_closed(client, settings * (BUDGET + 500))
+            last, frames = goaway(client)
+            assert last.error_code == ENHANCE_YOUR_CALM
+            acks = sum(isinstance(f, SettingsFrame) and "ACK" in f.flags for f in frames)
+            assert acks <= BUDGET + 1  # the handshake's SETTINGS is free
+            client.close()
+
+
+def test_cut_off_connection_cancels_its_calls(srv):
+    """The calls in flight on a connection that gets GOAWAY ENHANCE_YOUR_CALM are cancelled
+    (their handlers see CancelledError); the worker serves others."""
+    key = f"cut-off-{time.monotonic()}"
+    client = connect(srv.port)
+    body = message(tpb.EchoRequest(action="sleep", message=key, sleep_seconds=30))
+    client.send(client.headers(1, request_headers("/gmftest.TestService/Unary")) + frame(0x0, 0x1, 1, body))
+    time.sleep(0.2)  # the handler is sleeping
+    send_until_closed(client, frame(0x4, 0, 0, b"") * (BUDGET + 1))
+    assert goaway(client)[0].error_code == ENHANCE_YOUR_CALM
+    client.close()
+    with grpc.insecure_channel(srv.target) as channel:
+        stub = gmftest_pb2_grpc.TestServiceStub(channel)
+        assert stub.Unary(tpb.EchoRequest(action="was_cancelled", message=key), timeout=10).message == "cancelled"
 
 
 def test_priority_shuffling_cve_2019_9513(srv):
     """Resource loop: PRIORITY frames reshuffling the dependency tree of open streams."""
     with Bystander(srv.port), RssBound(srv.pids[0], mib=RSS_MIB):
-        client = connect(srv.port)
-        open_streams = [client.headers(sid, request_headers("/gmftest.TestService/ClientStream")) for sid in range(1, 21, 2)]
-        shuffle = b"".join(frame(0x2, 0, sid, struct.pack(">LB", 0x80000000 | (sid % 19 + 2), 255))
-                           for sid in range(1, 21, 2))
-        send_until_closed(client, b"".join(open_streams) + shuffle * (BUDGET // 10 + 50))
-        last, _ = goaway(client)
-        assert last.error_code == ENHANCE_YOUR_CALM
-        client.close()
+        for _ in range(ROUNDS):  # again and again: no leak, the bystander served throughout
+            client = connect(srv.port)
+            open_streams = [client.headers(sid, request_headers("/gmftest.TestService/ClientStream")) for sid in range(1, 21, 2)]
+            shuffle = b"".join(frame(0x2, 0, sid, struct.pack(">LB", 0x80000000 | (sid % 19 + 2), 255))
+                               for sid in range(1, 21, 2))
+            send_until_closed(client, b"".join(open_streams) + shuffle * (BUDGET // 10 + 50))
+            last, _ = goaway(client)
+            assert last.error_code == ENHANCE_YOUR_CALM
+            client.close()
 
 
 def test_empty_frames_flood_cve_2019_9518(srv):
     with Bystander(srv.port), RssBound(srv.pids[0], mib=RSS_MIB):
-        client = connect(srv.port)
-        client.send(client.headers(1, request_headers("/gmftest.TestService/ClientStream")))
-        send_until_closed(client, frame(0x0, 0, 1, b"") * (BUDGET + 500))
-        last, _ = goaway(client)
-        assert last.error_code == ENHANCE_YOUR_CALM
-        client.close()
-        # the same with empty CONTINUATION fragments of a header block that never ends
-        client = connect(srv.port)
-        block = client.encoder.encode(request_headers("/helloworld.Greeter/SayHello"))
-        send_until_closed(client, frame(0x1, 0, 1, block) + frame(0x9, 0, 1, b"") * (BUDGET + 500))
-        last, _ = goaway(client)
-        assert last.error_code == ENHANCE_YOUR_CALM
-        client.close()
+        for _ in range(ROUNDS):  # again and again: no leak, the bystander served throughout
+            client = connect(srv.port)
+            client.send(client.headers(1, request_headers("/gmftest.TestService/ClientStream")))
+            send_until_closed(client, frame(0x0, 0, 1, b"") * (BUDGET + 500))
+            last, _ = goaway(client)
+            assert last.error_code == ENHANCE_YOUR_CALM
+            client.close()
+            # the same with empty CONTINUATION fragments of a header block that never ends
+            client = connect(srv.port)
+            block = client.encoder.encode(request_headers("/helloworld.Greeter/SayHello"))
+            send_until_closed(client, frame(0x1, 0, 1, block) + frame(0x9, 0, 1, b"") * (BUDGET + 500))
+            last, _ = goaway(client)
+            assert last.error_code == ENHANCE_YOUR_CALM
+            client.close()
 
 
 def test_reset_flood_cve_2019_9514(srv):
     """Malformed requests (no :path) that each draw a RST_STREAM PROTOCOL_ERROR, sent in
     batches within MAX_CONCURRENT_STREAMS: cut off once the budget is spent."""
     with Bystander(srv.port), RssBound(srv.pids[0], mib=RSS_MIB):
-        client = connect(srv.port)
-        bad = [(":method", "POST"), (":scheme", "http"), (":authority", "x"), ("content-type", "application/grpc")]
-        sid, frames, batch = 1, [], 50
-        for _ in range(BUDGET // batch + 5):
-            try:
-                client.send(b"".join(client.headers(sid + 2 * i, bad, end_stream=True) for i in range(batch)))
-            except (BrokenPipeError, ConnectionResetError):
-                break
-            sid += 2 * batch
-            last_sid = sid - 2
-            frames += client.frames(until=10, stop=lambda f, last=last_sid: isinstance(f, GoAwayFrame) or f.stream_id == last)
-            if any(isinstance(f, GoAwayFrame) for f in frames):
-                break
-        goaways = [f for f in frames if isinstance(f, GoAwayFrame)]
-        assert [g.error_code for g in goaways] == [ENHANCE_YOUR_CALM]
-        resets = [f for f in frames if isinstance(f, RstStreamFrame)]
-        # the layer above resets them after each read: one read's worth (<= MAX_STREAMS) more
-        assert BUDGET <= len(resets) <= BUDGET + batch and all(r.error_code == PROTOCOL_ERROR for r in resets)
-        assert client.closed(wait=5)
-        client.close()
+        for _ in range(ROUNDS):  # again and again: no leak, the bystander served throughout
+            client = connect(srv.port)
+            bad = [(":method", "POST"), (":scheme", "http"), (":authority", "x"), ("content-type", "application/grpc")]
+            sid, frames, batch = 1, [], 50
+            for _ in range(BUDGET // batch + 5):
+                try:
+                    client.send(b"".join(client.headers(sid + 2 * i, bad, end_stream=True) for i in range(batch)))
+                except (BrokenPipeError, ConnectionResetError):
+                    break
+                sid += 2 * batch
+                last_sid = sid - 2
+                frames += client.frames(until=10, stop=lambda f, last=last_sid: isinstance(f, GoAwayFrame) or f.stream_id == last)
+                if any(isinstance(f, GoAwayFrame) for f in frames):
+                    break
+            goaways = [f for f in frames if isinstance(f, GoAwayFrame)]
+            assert [g.error_code for g in goaways] == [ENHANCE_YOUR_CALM]
+            resets = [f for f in frames if isinstance(f, RstStreamFrame)]
+            # the layer above resets them after each read: one read's worth (<= MAX_STREAMS) more
+            assert BUDGET <= len(resets) <= BUDGET + batch and all(r.error_code == PROTOCOL_ERROR for r in resets)
+            assert client.closed(wait=5)
+            client.close()
 
 
 # ------------------------------------------------------------------------ header blocks
@@ -167,20 +189,21 @@ def test_zero_length_headers_cve_2019_9516(srv):
     PROTOCOL_ERROR), and far over the limit the connection is cut off."""
     hello = message(helloworld_pb2.HelloRequest(name="z"))
     with Bystander(srv.port), RssBound(srv.pids[0], mib=RSS_MIB):
-        client = connect(srv.port)
-        path = "/helloworld.Greeter/SayHello"
-        client.send(client.headers(1, request_headers(path, [("x-e", "")] * 2500)) + frame(0x0, 0x1, 1, hello))
-        assert status_of(client, 1)["grpc-status"] == "8"  # ~87 KB of header list > 64 KiB
-        empty_name = client.encoder.encode(request_headers(path)) + b"\x00\x00\x00"  # literal "" : ""
-        client.send(frame(0x1, 0x5, 3, empty_name))
-        frames = client.frames(until=10, stop=lambda f: isinstance(f, RstStreamFrame))
-        assert [(f.stream_id, f.error_code) for f in frames if isinstance(f, RstStreamFrame)] == [(3, PROTOCOL_ERROR)]
-        client.send(client.headers(5, request_headers(path)) + frame(0x0, 0x1, 5, hello))
-        assert status_of(client, 5)["grpc-status"] == "0"  # same connection, HPACK in sync
-        send_until_closed(client, client.headers(7, request_headers(path, [("x-e", "")] * 10000), end_stream=True))
-        last, _ = goaway(client)  # ~350 KB of header list: past 4 x the limit
-        assert last.error_code == ENHANCE_YOUR_CALM
-        client.close()
+        for _ in range(ROUNDS):  # again and again: no leak, the bystander served throughout
+            client = connect(srv.port)
+            path = "/helloworld.Greeter/SayHello"
+            client.send(client.headers(1, request_headers(path, [("x-e", "")] * 2500)) + frame(0x0, 0x1, 1, hello))
+            assert status_of(client, 1)["grpc-status"] == "8"  # ~87 KB of header list > 64 KiB
+            empty_name = client.encoder.encode(request_headers(path)) + b"\x00\x00\x00"  # literal "" : ""
+            client.send(frame(0x1, 0x5, 3, empty_name))
+            frames = client.frames(until=10, stop=lambda f: isinstance(f, RstStreamFrame))
+            assert [(f.stream_id, f.error_code) for f in frames if isinstance(f, RstStreamFrame)] == [(3, PROTOCOL_ERROR)]
+            client.send(client.headers(5, request_headers(path)) + frame(0x0, 0x1, 5, hello))
+            assert status_of(client, 5)["grpc-status"] == "0"  # same connection, HPACK in sync
+            send_until_closed(client, client.headers(7, request_headers(path, [("x-e", "")] * 10000), end_stream=True))
+            last, _ = goaway(client)  # ~350 KB of header list: past 4 x the limit
+            assert last.error_code == ENHANCE_YOUR_CALM
+            client.close()
 
 
 def test_hpack_bomb(srv):
@@ -188,41 +211,43 @@ def test_hpack_bomb(srv):
     decoded): decoding stops at 4 x the 64 KiB limit and the connection is cut off; memory
     stays flat. A block moderately over the limit only fails its call."""
     with Bystander(srv.port), RssBound(srv.pids[0], mib=RSS_MIB):
-        client = connect(srv.port)
-        hello = message(helloworld_pb2.HelloRequest(name="b"))
-        path = "/helloworld.Greeter/SayHello"
-        client.send(client.headers(1, request_headers(path, [("x-bomb", "b" * 4000)])) + frame(0x0, 0x1, 1, hello))
-        assert status_of(client, 1)["grpc-status"] == "0"
-        ref = bytes([0x80 | 62])  # x-bomb, now the only dynamic-table entry (it evicted the rest)
-        base = client.encoder.encode([NeverIndexedHeaderTuple(k, v) for k, v in request_headers(path)])
-        client.send(frame(0x1, 0x4, 3, base + ref * 20) + frame(0x0, 0x1, 3, hello))
-        assert status_of(client, 3)["grpc-status"] == "8"  # ~80 KB: this call only
-        send_until_closed(client, frame(0x1, 0x5, 5, ref * 16000))
-        last, _ = goaway(client)
-        assert last.error_code == ENHANCE_YOUR_CALM
-        client.close()
+        for _ in range(ROUNDS):  # again and again: no leak, the bystander served throughout
+            client = connect(srv.port)
+            hello = message(helloworld_pb2.HelloRequest(name="b"))
+            path = "/helloworld.Greeter/SayHello"
+            client.send(client.headers(1, request_headers(path, [("x-bomb", "b" * 4000)])) + frame(0x0, 0x1, 1, hello))
+            assert status_of(client, 1)["grpc-status"] == "0"
+            ref = bytes([0x80 | 62])  # x-bomb, now the only dynamic-table entry (it evicted the rest)
+            base = client.encoder.encode([NeverIndexedHeaderTuple(k, v) for k, v in request_headers(path)])
+            client.send(frame(0x1, 0x4, 3, base + ref * 20) + frame(0x0, 0x1, 3, hello))
+            assert status_of(client, 3)["grpc-status"] == "8"  # ~80 KB: this call only
+            send_until_closed(client, frame(0x1, 0x5, 5, ref * 16000))
+            last, _ = goaway(client)
+            assert last.error_code == ENHANCE_YOUR_CALM
+            client.close()
 
 
 def test_continuation_flood(srv):
     """HEADERS then endless CONTINUATION frames without END_HEADERS: the block is never
     decoded and past 4 x the header list limit (256 KiB) the connection is cut off."""
     with Bystander(srv.port), RssBound(srv.pids[0], mib=RSS_MIB):
-        client = connect(srv.port)
-        block = client.encoder.encode(request_headers("/helloworld.Greeter/SayHello"))
-        client.send(frame(0x1, 0, 1, block))
-        piece = frame(0x9, 0, 1, b"\x00" * 16384)
-        sent = 0
-        try:
-            while sent < 64 << 20:  # "endless": 64 MiB unless the server stops it
-                client.send(piece * 16)
-                sent += 16 * 16384
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        # the server stops after 256 KiB; the two sockets' kernel buffers absorb a few MiB more
-        assert sent < 32 << 20, f"the server read {sent} bytes of one header block"
-        last, _ = goaway(client)
-        assert last.error_code == ENHANCE_YOUR_CALM
-        client.close()
+        for _ in range(ROUNDS):  # again and again: no leak, the bystander served throughout
+            client = connect(srv.port)
+            block = client.encoder.encode(request_headers("/helloworld.Greeter/SayHello"))
+            client.send(frame(0x1, 0, 1, block))
+            piece = frame(0x9, 0, 1, b"\x00" * 16384)
+            sent = 0
+            try:
+                while sent < 64 << 20:  # "endless": 64 MiB unless the server stops it
+                    client.send(piece * 16)
+                    sent += 16 * 16384
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            # the server stops after 256 KiB; the two sockets' kernel buffers absorb a few MiB more
+            assert sent < 32 << 20, f"the server read {sent} bytes of one header block"
+            last, _ = goaway(client)
+            assert last.error_code == ENHANCE_YOUR_CALM
+            client.close()
 
 
 # ------------------------------------------------------------------------ rapid reset
