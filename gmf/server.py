@@ -117,7 +117,7 @@ class GmfServer:
         *,
         max_receive_message_length: int = 4 * 1024 * 1024,
         max_send_message_length: int | None = None,
-        max_concurrent_streams: int = 1000,
+        max_concurrent_streams: int = 100,
         compression: grpc.Compression | None = None,
         handshake_timeout: float = 10.0,
         on_worker_start: Hook | None = None,
@@ -129,6 +129,11 @@ class GmfServer:
         health: bool = False,
         reflection: bool = False,
         interceptors: Iterable[Any] = (),
+        max_header_list_size: int = 64 * 1024,
+        keepalive_min_ping_interval: float = 300.0,
+        max_ping_strikes: int = 2,
+        max_unproductive_frames: int = 1000,
+        max_pending_control_frames: int = 10000,
     ) -> None:
         self.placement = Placement.max_spread()
         self.cpu_sets: list[tuple[int, ...] | None] = []
@@ -162,6 +167,11 @@ class GmfServer:
             on_worker_start=on_worker_start,
             on_worker_stop=on_worker_stop,
             grace=grace,
+            max_header_list_size=max_header_list_size,
+            keepalive_min_ping_interval=keepalive_min_ping_interval,
+            max_ping_strikes=max_ping_strikes,
+            max_unproductive_frames=max_unproductive_frames,
+            max_pending_control_frames=max_pending_control_frames,
         )
 
     def configure(self, **options: Any) -> GmfServer:
@@ -309,7 +319,11 @@ _NUMBERS: dict[str, tuple[type, float]] = {
     "max_concurrent_streams": (int, 1),
     "max_receive_message_length": (int, 1),
     "max_send_message_length": (int, 1),
-    "max_metadata_size": (int, 1),
+    "max_header_list_size": (int, 1),
+    "max_unproductive_frames": (int, 1),
+    "max_pending_control_frames": (int, 1),
+    "keepalive_min_ping_interval": (float, 0),
+    "max_ping_strikes": (int, 0),
     "handshake_timeout": (float, 0.001),
     "grace": (float, 0),
     "metrics_port": (int, 0),

@@ -25,6 +25,8 @@ import helloworld_pb2_grpc  # noqa: E402
 
 # Per-worker record of handlers that saw their cancellation (tests use one worker).
 CANCELLED: dict[str, str] = {}
+# Per-worker count of handler starts by request message ("count_start"; read by "started").
+STARTED: dict[str, int] = {}
 
 
 def _metadata_strings(context) -> list[str]:
@@ -63,6 +65,11 @@ class TestService(gmftest_pb2_grpc.TestServiceServicer):
                     break
                 await asyncio.sleep(0.02)
             return gmftest_pb2.EchoReply(message=CANCELLED.get(request.message, "no"))
+        if action == "count_start":  # a handler that really ran (rapid-reset tests)
+            STARTED[request.message] = STARTED.get(request.message, 0) + 1
+            await asyncio.sleep(request.sleep_seconds)
+        if action == "started":
+            return gmftest_pb2.EchoReply(message=str(STARTED.get(request.message, 0)))
         if action == "big":
             return gmftest_pb2.EchoReply(payload=b"x" * request.count)
         if action == "metadata":

@@ -57,6 +57,9 @@ def main() -> None:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     server = build_server(runtime=args.runtime, **kwargs)
     handle = server.start(args.address)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # before the test can send it
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
     print(f"PORT {handle.port}", flush=True)
     print(f"PIDS {' '.join(map(str, handle.worker_pids))}", flush=True)
     threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()

@@ -7,21 +7,37 @@ header blocks decoded by a caching HPACK decoder and encoded statelessly by the 
 
 Every protocol violation has a defined answer: a stream error (RST_STREAM) or a
 connection error (GOAWAY then close, reported as ``ConnectionTerminated``).
+
+Abuse limits (docs/security.md, "HTTP/2 frame level"): frames that make us work without
+serving anything (SETTINGS, PRIORITY, empty DATA/HEADERS/CONTINUATION, frames for closed
+streams, streams we are made to reset) draw on a budget that refills whenever we send
+response HEADERS or DATA; PINGs follow grpc-core's ping-strike policy; control responses
+waiting in the output are capped; header blocks far beyond the advertised header list size
+are cut off while decoding. Each check is an int compare on the receive path. Time (for
+PINGs only) comes from the ``clock`` callable: the runtime passes its loop's clock, tests a fake.
 """
 
 from __future__ import annotations
 
 import struct
+import time
 from collections import deque
+from collections.abc import Callable
 
-from hpack import HPACKError
+from hpack import HPACKError, OversizedHeaderListError
 
 from . import frames as f
-from .hpack_codec import CachingDecoder, HeaderList
+from .hpack_codec import CachingDecoder, HeaderList, MalformedHeaderBlock
 
 _U32 = struct.Struct(">L")
 _RESET_BURST = 1000  # client resets tolerated before the reset/open ratio is enforced
 _SETTING = struct.Struct(">HL")
+# A header block whose encoded size or decoded header list goes beyond this many times the
+# advertised SETTINGS_MAX_HEADER_LIST_SIZE is not materialized: the connection is cut off
+# (its HPACK state cannot be kept consistent without decoding the rest). Blocks between the
+# limit and this are decoded and the request alone is refused (RESOURCE_EXHAUSTED above).
+HEADER_HARD_FACTOR = 4
+_NEVER = float("-inf")
 
 _SHUTDOWN_PING = b"gmfdrain"  # the opaque data of the PING that ends a graceful shutdown
 
@@ -109,6 +125,41 @@ class _ConnectionError(Exception):
         self.reason = reason
 
 
+# ---------------------------------------------------------------------------- limits
+class _Limits:
+    """Abuse-limit settings and the PING state: only unusual frames touch them. (Kept off the
+    connection object: more than 30 instance attributes would cost CPython's fast
+    attribute access on every frame.)"""
+
+    __slots__ = (
+        "max_unproductive",
+        "max_pending_control",
+        "min_ping_interval",
+        "max_ping_strikes",
+        "clock",
+        "ping_strikes",
+        "last_ping",
+        "settings_unacked",
+    )
+
+    def __init__(
+        self,
+        max_unproductive: int,
+        max_pending_control: int,
+        min_ping_interval: float,
+        max_ping_strikes: int,
+        clock: Callable[[], float],
+    ) -> None:
+        self.max_unproductive = max_unproductive
+        self.max_pending_control = max_pending_control
+        self.min_ping_interval = min_ping_interval
+        self.max_ping_strikes = max_ping_strikes
+        self.clock = clock
+        self.ping_strikes = 0
+        self.last_ping = _NEVER
+        self.settings_unacked = False
+
+
 # ---------------------------------------------------------------------------- streams
 class _Stream:
     __slots__ = (
@@ -141,11 +192,15 @@ class H2ServerConnection:
     def __init__(
         self,
         *,
-        max_concurrent_streams: int = 1000,
+        max_concurrent_streams: int = 100,
         initial_window_size: int = 1 << 20,
         connection_window_size: int = 1 << 24,
         max_header_list_size: int = 16384 * 4,
-        max_header_block_size: int = 1 << 18,
+        keepalive_min_ping_interval: float = 300.0,
+        max_ping_strikes: int = 2,
+        max_unproductive_frames: int = 1000,
+        max_pending_control_frames: int = 10000,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.streams: dict[int, _Stream] = {}
         self.highest_stream_id = 0
@@ -159,13 +214,13 @@ class H2ServerConnection:
         self._settings_seen = False
         self._continuation: tuple[int, int, bytearray] | None = None
         # The advertised limit is enforced per request by the layer above (a stream-level
-        # answer); the decoder only stops blocks far beyond it, which cost the connection.
-        self._decoder = CachingDecoder(max(max_header_list_size * 4, max_header_block_size * 4))
+        # answer); blocks far beyond it cost the connection, before they are materialized.
+        self._max_header_block = max_header_list_size * HEADER_HARD_FACTOR
+        self._decoder = CachingDecoder(self._max_header_block)
         # local settings (what we advertise)
         self.max_concurrent_streams = max_concurrent_streams
         self.local_initial_window = initial_window_size
         self.local_max_frame = f.DEFAULT_MAX_FRAME
-        self._max_header_block = max_header_block_size
         self._conn_window_size = connection_window_size
         self._recv_conn_window = connection_window_size
         self._recv_conn_unacked = 0
@@ -175,6 +230,15 @@ class H2ServerConnection:
         self.send_conn_window = f.DEFAULT_WINDOW
         self._blocked: dict[int, None] = {}  # streams with pending data, in order
         self._remote_resets = 0
+        # Abuse limits. ``_responded`` is set whenever we send response HEADERS or DATA; the
+        # next unproductive frame or PING sees it and restarts both counts. Only these three
+        # live on the connection (hot paths touch them); the rest waits in ``_limits``.
+        self._responded = False
+        self._budget = max_unproductive_frames  # unproductive frames left; < 0: cut off
+        self._pending_control = 0
+        self._limits = _Limits(
+            max_unproductive_frames, max_pending_control_frames, keepalive_min_ping_interval, max_ping_strikes, clock
+        )
         self._settings = {
             f.SETTINGS_MAX_CONCURRENT_STREAMS: max_concurrent_streams,
             f.SETTINGS_INITIAL_WINDOW_SIZE: initial_window_size,
@@ -186,6 +250,7 @@ class H2ServerConnection:
     def initiate_connection(self) -> None:
         """Queue our SETTINGS and the connection-window increase (server preface)."""
         self._out.append(f.settings_frame(self._settings))
+        self._limits.settings_unacked = True
         increment = self._conn_window_size - f.DEFAULT_WINDOW
         if increment > 0:
             self._out.append(f.window_update(0, increment))
@@ -195,6 +260,7 @@ class H2ServerConnection:
         out = self._out
         if not out:
             return b""
+        self._pending_control = 0
         if len(out) == 1:
             data = out[0]
         else:
@@ -212,6 +278,7 @@ class H2ServerConnection:
         s = self.streams.get(stream_id)
         if s is None or s.local_closed:
             return
+        self._responded = True
         if end_stream and s.pending:
             s.pending_trailers = block
             s.pending_end = True
@@ -226,6 +293,7 @@ class H2ServerConnection:
         s = self.streams.get(stream_id)
         if s is None or s.local_closed:
             return
+        self._responded = True
         if s.pending:
             if data:
                 s.pending.append(memoryview(data))
@@ -269,8 +337,13 @@ class H2ServerConnection:
             s.recv_unacked = 0
 
     def reset_stream(self, stream_id: int, error_code: int) -> None:
+        """Reset a stream the application refuses (a malformed request). It counts against
+        the unproductive-frame budget, checked when the client opens its next stream."""
         if self.streams.pop(stream_id, None) is not None:
             self._blocked.pop(stream_id, None)
+            if self._responded:
+                self._rearm()
+            self._budget -= 1
             self._out.append(f.rst_stream(stream_id, error_code))
 
     def start_shutdown(self, error_code: int = f.NO_ERROR, debug: bytes = b"") -> None:
@@ -352,10 +425,14 @@ class H2ServerConnection:
             cont_sid, cont_flags, block = self._continuation
             if ftype != f.CONTINUATION or sid != cont_sid:
                 raise _ConnectionError(f.PROTOCOL_ERROR, "expected CONTINUATION")
+            end_headers = flags & f.FLAG_END_HEADERS
+            if not payload and not end_headers:
+                self._waste("empty CONTINUATION frames")
+                return
             block += payload
-            if len(block) > self._max_header_block:
+            if len(block) > self._max_header_block:  # CONTINUATION flood: cut off, not decoded
                 raise _ConnectionError(f.ENHANCE_YOUR_CALM, "header block too large")
-            if flags & f.FLAG_END_HEADERS:
+            if end_headers:
                 self._continuation = None
                 self._header_block(sid, cont_flags, bytes(block), events)
             return
@@ -363,6 +440,8 @@ class H2ServerConnection:
             if ftype != f.SETTINGS or flags & f.FLAG_ACK:
                 raise _ConnectionError(f.PROTOCOL_ERROR, "first frame must be SETTINGS")
             self._settings_seen = True
+            self._on_settings(flags, sid, payload, events)
+            return
         if ftype == f.DATA:
             self._on_data(flags, sid, payload, events)
         elif ftype == f.HEADERS:
@@ -370,16 +449,27 @@ class H2ServerConnection:
         elif ftype == f.WINDOW_UPDATE:
             self._on_window_update(sid, payload, events)
         elif ftype == f.SETTINGS:
+            # One is expected in the preface and one ACK of ours: more draw on the budget.
+            if not flags & f.FLAG_ACK:
+                self._waste("SETTINGS frames")  # CVE-2019-9515
+            elif self._limits.settings_unacked:
+                self._limits.settings_unacked = False
+            else:
+                self._waste("unsolicited SETTINGS ACKs")
             self._on_settings(flags, sid, payload, events)
         elif ftype == f.PING:
             if len(payload) != 8:
                 raise _ConnectionError(f.FRAME_SIZE_ERROR, "PING payload must be 8 bytes")
             if sid:
                 raise _ConnectionError(f.PROTOCOL_ERROR, "PING on a stream")
-            if not flags & f.FLAG_ACK:
-                self._out.append(f.ping(payload, ack=True))
-            elif payload == _SHUTDOWN_PING:
-                self.finish_shutdown()
+            if flags & f.FLAG_ACK:
+                if payload == _SHUTDOWN_PING:
+                    self.finish_shutdown()
+                else:
+                    self._waste("unsolicited PING ACKs")  # the only PING we send is the shutdown one
+            else:
+                self._on_ping()
+                self._control(f.ping(payload, ack=True))
         elif ftype == f.RST_STREAM:
             self._on_rst(sid, payload, events)
         elif ftype == f.GOAWAY:
@@ -387,6 +477,8 @@ class H2ServerConnection:
                 raise _ConnectionError(f.PROTOCOL_ERROR, "GOAWAY on a stream")
             if len(payload) < 8:
                 raise _ConnectionError(f.FRAME_SIZE_ERROR, "short GOAWAY")
+            if self.goaway_received:
+                self._waste("repeated GOAWAY frames")
             self.goaway_received = True
             last, code = struct.unpack_from(">LL", payload)
             events.append(GoAwayReceived(last & 0x7FFFFFFF, code))
@@ -395,11 +487,53 @@ class H2ServerConnection:
                 raise _ConnectionError(f.PROTOCOL_ERROR, "PRIORITY on stream 0")
             if len(payload) != 5:
                 raise _ConnectionError(f.FRAME_SIZE_ERROR, "PRIORITY payload must be 5 bytes")
+            self._waste("PRIORITY frames")  # priorities are ignored (CVE-2019-9513)
         elif ftype == f.PUSH_PROMISE:
             raise _ConnectionError(f.PROTOCOL_ERROR, "clients must not send PUSH_PROMISE")
         elif ftype == f.CONTINUATION:
             raise _ConnectionError(f.PROTOCOL_ERROR, "unexpected CONTINUATION")
-        # unknown frame types are ignored (RFC 9113 4.1)
+        else:  # unknown frame types are ignored (RFC 9113 4.1), but not without end
+            self._waste("unknown frame types")
+
+    # ------------------------------------------------------------------ abuse limits
+    def _waste(self, what: str) -> None:
+        """A frame that makes us work without serving anything: SETTINGS, PRIORITY, empty
+        fragments, frames for closed streams, streams we must reset (CVE-2019-9513/9514/
+        9515/9518). The budget refills whenever we send response HEADERS or DATA."""
+        if self._responded:
+            self._rearm()
+        self._budget -= 1
+        if self._budget < 0:
+            raise _ConnectionError(f.ENHANCE_YOUR_CALM, f"too many frames without useful work ({what})")
+
+    def _rearm(self) -> None:
+        self._responded = False
+        limits = self._limits
+        self._budget = limits.max_unproductive
+        limits.ping_strikes = 0
+        limits.last_ping = _NEVER
+
+    def _on_ping(self) -> None:
+        """grpc-core's ping policy: a PING sooner than ``keepalive_min_ping_interval`` after
+        the previous one is a strike unless we sent HEADERS/DATA in between; more than
+        ``max_ping_strikes`` strikes -> GOAWAY ENHANCE_YOUR_CALM "too_many_pings"."""
+        if self._responded:
+            self._rearm()
+        limits = self._limits
+        now = limits.clock()
+        if now - limits.last_ping < limits.min_ping_interval:
+            limits.ping_strikes += 1
+            if limits.ping_strikes > limits.max_ping_strikes:
+                raise _ConnectionError(f.ENHANCE_YOUR_CALM, "too_many_pings")
+        limits.last_ping = now
+
+    def _control(self, frame: bytes) -> None:
+        """Queue a control response (PING/SETTINGS ACK, RST_STREAM): at most
+        ``max_pending_control_frames`` wait for the runtime to take the output."""
+        self._pending_control += 1
+        if self._pending_control > self._limits.max_pending_control:
+            raise _ConnectionError(f.ENHANCE_YOUR_CALM, "too many control frames queued")
+        self._out.append(frame)
 
     @staticmethod
     def _strip_padding(flags: int, payload: bytes) -> bytes:
@@ -425,7 +559,9 @@ class H2ServerConnection:
         if s is None:
             if sid > self.highest_stream_id:
                 raise _ConnectionError(f.PROTOCOL_ERROR, f"DATA on idle stream {sid}")
-            return  # a stream we already closed or reset: frames in flight, ignore
+            if not flow:  # in flight after our reset: ignored (non-empty ones are flow-controlled)
+                self._waste("empty DATA frames")
+            return
         if s.remote_closed:
             self._stream_error(sid, f.STREAM_CLOSED, events)
             return
@@ -440,6 +576,9 @@ class H2ServerConnection:
         end = bool(flags & f.FLAG_END_STREAM)
         if end:
             s.remote_closed = True
+        elif not data:
+            self._waste("empty DATA frames")  # CVE-2019-9518
+            return
         events.append(DataReceived(sid, data, len(data), end))
         if end and s.local_closed and not s.pending:
             self.streams.pop(sid, None)
@@ -462,11 +601,23 @@ class H2ServerConnection:
         if flags & f.FLAG_END_HEADERS:
             self._header_block(sid, flags, block, events)
         else:
+            if not block:
+                self._waste("empty HEADERS fragments")
             self._continuation = (sid, flags, bytearray(block))
 
     def _header_block(self, sid: int, flags: int, block: bytes, events: list[Event]) -> None:
         try:
             headers = self._decoder.decode(block)
+        except OversizedHeaderListError:
+            # An HPACK bomb: a block expanding far beyond the advertised limit. Decoding
+            # stopped at the hard cap; the rest of the block (and the HPACK state) is lost.
+            raise _ConnectionError(f.ENHANCE_YOUR_CALM, "header list far beyond the limit") from None
+        except MalformedHeaderBlock:
+            # Decoded completely (HPACK state intact) but not a valid request: stream error.
+            if sid > self.highest_stream_id:
+                self.highest_stream_id = sid
+            self._stream_error(sid, f.PROTOCOL_ERROR, events)
+            return
         except HPACKError as exc:
             raise _ConnectionError(f.COMPRESSION_ERROR, f"HPACK: {exc}") from None
         except Exception as exc:  # any decoder failure leaves HPACK state unknown
@@ -485,12 +636,19 @@ class H2ServerConnection:
                 self._stream_error(sid, f.PROTOCOL_ERROR, events)
             return
         if sid <= self.highest_stream_id:
-            return  # closed stream: trailers in flight after our reset; decoded, ignored
+            self._waste("HEADERS on closed streams")  # trailers in flight after our reset
+            return
         self.highest_stream_id = sid
-        s = _Stream(self.peer_initial_window, self.local_initial_window)
-        if self.goaway_sent or len(self.streams) >= self.max_concurrent_streams:
+        if self.goaway_sent:
             self._out.append(f.rst_stream(sid, f.REFUSED_STREAM))
             return
+        if len(self.streams) >= self.max_concurrent_streams:
+            self._waste("streams over SETTINGS_MAX_CONCURRENT_STREAMS")
+            self._control(f.rst_stream(sid, f.REFUSED_STREAM))
+            return
+        if self._budget < 0:  # spent by streams the application reset (malformed requests)
+            raise _ConnectionError(f.ENHANCE_YOUR_CALM, "too many malformed requests")
+        s = _Stream(self.peer_initial_window, self.local_initial_window)
         s.remote_closed = end
         self.streams[sid] = s
         events.append(RequestReceived(sid, headers, end))
@@ -516,6 +674,7 @@ class H2ServerConnection:
         if s is None:
             if sid > self.highest_stream_id:
                 raise _ConnectionError(f.PROTOCOL_ERROR, f"WINDOW_UPDATE on idle stream {sid}")
+            self._waste("WINDOW_UPDATE on closed streams")
             return
         if inc == 0:
             self._stream_error(sid, f.PROTOCOL_ERROR, events)
@@ -555,7 +714,7 @@ class H2ServerConnection:
                 if value > 1:
                     raise _ConnectionError(f.PROTOCOL_ERROR, "SETTINGS_ENABLE_PUSH must be 0 or 1")
             # HEADER_TABLE_SIZE: our encoder never uses the dynamic table; others are advisory.
-        self._out.append(f.SETTINGS_ACK)
+        self._control(f.SETTINGS_ACK)
         for bsid in list(self._blocked):
             bs = self.streams.get(bsid)
             if bs is not None and bs.send_window > 0:
@@ -566,21 +725,24 @@ class H2ServerConnection:
             raise _ConnectionError(f.FRAME_SIZE_ERROR, "RST_STREAM payload must be 4 bytes")
         if sid == 0 or sid > self.highest_stream_id:
             raise _ConnectionError(f.PROTOCOL_ERROR, f"RST_STREAM on idle stream {sid}")
-        if self.streams.pop(sid, None) is not None:
-            self._blocked.pop(sid, None)
-            events.append(StreamReset(sid, _U32.unpack(payload)[0], remote=True))
-            # "Rapid reset" (CVE-2023-44487): streams opened and reset at once cost work
-            # without ever counting against MAX_CONCURRENT_STREAMS. Allow a burst, then
-            # require that most streams a client opens are not cancelled by it.
-            self._remote_resets += 1
-            if self._remote_resets > _RESET_BURST and self._remote_resets * 2 > self.highest_stream_id // 2:
-                raise _ConnectionError(f.ENHANCE_YOUR_CALM, "too many streams reset by the client")
+        if self.streams.pop(sid, None) is None:
+            self._waste("RST_STREAM on closed streams")
+            return
+        self._blocked.pop(sid, None)
+        events.append(StreamReset(sid, _U32.unpack(payload)[0], remote=True))
+        # "Rapid reset" (CVE-2023-44487): streams opened and reset at once cost work
+        # without ever counting against MAX_CONCURRENT_STREAMS. Allow a burst, then
+        # require that most streams a client opens are not cancelled by it.
+        self._remote_resets += 1
+        if self._remote_resets > _RESET_BURST and self._remote_resets * 2 > self.highest_stream_id // 2:
+            raise _ConnectionError(f.ENHANCE_YOUR_CALM, "too many streams reset by the client")
 
     def _stream_error(self, sid: int, code: int, events: list[Event]) -> None:
+        self._waste("stream errors")  # CVE-2019-9514: requests made to draw RST_STREAM
         if self.streams.pop(sid, None) is not None:
             self._blocked.pop(sid, None)
             events.append(StreamReset(sid, code, remote=False))
-        self._out.append(f.rst_stream(sid, code))
+        self._control(f.rst_stream(sid, code))
 
     # ------------------------------------------------------------------ flow control
     def _end_local(self, sid: int, s: _Stream) -> None:
@@ -614,6 +776,7 @@ class H2ServerConnection:
             self.send_conn_window -= n
             s.pending_bytes -= n
             progressed = True
+            self._responded = True
         if s.pending:
             self._blocked[sid] = None
         else:

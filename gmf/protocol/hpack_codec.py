@@ -26,6 +26,11 @@ _STATIC_NAME_INDEX: dict[bytes, int] = {
 Header = tuple[bytes, bytes]
 
 
+class MalformedHeaderBlock(Exception):
+    """The block decoded (the dynamic table is consistent) but a field is not valid HTTP:
+    an empty field name (RFC 9113 8.2.1, field-name is a non-empty token)."""
+
+
 class HeaderList(list[Header]):
     """A decoded header block. A block served from the cache is the same object each time,
     so ``summary`` lets the layer above parse it once (e.g. the gRPC request fields)."""
@@ -68,6 +73,8 @@ class CachingDecoder:
     __slots__ = ("_decoder", "_table", "_cache", "_cache_limit")
 
     def __init__(self, max_header_list_size: int = 65536, cache_limit: int = 128) -> None:
+        """``max_header_list_size`` stops decoding a block (``OversizedHeaderListError``) as
+        soon as its RFC 9113 header list size passes it: a bomb is never materialized."""
         self._decoder = Decoder(max_header_list_size=max_header_list_size)
         self._table = _CountingTable()
         self._decoder.header_table = self._table
@@ -75,13 +82,17 @@ class CachingDecoder:
         self._cache_limit = cache_limit
 
     def decode(self, block: bytes) -> HeaderList:
-        """Decode one complete header block; raises hpack errors on malformed input."""
+        """Decode one complete header block; raises hpack errors on malformed input and
+        ``MalformedHeaderBlock`` (after decoding) for a field with an empty name."""
         table = self._table
         hit = self._cache.get(block)
         if hit is not None and hit[0] == table.generation:
             return hit[1]
         before = table.generation
         headers = HeaderList([(h[0], h[1]) for h in self._decoder.decode(block, raw=True)])  # type: ignore[misc]
+        for name, _ in headers:
+            if not name:
+                raise MalformedHeaderBlock("empty header field name")
         if table.generation == before:
             if len(self._cache) >= self._cache_limit:
                 self._cache.clear()

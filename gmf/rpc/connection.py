@@ -74,10 +74,7 @@ class GrpcConnection(asyncio.Protocol):
         self.metrics = server.metrics
         self.loop = server.loop
         self.transport: asyncio.Transport | None = None
-        self.h2 = h2.H2ServerConnection(
-            max_concurrent_streams=server.max_concurrent_streams,
-            max_header_list_size=server.max_metadata_size,
-        )
+        self.h2 = h2.H2ServerConnection(clock=self.loop.time, **server.h2_limits)
         self.calls: dict[int, Call] = {}
         self.peer = "unknown"
         self.write_paused = False
@@ -192,8 +189,8 @@ class GrpcConnection(asyncio.Protocol):
         method_name, path, content_type = summary.method, summary.path, summary.content_type
         timeout, encoding, accept = summary.timeout, summary.encoding, summary.accept
         h = self.h2
-        if summary.size > self.server.max_metadata_size:
-            message = f"Header list of {summary.size} bytes exceeds the limit of {self.server.max_metadata_size}"
+        if summary.size > self.server.max_header_list_size:
+            message = f"Header list of {summary.size} bytes exceeds the limit of {self.server.max_header_list_size}"
             h.send_headers(sid, g.trailers(g.RESOURCE_EXHAUSTED, message, trailers_only=True), end_stream=True)
             self._rejected(summary.path_str, g.RESOURCE_EXHAUSTED)
             return

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from ..metrics import WorkerMetrics
 from .connection import GrpcConnection
@@ -19,17 +19,43 @@ from .registry import MethodCache, MethodRegistry
 log = logging.getLogger("gmf")
 
 
+class H2Limits(TypedDict):
+    """The limits ``H2ServerConnection`` enforces itself (its keyword arguments)."""
+
+    max_concurrent_streams: int
+    max_header_list_size: int
+    keepalive_min_ping_interval: float
+    max_ping_strikes: int
+    max_unproductive_frames: int
+    max_pending_control_frames: int
+
+
 @dataclass(frozen=True)
 class ServerOptions:
     max_receive_message_length: int = 4 * 1024 * 1024
     max_send_message_length: int | None = None  # grpcio's default: unlimited
-    max_concurrent_streams: int = 1000
-    max_metadata_size: int = 64 * 1024
+    max_concurrent_streams: int = 100  # per connection, advertised in SETTINGS
+    max_header_list_size: int = 64 * 1024  # advertised; over it a call gets RESOURCE_EXHAUSTED
     max_connections: int = 10240
     compression: str | None = None  # "gzip" | "deflate" | None
     handshake_timeout: float = 10.0  # seconds a new connection has to send the HTTP/2 preface
     access_log: bool = False  # one "gmf.access" log line per finished RPC
     interceptors: tuple[Any, ...] = ()  # grpc.aio.ServerInterceptor / grpc.ServerInterceptor, in order
+    # HTTP/2 abuse limits (docs/security.md, "HTTP/2 frame level")
+    keepalive_min_ping_interval: float = 300.0  # seconds; sooner PINGs are strikes (0: off)
+    max_ping_strikes: int = 2  # more -> GOAWAY ENHANCE_YOUR_CALM "too_many_pings"
+    max_unproductive_frames: int = 1000  # frames without useful work between responses
+    max_pending_control_frames: int = 10000  # control responses waiting for the socket
+
+    def h2_limits(self) -> H2Limits:
+        return H2Limits(
+            max_concurrent_streams=self.max_concurrent_streams,
+            max_header_list_size=self.max_header_list_size,
+            keepalive_min_ping_interval=self.keepalive_min_ping_interval,
+            max_ping_strikes=self.max_ping_strikes,
+            max_unproductive_frames=self.max_unproductive_frames,
+            max_pending_control_frames=self.max_pending_control_frames,
+        )
 
 
 # How long drain callbacks (e.g. health's NOT_SERVING to open Watch streams) may take.
@@ -53,8 +79,8 @@ class ServerState:
         self.options = options
         self.max_receive_message_length = options.max_receive_message_length
         self.max_send_message_length = options.max_send_message_length
-        self.max_concurrent_streams = options.max_concurrent_streams
-        self.max_metadata_size = options.max_metadata_size
+        self.max_header_list_size = options.max_header_list_size
+        self.h2_limits = options.h2_limits()
         self.compression = options.compression
         self.connections: set[GrpcConnection] = set()
         self.draining = False
