@@ -6,6 +6,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -15,6 +16,7 @@ from typing import Any
 import grpc
 
 from . import runtime as rt
+from . import tls as gmf_tls
 from .placement import Placement, allowed_cpus
 from .rpc.context import encoding_name
 from .rpc.registry import MethodRegistry
@@ -106,6 +108,7 @@ class GmfServer:
         on_worker_start: Hook | None = None,
         on_worker_stop: Hook | None = None,
         grace: float = 10.0,
+        tls: gmf_tls.ServerCredentials | ssl.SSLContext | None = None,
     ) -> None:
         if workers is not None and workers < 1:
             raise ValueError(f"workers must be at least 1 (got {workers}); allowed CPUs: {','.join(map(str, allowed_cpus()))}")
@@ -136,6 +139,7 @@ class GmfServer:
         self.grace = grace
         self._registry = MethodRegistry()
         self._address: str | None = None
+        self.tls: ssl.SSLContext | None = None if tls is None else gmf_tls.server_context(tls)
 
     # -- what grpcio-generated code calls -------------------------------------------
     def add_generic_rpc_handlers(self, generic_rpc_handlers: Iterable[grpc.GenericRpcHandler]) -> None:
@@ -147,6 +151,14 @@ class GmfServer:
     def add_insecure_port(self, address: str) -> int:
         """grpc.server() compatibility: remember the address that ``serve()``/``start()`` use
         when called without one. Returns the port (0 stays 0 until ``start()`` binds it)."""
+        self._address = address
+        return parse_address(address)[1]
+
+    def add_secure_port(self, address: str, server_credentials: gmf_tls.ServerCredentials | ssl.SSLContext) -> int:
+        """grpc.server() compatibility, with ``gmf.ssl_server_credentials(...)`` (same arguments
+        as grpc's) or an ``ssl.SSLContext``: serve TLS on ``address``. GMF serves one address:
+        this replaces any earlier ``add_insecure_port``/``add_secure_port`` address."""
+        self.tls = gmf_tls.server_context(server_credentials)
         self._address = address
         return parse_address(address)[1]
 
@@ -172,6 +184,7 @@ class GmfServer:
             runtime=choice,
             on_worker_start=self.on_worker_start,
             on_worker_stop=self.on_worker_stop,
+            tls=self.tls,
         )
         return Supervisor(config, list(self.cpu_sets))
 

@@ -10,6 +10,7 @@ import os
 import resource
 import signal
 import socket
+import ssl
 import sys
 import traceback
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import runtime as rt
+from . import tls
 from .rpc.registry import MethodRegistry
 from .rpc.server_state import ServerOptions, ServerState
 
@@ -51,6 +53,7 @@ class WorkerConfig:
     backlog: int = 1024
     on_worker_start: Callable[[WorkerInfo], Any] | None = None
     on_worker_stop: Callable[[WorkerInfo], Any] | None = None
+    tls: ssl.SSLContext | None = None
 
 
 def bind_listener(host: str, port: int, family: int, backlog: int | None) -> socket.socket:
@@ -151,14 +154,16 @@ class Worker:
             log.exception("on_worker_start hook failed in worker %d", self.id)
             sock.close()
             return 1
-        server = await rt.start_server(loop, cfg.runtime.name, state.protocol_factory, sock)
+        factory = state.protocol_factory if cfg.tls is None else tls.protocol_factory(state, cfg.tls)
+        server = await rt.start_server(loop, cfg.runtime.name, factory, sock)
         self._stop = loop.create_future()
         loop.add_signal_handler(signal.SIGTERM, self._request_stop, DEFAULT_GRACE)
         loop.add_reader(self.control_fd, self._on_control)
         where = f"cpu {','.join(map(str, self.cpus))}" if self.cpus is not None else "any cpu"
         log.info(
-            "worker %d (pid %d) on %s: runtime=%s (%s), listening on %s:%d",
+            "worker %d (pid %d) on %s: runtime=%s (%s), listening on %s:%d%s",
             self.id, info.pid, where, cfg.runtime.name, cfg.runtime.reason, cfg.host, cfg.port,
+            " (TLS)" if cfg.tls is not None else "",
         )
         self._report_ready("ok")
         grace = await self._stop

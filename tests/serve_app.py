@@ -56,6 +56,10 @@ def main() -> None:
     parser.add_argument("--hooks-file", default=None, help="append worker start/stop hook calls to this file")
     args = parser.parse_args()
     kwargs = json.loads(args.options)
+    if "tls" in kwargs:  # {"certificate_chain": PATH, "private_key": PATH, "root_certificates": PATH, ...}
+        from gmf import ServerCredentials
+
+        kwargs["tls"] = ServerCredentials.from_files(**kwargs["tls"])
     if args.placement:
         kwargs["placement"] = parse_placement(args.placement)
     else:

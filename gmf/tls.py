@@ -1,0 +1,228 @@
+"""TLS and mutual TLS: the server's credentials, its ``ssl.SSLContext``, and the protocol that
+wraps each accepted connection.
+
+TLS sits between the runtime's transport and :class:`~gmf.rpc.connection.GrpcConnection`, as
+asyncio's own ``SSLProtocol`` (the implementation behind ``loop.create_server(ssl=...)``), so
+the same code runs on every runtime (asyncio, uvloop and GMF's io_uring loop) and the
+plaintext path is untouched. A connection in its handshake already counts against
+``max_connections``; a handshake that does not finish within ``handshake_timeout`` is cut.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import ssl
+import tempfile
+from asyncio import sslproto
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .rpc.server_state import ServerState
+
+ALPN = ["h2"]  # gRPC is HTTP/2 only (RFC 9113 3.2: "h2" over TLS)
+
+
+@dataclass(frozen=True)
+class ServerCredentials:
+    """What :func:`ssl_server_credentials` returns: PEM certificate chain and key, and for
+    mutual TLS the PEM root certificates that client certificates must chain to.
+
+    ``require_client_auth``: a client must present a certificate that verifies against
+    ``root_certificates`` (mutual TLS). Without it no client certificate is asked for, even
+    when root certificates are given: grpcio's behaviour.
+    """
+
+    certificate_chain: bytes
+    private_key: bytes
+    root_certificates: bytes | None = None
+    require_client_auth: bool = False
+
+    def __post_init__(self) -> None:
+        if self.require_client_auth and not self.root_certificates:
+            raise ValueError("require_client_auth needs root_certificates to verify client certificates against")
+
+    @classmethod
+    def from_files(cls, certificate_chain: str | os.PathLike[str], private_key: str | os.PathLike[str],
+                   root_certificates: str | os.PathLike[str] | None = None,
+                   require_client_auth: bool | None = None) -> ServerCredentials:
+        """Read PEM files. ``require_client_auth`` defaults to True when a client CA is given."""
+        roots = Path(root_certificates).read_bytes() if root_certificates else None
+        return cls(
+            certificate_chain=Path(certificate_chain).read_bytes(),
+            private_key=Path(private_key).read_bytes(),
+            root_certificates=roots,
+            require_client_auth=roots is not None if require_client_auth is None else require_client_auth,
+        )
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """A server context: TLS 1.2+, ALPN h2, no renegotiation, client verification as asked.
+        Raises ValueError with the reason when the PEM data does not load."""
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2  # RFC 9113 9.2
+        ctx.options |= ssl.OP_NO_RENEGOTIATION | ssl.OP_NO_COMPRESSION  # RFC 9113 9.2.1
+        # ssl can load a certificate chain only from files: a private directory, gone at once.
+        with tempfile.TemporaryDirectory(prefix="gmf-tls-") as tmp:
+            cert, key = Path(tmp, "chain.pem"), Path(tmp, "key.pem")
+            for path, data in ((cert, self.certificate_chain), (key, self.private_key)):
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+            try:
+                ctx.load_cert_chain(cert, key)
+            except (ssl.SSLError, OSError) as exc:
+                raise ValueError(f"cannot load the TLS certificate chain and private key: {exc}") from None
+        if self.root_certificates:
+            try:
+                ctx.load_verify_locations(cadata=self.root_certificates.decode("ascii"))
+            except (ssl.SSLError, ValueError, UnicodeDecodeError) as exc:
+                raise ValueError(f"cannot load the TLS root certificates: {exc}") from None
+            if self.require_client_auth:
+                ctx.verify_mode = ssl.CERT_REQUIRED
+        return prepare_context(ctx)
+
+
+def ssl_server_credentials(private_key_certificate_chain_pairs: Sequence[tuple[bytes, bytes]],
+                           root_certificates: bytes | None = None,
+                           require_client_auth: bool = False) -> ServerCredentials:
+    """``grpc.ssl_server_credentials`` with the same arguments, for ``add_secure_port`` or
+    ``GmfServer(tls=...)``. One (key, chain) pair: serve several names from one certificate
+    (subjectAltName), or pass an ``ssl.SSLContext`` with an ``sni_callback`` as ``tls``."""
+    pairs = list(private_key_certificate_chain_pairs)
+    if len(pairs) != 1:
+        raise ValueError(f"expected exactly one (private_key, certificate_chain) pair, got {len(pairs)}")
+    key, chain = pairs[0]
+    return ServerCredentials(chain, key, root_certificates, require_client_auth)
+
+
+def prepare_context(ctx: ssl.SSLContext) -> ssl.SSLContext:
+    """Check a user's server context and offer ALPN h2 on it (gRPC clients require h2)."""
+    if not isinstance(ctx, ssl.SSLContext):
+        raise TypeError(f"tls must be gmf.ServerCredentials or ssl.SSLContext, not {type(ctx).__name__}")
+    if ctx.protocol is ssl.PROTOCOL_TLS_CLIENT:
+        raise ValueError("tls: an ssl.SSLContext for a server is needed (ssl.PROTOCOL_TLS_SERVER)")
+    ctx.set_alpn_protocols(ALPN)
+    return ctx
+
+
+def server_context(tls: Any) -> ssl.SSLContext:
+    """``GmfServer(tls=...)`` -> the context workers use."""
+    if isinstance(tls, ServerCredentials):
+        return tls.ssl_context()
+    if type(tls).__module__.startswith("grpc"):
+        raise TypeError("grpc.ssl_server_credentials() returns an opaque C-core object: "
+                        "use gmf.ssl_server_credentials() with the same arguments")
+    return prepare_context(tls)
+
+
+class TlsProtocol(sslproto.SSLProtocol):
+    """asyncio's TLS protocol for one accepted connection, counted while it handshakes."""
+
+    def __init__(self, state: ServerState, app_protocol: asyncio.BaseProtocol, ctx: ssl.SSLContext) -> None:
+        timeout = state.options.handshake_timeout
+        super().__init__(state.loop, app_protocol, ctx, None, server_side=True,  # type: ignore[arg-type]
+                         ssl_handshake_timeout=timeout, ssl_shutdown_timeout=timeout)  # type: ignore[arg-type]
+        self._gmf_server: ServerState | None = state
+        state.handshaking += 1
+
+    def _handshake_over(self) -> None:
+        if self._gmf_server is not None:
+            self._gmf_server.handshaking -= 1
+            self._gmf_server = None
+
+    def _on_handshake_complete(self, handshake_exc: BaseException | None) -> None:
+        self._handshake_over()
+        super()._on_handshake_complete(handshake_exc)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._handshake_over()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        """For transports that deliver bytes (GMF's io_uring transport) rather than filling
+        ``get_buffer()`` themselves, as asyncio's and uvloop's do."""
+        view = memoryview(data)
+        while view:
+            buf = self.get_buffer(len(view))
+            n = min(len(buf), len(view))
+            buf[:n] = view[:n]
+            self.buffer_updated(n)
+            view = view[n:]
+
+
+def protocol_factory(state: ServerState, ctx: ssl.SSLContext) -> Callable[[], asyncio.BaseProtocol]:
+    """``state.protocol_factory`` behind TLS; a refused connection is closed before any handshake."""
+    from .rpc.connection import GrpcConnection
+
+    def factory() -> asyncio.BaseProtocol:
+        app = state.protocol_factory()
+        if not isinstance(app, GrpcConnection):
+            return app
+        return TlsProtocol(state, app, ctx)
+
+    return factory
+
+
+_RDN_SHORT = {"commonName": "CN", "organizationName": "O", "organizationalUnitName": "OU", "countryName": "C",
+              "stateOrProvinceName": "ST", "localityName": "L", "streetAddress": "STREET",
+              "domainComponent": "DC", "userId": "UID"}
+
+
+def _rfc2253(subject: Sequence[Any]) -> str:
+    """Python's decoded subject (RDNs in certificate order) as OpenSSL's RFC 2253 string."""
+    parts = []
+    for rdn in reversed(subject):
+        parts.append("+".join(f"{_RDN_SHORT.get(name, name)}={_escape_dn(value)}" for name, value in rdn))
+    return ",".join(parts)
+
+
+def _escape_dn(value: str) -> str:
+    out = "".join("\\" + ch if ch in ',+"\\<>;' else ch for ch in value)
+    if out[:1] in ("#", " "):
+        out = "\\" + out
+    if out.endswith(" ") and not out.endswith("\\ "):
+        out = out[:-1] + "\\ "
+    return out
+
+
+def auth_context(ssl_object: ssl.SSLObject | None) -> dict[str, list[bytes]]:
+    """grpcio's ``ServicerContext.auth_context()`` for one connection: the same keys and
+    values (except the SNI name and key exchange group, which Python's ssl does not expose)."""
+    if ssl_object is None:
+        return {"transport_security_type": [b"insecure"], "security_level": [b"TSI_SECURITY_NONE"]}
+    out: dict[str, list[bytes]] = {"transport_security_type": [b"ssl"]}
+    der = ssl_object.getpeercert(binary_form=True)
+    cert: dict[str, Any] = dict(ssl_object.getpeercert() or {}) if der else {}
+    if der and cert:
+        subject = cert.get("subject", ())
+        out["x509_subject"] = [_rfc2253(subject).encode()]
+        common_names = [value for rdn in subject for name, value in rdn if name == "commonName"]
+        if common_names:
+            out["x509_common_name"] = [common_names[-1].encode()]
+        out["x509_pem_cert"] = [ssl.DER_cert_to_PEM_cert(der).encode()]
+        sans = cert.get("subjectAltName", ())
+        if sans:
+            out["x509_subject_alternative_name"] = [value.encode() for _kind, value in sans]
+        for kind, key in (("DNS", "peer_dns"), ("URI", "peer_uri"), ("email", "peer_email"), ("IP Address", "peer_ip")):
+            values = [value.encode() for k, value in sans if k == kind]
+            if values:
+                out[key] = values
+    out["security_level"] = [b"TSI_PRIVACY_AND_INTEGRITY"]
+    out["ssl_session_reused"] = [b"true" if ssl_object.session_reused else b"false"]
+    version = ssl_object.version()
+    if version:
+        out["ssl_tls_version"] = [version.encode()]
+    uris = out.get("peer_uri", [])
+    if len(uris) == 1 and uris[0].startswith(b"spiffe://"):
+        out["peer_spiffe_id"] = uris
+    return out
+
+
+def peer_identity_key(auth: dict[str, list[bytes]]) -> str | None:
+    for key in ("x509_subject_alternative_name", "x509_common_name"):
+        if key in auth:
+            return key
+    return None

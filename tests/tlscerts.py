@@ -1,0 +1,45 @@
+"""Test certificates made by the real openssl CLI: a CA, a server certificate for
+localhost/127.0.0.1, a client certificate from the same CA, and one from a rogue CA."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Pki:
+    dir: Path
+
+    def path(self, name: str) -> str:
+        return str(self.dir / name)
+
+    def read(self, name: str) -> bytes:
+        return (self.dir / name).read_bytes()
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def _ca(name: str, cwd: Path) -> None:
+    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+             "-subj", f"/CN={name}", "-keyout", f"{name}.key", "-out", f"{name}.pem", cwd=cwd)
+
+
+def _leaf(name: str, ca: str, san: str, usage: str, cwd: Path) -> None:
+    (cwd / f"{name}.ext").write_text(f"subjectAltName={san}\nextendedKeyUsage={usage}\n")
+    _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", f"/O=gmf/CN={name}",
+             "-keyout", f"{name}.key", "-out", f"{name}.csr", cwd=cwd)
+    _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key", "-CAcreateserial",
+             "-days", "2", "-extfile", f"{name}.ext", "-out", f"{name}.pem", cwd=cwd)
+
+
+def make_pki(directory: Path) -> Pki:
+    _ca("ca", directory)
+    _ca("rogue-ca", directory)
+    _leaf("server", "ca", "DNS:localhost,IP:127.0.0.1", "serverAuth", directory)
+    _leaf("client", "ca", "DNS:client.example,URI:spiffe://gmf/test-client", "clientAuth", directory)
+    _leaf("rogue", "rogue-ca", "DNS:rogue.example", "clientAuth", directory)
+    return Pki(directory)
