@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -200,6 +201,10 @@ def test_plaintext_and_garbage_on_a_tls_port_are_closed(mtls: ServerProcess, pki
             with pytest.raises(grpc.RpcError) as err:
                 helloworld_pb2_grpc.GreeterStub(ch).SayHello(helloworld_pb2.HelloRequest(name="x"), timeout=10)
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        with tls_client(pki, mtls.port, alpn=["http/1.1"]) as sock:  # TLS is fine, HTTP/1.1 is not
+            assert sock.selected_alpn_protocol() is None
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            closed_within(sock, 5)
         for junk in (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
                      b"\x16\x03\x01\x00\x05" + os.urandom(5), os.urandom(4096)):
             with socket.create_connection(("127.0.0.1", mtls.port), timeout=5) as sock:
@@ -238,6 +243,24 @@ def test_handshaking_connections_count_against_max_connections(pki: Pki) -> None
                     raise
                 time.sleep(0.1)
         assert "max_connections=3 reached" in proc.log()
+    finally:
+        proc.stop()
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_graceful_stop_finishes_tls_calls(runtime: str, pki: Pki) -> None:
+    require_runtime(runtime)
+    proc = spawn(runtime, options=tls_options(pki, True), grace=10.0)
+    try:
+        with grpc.secure_channel(proc.target, client_creds(pki)) as ch:
+            stub = gmftest_pb2_grpc.TestServiceStub(ch)
+            call = stub.Unary.future(gmftest_pb2.EchoRequest(action="sleep", sleep_seconds=1.0, message="slow"), timeout=20)
+            time.sleep(0.3)
+            start = time.monotonic()
+            proc.proc.send_signal(signal.SIGTERM)
+            assert call.result().message == "slow"  # the in-flight call completes during the drain
+            assert proc.proc.wait(timeout=20) == 0
+            assert time.monotonic() - start < 8  # closing TLS does not wait out a timeout
     finally:
         proc.stop()
 
