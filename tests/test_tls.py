@@ -157,6 +157,22 @@ def test_grpcurl_over_mtls(mtls: ServerProcess, pki: Pki) -> None:
     assert refused.returncode != 0  # no client certificate
 
 
+def test_grpc_js_over_mtls(mtls: ServerProcess, pki: Pki) -> None:
+    node = shutil.which("node")
+    client = ROOT / "tests" / "node"
+    if node is None or not (client / "node_modules" / "@grpc" / "grpc-js").exists():
+        pytest.skip("node or grpc-js missing: cd tests/node && npm install")
+    out = subprocess.run([node, str(client / "client.js"), mtls.target, pki.path("ca.pem"), pki.path("client.pem"),
+                          pki.path("client.key")], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["hello"] == "Hello node!" and result["stream"] == [0, 1, 2, 3, 4]
+    assert result["abort"] == {"code": 5, "details": "not here"}
+    out = subprocess.run([node, str(client / "client.js"), mtls.target, pki.path("ca.pem")],  # no client cert
+                         capture_output=True, text=True, timeout=60)
+    assert json.loads(out.stdout.strip().splitlines()[-1])["hello"] == "error 14"  # UNAVAILABLE
+
+
 def test_openssl_negotiates_h2_and_tls12_or_later(mtls: ServerProcess, pki: Pki) -> None:
     cmd = ["openssl", "s_client", "-connect", mtls.target, "-servername", "localhost", "-CAfile", pki.path("ca.pem"),
            "-cert", pki.path("client.pem"), "-key", pki.path("client.key"), "-alpn", "h2"]
