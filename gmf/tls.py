@@ -119,12 +119,22 @@ def server_context(tls: Any) -> ssl.SSLContext:
 
 
 class TlsProtocol(sslproto.SSLProtocol):
-    """asyncio's TLS protocol for one accepted connection, counted while it handshakes."""
+    """asyncio's TLS protocol for one accepted connection, counted while it handshakes.
 
-    def __init__(self, state: ServerState, app_protocol: asyncio.BaseProtocol, ctx: ssl.SSLContext) -> None:
+    asyncio gives every connection its own 256 KiB receive buffer (2.5 GiB for 10,000
+    connections). The transport fills it and ``buffer_updated`` copies it into the TLS input
+    BIO in the same call, so one buffer per worker (``read_buffer``) serves them all.
+    """
+
+    max_size = 64 * 1024  # bytes per read from the socket
+
+    def __init__(self, state: ServerState, app_protocol: asyncio.BaseProtocol, ctx: ssl.SSLContext,
+                 read_buffer: bytearray) -> None:
         timeout = state.options.handshake_timeout
         super().__init__(state.loop, app_protocol, ctx, None, server_side=True,  # type: ignore[arg-type]
                          ssl_handshake_timeout=timeout, ssl_shutdown_timeout=timeout)  # type: ignore[arg-type]
+        self._ssl_buffer = read_buffer
+        self._ssl_buffer_view = memoryview(read_buffer)
         self._gmf_server: ServerState | None = state
         state.handshaking += 1
 
@@ -157,11 +167,13 @@ def protocol_factory(state: ServerState, ctx: ssl.SSLContext) -> Callable[[], as
     """``state.protocol_factory`` behind TLS; a refused connection is closed before any handshake."""
     from .rpc.connection import GrpcConnection
 
+    read_buffer = bytearray(TlsProtocol.max_size)
+
     def factory() -> asyncio.BaseProtocol:
         app = state.protocol_factory()
         if not isinstance(app, GrpcConnection):
             return app
-        return TlsProtocol(state, app, ctx)
+        return TlsProtocol(state, app, ctx, read_buffer)
 
     return factory
 

@@ -25,7 +25,7 @@ import pytest
 
 from gmf import GmfServer, ServerCredentials, ssl_server_credentials
 from tests.conftest import ROOT, RUNTIMES, require_runtime
-from tests.hostile import Bystander, still_serving
+from tests.hostile import Bystander, RssBound, still_serving
 from tests.servers import ServerProcess, spawn
 from tests.tlscerts import Pki, make_pki
 
@@ -238,6 +238,48 @@ def test_stalled_handshake_is_cut_after_handshake_timeout(mtls: ServerProcess, p
             for sock in (silent, partial):
                 closed_within(sock, 10)
                 assert 0.5 < time.monotonic() - start < 10  # handshake_timeout is 1 s
+
+
+def test_many_stalled_handshakes_stay_bounded(mtls: ServerProcess, pki: Pki) -> None:
+    hello = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + os.urandom(32)  # a ClientHello cut short
+    with Bystander(mtls.port, credentials=client_creds(pki)), RssBound(mtls.pids[0], mib=24):
+        socks = []
+        try:
+            for _ in range(300):
+                sock = socket.create_connection(("127.0.0.1", mtls.port), timeout=5)
+                sock.sendall(hello)
+                socks.append(sock)
+            for sock in socks:  # all cut by the 1 s handshake_timeout
+                closed_within(sock, 15)
+        finally:
+            for sock in socks:
+                sock.close()
+
+
+def test_garbage_record_after_the_handshake_closes_the_connection(mtls: ServerProcess, pki: Pki) -> None:
+    """A client that completes the handshake, then sends a record that fails decryption."""
+    ctx = ssl.create_default_context(cafile=pki.path("ca.pem"))
+    ctx.load_cert_chain(pki.path("client.pem"), pki.path("client.key"))
+    ctx.set_alpn_protocols(["h2"])
+    with Bystander(mtls.port, credentials=client_creds(pki)):
+        for record in (b"\x17\x03\x03\x00\x40" + os.urandom(64), b"\x15\x03\x03\x00\x02\x02\x50", os.urandom(512)):
+            incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+            tls = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
+            with socket.create_connection(("127.0.0.1", mtls.port), timeout=5) as sock:
+                while True:
+                    try:
+                        tls.do_handshake()
+                        break
+                    except ssl.SSLWantReadError:
+                        sock.sendall(outgoing.read())
+                        data = sock.recv(65536)
+                        assert data, "server closed during the handshake"
+                        incoming.write(data)
+                sock.sendall(outgoing.read())
+                assert tls.selected_alpn_protocol() == "h2"
+                sock.sendall(record)
+                closed_within(sock, 5)
+    assert "Traceback" not in mtls.log()
 
 
 def test_handshaking_connections_count_against_max_connections(pki: Pki) -> None:
