@@ -151,13 +151,19 @@ class GmfServer:
     def add_insecure_port(self, address: str) -> int:
         """grpc.server() compatibility: remember the address that ``serve()``/``start()`` use
         when called without one. Returns the port (0 stays 0 until ``start()`` binds it)."""
+        if self.tls is not None:
+            raise ValueError("this server is configured for TLS (tls= or add_secure_port) and GMF serves one "
+                             "address: drop add_insecure_port, or run a second server for plaintext")
         self._address = address
         return parse_address(address)[1]
 
     def add_secure_port(self, address: str, server_credentials: gmf_tls.ServerCredentials | ssl.SSLContext) -> int:
         """grpc.server() compatibility, with ``gmf.ssl_server_credentials(...)`` (same arguments
         as grpc's) or an ``ssl.SSLContext``: serve TLS on ``address``. GMF serves one address:
-        this replaces any earlier ``add_insecure_port``/``add_secure_port`` address."""
+        a second call replaces the first; after ``add_insecure_port`` it is an error."""
+        if self._address is not None and self.tls is None:
+            raise ValueError("add_insecure_port was called already and GMF serves one address: "
+                             "use add_secure_port alone, or run a second server for plaintext")
         self.tls = gmf_tls.server_context(server_credentials)
         self._address = address
         return parse_address(address)[1]

@@ -324,6 +324,22 @@ def test_graceful_stop_finishes_tls_calls(runtime: str, pki: Pki) -> None:
         proc.stop()
 
 
+def test_two_workers_share_the_tls_port(pki: Pki) -> None:
+    """The context made before fork works in every worker; the kernel spreads connections."""
+    proc = spawn("asyncio", workers=2, options=tls_options(pki, True))
+    try:
+        seen = set()
+        for _ in range(40):
+            with grpc.secure_channel(proc.target, client_creds(pki)) as ch:
+                reply = gmftest_pb2_grpc.TestServiceStub(ch).Unary(gmftest_pb2.EchoRequest(action="pid"), timeout=10)
+            seen.add(int(reply.message))
+            if seen == set(proc.pids):
+                break
+        assert seen == set(proc.pids)
+    finally:
+        proc.stop()
+
+
 # -- server-only TLS ----------------------------------------------------------------------
 
 
@@ -375,5 +391,11 @@ def test_bad_credentials_fail_at_configuration(pki: Pki) -> None:
     server = GmfServer()
     assert server.add_secure_port("127.0.0.1:0", ssl_server_credentials([(pki.read("server.key"), pki.read("server.pem"))])) == 0
     assert server.tls is not None and server.tls.verify_mode == ssl.CERT_NONE
+    with pytest.raises(ValueError, match="one address"):  # never a silent plaintext port on a TLS server
+        server.add_insecure_port("127.0.0.1:0")
+    plain = GmfServer()
+    plain.add_insecure_port("127.0.0.1:0")
+    with pytest.raises(ValueError, match="one address"):
+        plain.add_secure_port("127.0.0.1:0", ServerCredentials(pki.read("server.pem"), pki.read("server.key")))
     mutual = ServerCredentials.from_files(pki.path("server.pem"), pki.path("server.key"), pki.path("ca.pem"))
     assert mutual.require_client_auth and mutual.ssl_context().verify_mode == ssl.CERT_REQUIRED
