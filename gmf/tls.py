@@ -118,10 +118,15 @@ def server_context(tls: Any) -> ssl.SSLContext:
     return prepare_context(tls)
 
 
+# Python 3.11 rewrote SSLProtocol as a BufferedProtocol (3.10's is a plain Protocol, with no
+# shutdown timeout and no per-connection receive buffer).
+_BUFFERED = issubclass(sslproto.SSLProtocol, asyncio.BufferedProtocol)
+
+
 class TlsProtocol(sslproto.SSLProtocol):
     """asyncio's TLS protocol for one accepted connection, counted while it handshakes.
 
-    asyncio gives every connection its own 256 KiB receive buffer (2.5 GiB for 10,000
+    From 3.11 asyncio gives every connection its own 256 KiB receive buffer (2.5 GiB for 10,000
     connections). The transport fills it and ``buffer_updated`` copies it into the TLS input
     BIO in the same call, so one buffer per worker (``read_buffer``) serves them all.
     """
@@ -131,10 +136,12 @@ class TlsProtocol(sslproto.SSLProtocol):
     def __init__(self, state: ServerState, app_protocol: asyncio.BaseProtocol, ctx: ssl.SSLContext,
                  read_buffer: bytearray) -> None:
         timeout = state.options.handshake_timeout
+        extra = {"ssl_shutdown_timeout": timeout} if _BUFFERED else {}
         super().__init__(state.loop, app_protocol, ctx, None, server_side=True,  # type: ignore[arg-type]
-                         ssl_handshake_timeout=timeout, ssl_shutdown_timeout=timeout)  # type: ignore[arg-type]
-        self._ssl_buffer = read_buffer
-        self._ssl_buffer_view = memoryview(read_buffer)
+                         ssl_handshake_timeout=timeout, **extra)  # type: ignore[arg-type]
+        if _BUFFERED:
+            self._ssl_buffer = read_buffer
+            self._ssl_buffer_view = memoryview(read_buffer)
         self._gmf_server: ServerState | None = state
         state.handshaking += 1
 
@@ -151,16 +158,17 @@ class TlsProtocol(sslproto.SSLProtocol):
         self._handshake_over()
         super().connection_lost(exc)
 
-    def data_received(self, data: bytes) -> None:
-        """For transports that deliver bytes (GMF's io_uring transport) rather than filling
-        ``get_buffer()`` themselves, as asyncio's and uvloop's do."""
-        view = memoryview(data)
-        while view:
-            buf = self.get_buffer(len(view))
-            n = min(len(buf), len(view))
-            buf[:n] = view[:n]
-            self.buffer_updated(n)
-            view = view[n:]
+    if _BUFFERED:
+        def data_received(self, data: bytes) -> None:
+            """For transports that deliver bytes (GMF's io_uring transport) rather than filling
+            ``get_buffer()`` themselves, as asyncio's and uvloop's do."""
+            view = memoryview(data)
+            while view:
+                buf = self.get_buffer(len(view))
+                n = min(len(buf), len(view))
+                buf[:n] = view[:n]
+                self.buffer_updated(n)
+                view = view[n:]
 
 
 def protocol_factory(state: ServerState, ctx: ssl.SSLContext) -> Callable[[], asyncio.BaseProtocol]:

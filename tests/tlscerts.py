@@ -25,11 +25,14 @@ def _openssl(*args: str, cwd: Path) -> None:
 
 def _ca(name: str, cwd: Path) -> None:
     _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
-             "-subj", f"/CN={name}", "-keyout", f"{name}.key", "-out", f"{name}.pem", cwd=cwd)
+             "-subj", f"/CN={name}", "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign", "-keyout", f"{name}.key", "-out", f"{name}.pem",
+             cwd=cwd)
 
 
 def _leaf(name: str, ca: str, san: str, usage: str, cwd: Path) -> None:
-    (cwd / f"{name}.ext").write_text(f"subjectAltName={san}\nextendedKeyUsage={usage}\n")
+    (cwd / f"{name}.ext").write_text(  # valid under VERIFY_X509_STRICT (Python 3.13's default)
+        f"subjectAltName={san}\nextendedKeyUsage={usage}\nkeyUsage=critical,digitalSignature\n")
     _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", f"/O=gmf/CN={name}",
              "-keyout", f"{name}.key", "-out", f"{name}.csr", cwd=cwd)
     _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key", "-CAcreateserial",
