@@ -174,6 +174,68 @@ def test_grpc_js_over_mtls(mtls: ServerProcess, pki: Pki) -> None:
     assert json.loads(out.stdout.strip().splitlines()[-1])["hello"] == "error 14"  # UNAVAILABLE
 
 
+NGINX_CONF = """
+daemon off;
+master_process off;
+user root;
+pid {tmp}/nginx.pid;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/body;
+    server {{
+        listen 127.0.0.1:{port} http2;
+        location / {{
+            grpc_pass grpcs://127.0.0.1:{upstream};
+            grpc_ssl_certificate {pki}/client.pem;
+            grpc_ssl_certificate_key {pki}/client.key;
+            grpc_ssl_trusted_certificate {pki}/ca.pem;
+            grpc_ssl_verify on;
+            grpc_ssl_name localhost;
+        }}
+        location /gmftest.TestService/NoCert {{
+            grpc_pass grpcs://127.0.0.1:{upstream};
+            grpc_ssl_session_reuse off;  # else nginx resumes the session made with its certificate
+        }}
+    }}
+}}
+"""
+
+
+def test_nginx_proxies_to_gmf_over_mtls(mtls: ServerProcess, pki: Pki, tmp_path: Path) -> None:
+    """nginx (grpc_pass grpcs://, with a client certificate) in front of a mutual-TLS GMF."""
+    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+    if nginx is None:
+        pytest.skip("nginx not installed (Debian nginx)")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (tmp_path / "nginx.conf").write_text(NGINX_CONF.format(tmp=tmp_path, port=port, upstream=mtls.port, pki=pki.dir))
+    proc = subprocess.Popen([nginx, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-e", str(tmp_path / "error.log")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+            grpc.channel_ready_future(ch).result(timeout=10)
+            stub = gmftest_pb2_grpc.TestServiceStub(ch)
+            auth = json.loads(stub.Unary(gmftest_pb2.EchoRequest(action="auth_context"), timeout=10).message)
+            assert auth["auth_context"]["x509_common_name"] == ["client"]  # nginx's client certificate
+            # nginx opens an upstream connection per call and resumes its TLS session: the
+            # resumed session keeps the verified identity.
+            again = json.loads(stub.Unary(gmftest_pb2.EchoRequest(action="auth_context"), timeout=10).message)
+            assert again["auth_context"]["ssl_session_reused"] == ["true"]
+            assert again["peer_identities"] == auth["peer_identities"] == ["client.example", "spiffe://gmf/test-client"]
+            replies = list(stub.ServerStream(gmftest_pb2.EchoRequest(message="n", count=3), timeout=10))
+            assert [r.index for r in replies] == [0, 1, 2]
+            no_cert = ch.unary_unary("/gmftest.TestService/NoCert")
+            with pytest.raises(grpc.RpcError) as err:  # nginx without a client certificate: 502
+                no_cert(b"", timeout=10)
+            assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    still_serving(mtls.port, client_creds(pki))
+
+
 def test_openssl_negotiates_h2_and_tls12_or_later(mtls: ServerProcess, pki: Pki) -> None:
     cmd = ["openssl", "s_client", "-connect", mtls.target, "-servername", "localhost", "-CAfile", pki.path("ca.pem"),
            "-cert", pki.path("client.pem"), "-key", pki.path("client.key"), "-alpn", "h2"]
