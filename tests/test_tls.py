@@ -26,6 +26,7 @@ import pytest
 from gmf import GmfServer, ServerCredentials, ssl_server_credentials
 from tests.conftest import ROOT, RUNTIMES, require_runtime
 from tests.hostile import Bystander, RssBound, still_serving
+from tests.rawh2 import PREFACE, SETTINGS_EMPTY, frame
 from tests.servers import ServerProcess, spawn
 from tests.tlscerts import Pki, make_pki
 
@@ -343,6 +344,24 @@ def test_garbage_record_after_the_handshake_closes_the_connection(mtls: ServerPr
                 sock.sendall(record)
                 closed_within(sock, 5)
     assert "Traceback" not in mtls.log()
+
+
+def test_tls_client_that_never_reads_is_bounded(mtls: ServerProcess, pki: Pki) -> None:
+    """PINGs (each answered) over TLS from a client that reads nothing: back-pressure must
+    reach through the TLS layer to the socket instead of growing buffers."""
+    ping = frame(0x6, 0, 0, b"12345678") * 512  # 8.5 KiB of PINGs per write
+    with Bystander(mtls.port, credentials=client_creds(pki)), RssBound(mtls.pids[0], mib=32):
+        with tls_client(pki, mtls.port, alpn=["h2"]) as sock:
+            sock.sendall(PREFACE + SETTINGS_EMPTY)
+            sock.settimeout(0.5)
+            sent, deadline = 0, time.monotonic() + 10
+            try:
+                while sent < (64 << 20) and time.monotonic() < deadline:
+                    sock.sendall(ping)
+                    sent += len(ping)
+            except (TimeoutError, ConnectionError, ssl.SSLError):
+                pass  # the server stopped reading: the TCP window is full
+            assert sent < (64 << 20), "the server kept reading while its answers piled up"
 
 
 def test_handshaking_connections_count_against_max_connections(pki: Pki) -> None:
