@@ -26,7 +26,7 @@ import pytest
 from gmf import GmfServer, ServerCredentials, ssl_server_credentials
 from tests.conftest import ROOT, RUNTIMES, require_runtime
 from tests.hostile import Bystander, RssBound, still_serving
-from tests.rawh2 import PREFACE, SETTINGS_EMPTY, frame
+from tests.rawh2 import PREFACE, SETTINGS_EMPTY, RawClient, frame
 from tests.servers import ServerProcess, spawn
 from tests.tlscerts import Pki, make_pki
 
@@ -417,6 +417,35 @@ def test_two_workers_share_the_tls_port(pki: Pki) -> None:
             if seen == set(proc.pids):
                 break
         assert seen == set(proc.pids)
+    finally:
+        proc.stop()
+
+
+def test_tls_sessions_resume_across_workers(pki: Pki) -> None:
+    """Workers fork from one context, so they share its session-ticket keys: a client resumes
+    its session on whichever worker the kernel picks (no certificate verification again)."""
+    proc = spawn("asyncio", workers=2, options=tls_options(pki, False))
+    try:
+        ctx = ssl.create_default_context(cafile=pki.path("ca.pem"))
+        ctx.set_alpn_protocols(["h2"])
+        body = gmftest_pb2.EchoRequest(action="pid").SerializeToString()
+        session, served = None, {}
+        for _ in range(60):
+            client = RawClient(proc.port)
+            client.sock = ctx.wrap_socket(client.sock, server_hostname="localhost", session=session)
+            client.handshake()
+            client.grpc_request(1, "/gmftest.TestService/Unary", b"\x00" + len(body).to_bytes(4, "big") + body)
+            data = [f for f in client.frames(until=10, stop=lambda f: f.type == 0x0) if f.type == 0x0]
+            pid = int(gmftest_pb2.EchoReply.FromString(bytes(data[0].data)[5:]).message)
+            if session is None:
+                session = client.sock.session  # the ticket arrived with the reply
+            else:
+                served.setdefault(pid, []).append(client.sock.session_reused)
+            client.close()
+            if len(served) == 2 and all(len(v) >= 2 for v in served.values()):
+                break
+        assert set(served) == set(proc.pids), served
+        assert all(all(reused) for reused in served.values()), served
     finally:
         proc.stop()
 
