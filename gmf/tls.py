@@ -17,7 +17,7 @@ import tempfile
 import weakref
 from asyncio import sslproto
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,10 +37,11 @@ class ServerCredentials:
     when root certificates are given: grpcio's behaviour.
     """
 
-    certificate_chain: bytes
-    private_key: bytes
-    root_certificates: bytes | None = None
+    certificate_chain: bytes = field(repr=False)
+    private_key: bytes = field(repr=False)  # never in a log line or a traceback
+    root_certificates: bytes | None = field(default=None, repr=False)
     require_client_auth: bool = False
+    private_key_password: bytes | None = field(default=None, repr=False)  # for an encrypted key
 
     def __post_init__(self) -> None:
         if self.require_client_auth and not self.root_certificates:
@@ -49,7 +50,8 @@ class ServerCredentials:
     @classmethod
     def from_files(cls, certificate_chain: str | os.PathLike[str], private_key: str | os.PathLike[str],
                    root_certificates: str | os.PathLike[str] | None = None,
-                   require_client_auth: bool | None = None) -> ServerCredentials:
+                   require_client_auth: bool | None = None,
+                   private_key_password: bytes | None = None) -> ServerCredentials:
         """Read PEM files. ``require_client_auth`` defaults to True when a client CA is given."""
         roots = Path(root_certificates).read_bytes() if root_certificates else None
         return cls(
@@ -57,7 +59,14 @@ class ServerCredentials:
             private_key=Path(private_key).read_bytes(),
             root_certificates=roots,
             require_client_auth=roots is not None if require_client_auth is None else require_client_auth,
+            private_key_password=private_key_password,
         )
+
+    def _password(self) -> bytes:
+        """Called by OpenSSL only for an encrypted key (else it would prompt on the terminal)."""
+        if self.private_key_password is None:
+            raise ValueError("the private key is encrypted: pass private_key_password")
+        return self.private_key_password
 
     def ssl_context(self) -> ssl.SSLContext:
         """A server context: TLS 1.2+, ALPN h2, no renegotiation, client verification as asked.
@@ -73,7 +82,7 @@ class ServerCredentials:
                 with os.fdopen(fd, "wb") as f:
                     f.write(data)
             try:
-                ctx.load_cert_chain(cert, key)
+                ctx.load_cert_chain(cert, key, password=self._password)
             except (ssl.SSLError, OSError) as exc:
                 raise ValueError(f"cannot load the TLS certificate chain and private key: {exc}") from None
         if self.root_certificates:

@@ -507,5 +507,15 @@ def test_bad_credentials_fail_at_configuration(pki: Pki) -> None:
     plain.add_insecure_port("127.0.0.1:0")
     with pytest.raises(ValueError, match="one address"):
         plain.add_secure_port("127.0.0.1:0", ServerCredentials(pki.read("server.pem"), pki.read("server.key")))
+    encrypted = pki.dir / "server-encrypted.key"
+    subprocess.run(["openssl", "pkey", "-in", pki.path("server.key"), "-aes256", "-passout", "pass:s3cret",
+                    "-out", str(encrypted)], check=True)
+    with pytest.raises(ValueError, match="encrypted: pass private_key_password"):  # never a terminal prompt
+        GmfServer(tls=ServerCredentials.from_files(pki.path("server.pem"), encrypted))
+    with pytest.raises(ValueError, match="certificate chain and private key"):
+        GmfServer(tls=ServerCredentials.from_files(pki.path("server.pem"), encrypted, private_key_password=b"wrong"))
+    unlocked = ServerCredentials.from_files(pki.path("server.pem"), encrypted, private_key_password=b"s3cret")
+    assert GmfServer(tls=unlocked).tls is not None
+    assert "PRIVATE" not in repr(unlocked) and "s3cret" not in repr(unlocked)
     mutual = ServerCredentials.from_files(pki.path("server.pem"), pki.path("server.key"), pki.path("ca.pem"))
     assert mutual.require_client_auth and mutual.ssl_context().verify_mode == ssl.CERT_REQUIRED
