@@ -139,7 +139,7 @@ class GmfServer:
         self.grace = grace
         self._registry = MethodRegistry()
         self._address: str | None = None
-        self.tls: ssl.SSLContext | None = None if tls is None else gmf_tls.server_context(tls)
+        self.tls: gmf_tls.ServerTls | None = None if tls is None else gmf_tls.ServerTls(tls)
 
     # -- what grpcio-generated code calls -------------------------------------------
     def add_generic_rpc_handlers(self, generic_rpc_handlers: Iterable[grpc.GenericRpcHandler]) -> None:
@@ -164,7 +164,7 @@ class GmfServer:
         if self._address is not None and self.tls is None:
             raise ValueError("add_insecure_port was called already and GMF serves one address: "
                              "use add_secure_port alone, or run a second server for plaintext")
-        self.tls = gmf_tls.server_context(server_credentials)
+        self.tls = gmf_tls.ServerTls(server_credentials)
         self._address = address
         return parse_address(address)[1]
 

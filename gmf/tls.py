@@ -11,6 +11,7 @@ plaintext path is untouched. A connection in its handshake already counts agains
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import ssl
 import tempfile
@@ -23,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .rpc.server_state import ServerState
+
+log = logging.getLogger("gmf")
 
 ALPN = ["h2"]  # gRPC is HTTP/2 only (RFC 9113 3.2: "h2" over TLS)
 
@@ -42,6 +45,9 @@ class ServerCredentials:
     root_certificates: bytes | None = field(default=None, repr=False)
     require_client_auth: bool = False
     private_key_password: bytes | None = field(default=None, repr=False)  # for an encrypted key
+    # Set by from_files: workers reload changed files every reload_interval seconds.
+    files: tuple[str, str, str | None] | None = field(default=None, compare=False)
+    reload_interval: float = 60.0
 
     def __post_init__(self) -> None:
         if self.require_client_auth and not self.root_certificates:
@@ -51,8 +57,11 @@ class ServerCredentials:
     def from_files(cls, certificate_chain: str | os.PathLike[str], private_key: str | os.PathLike[str],
                    root_certificates: str | os.PathLike[str] | None = None,
                    require_client_auth: bool | None = None,
-                   private_key_password: bytes | None = None) -> ServerCredentials:
-        """Read PEM files. ``require_client_auth`` defaults to True when a client CA is given."""
+                   private_key_password: bytes | None = None,
+                   reload_interval: float = 60.0) -> ServerCredentials:
+        """Read PEM files. ``require_client_auth`` defaults to True when a client CA is given.
+        Every ``reload_interval`` seconds each worker checks the files and, when they changed
+        and load, serves new connections with them (certificate rotation without a restart)."""
         roots = Path(root_certificates).read_bytes() if root_certificates else None
         return cls(
             certificate_chain=Path(certificate_chain).read_bytes(),
@@ -60,7 +69,17 @@ class ServerCredentials:
             root_certificates=roots,
             require_client_auth=roots is not None if require_client_auth is None else require_client_auth,
             private_key_password=private_key_password,
+            files=(os.fspath(certificate_chain), os.fspath(private_key),
+                   os.fspath(root_certificates) if root_certificates else None),
+            reload_interval=reload_interval,
         )
+
+    def reread(self) -> ServerCredentials:
+        """The same credentials read again from their files."""
+        assert self.files is not None
+        chain, key, roots = self.files
+        return ServerCredentials.from_files(chain, key, roots, self.require_client_auth, self.private_key_password,
+                                            self.reload_interval)
 
     def _password(self) -> bytes:
         """Called by OpenSSL only for an encrypted key (else it would prompt on the terminal)."""
@@ -118,14 +137,68 @@ def prepare_context(ctx: ssl.SSLContext) -> ssl.SSLContext:
     return ctx
 
 
-def server_context(tls: Any) -> ssl.SSLContext:
-    """``GmfServer(tls=...)`` -> the context workers use."""
-    if isinstance(tls, ServerCredentials):
-        return tls.ssl_context()
-    if type(tls).__module__.startswith("grpc"):
-        raise TypeError("grpc.ssl_server_credentials() returns an opaque C-core object: "
-                        "use gmf.ssl_server_credentials() with the same arguments")
-    return prepare_context(tls)
+class ServerTls:
+    """A server's TLS: the context new connections get and, for credentials read from files,
+    the reload of changed files (in each worker; open connections keep their context)."""
+
+    def __init__(self, tls: Any) -> None:
+        """``tls``: what ``GmfServer(tls=...)`` takes. Raises TypeError/ValueError at once."""
+        if type(tls).__module__.startswith("grpc"):
+            raise TypeError("grpc.ssl_server_credentials() returns an opaque C-core object: "
+                            "use gmf.ssl_server_credentials() with the same arguments")
+        self.credentials = tls if isinstance(tls, ServerCredentials) else None
+        self.context = tls.ssl_context() if self.credentials is not None else prepare_context(tls)
+        self._stamp = self._file_stamp()
+
+    def _file_stamp(self) -> tuple[tuple[int, int, int], ...] | None:
+        files = self.credentials.files if self.credentials is not None else None
+        if not files:
+            return None
+        try:
+            stats = [os.stat(path) for path in files if path]
+        except OSError:
+            return self._stamp  # mid-rotation (a file briefly missing): look again next time
+        return tuple((st.st_ino, st.st_size, st.st_mtime_ns) for st in stats)
+
+    def reload_if_changed(self) -> bool:
+        """Load the files again if they changed since the last load; a failure keeps the
+        current context and is logged (a half-written rotation is retried next time)."""
+        stamp = self._file_stamp()
+        if stamp == self._stamp or self.credentials is None:
+            return False
+        self._stamp = stamp
+        try:
+            credentials = self.credentials.reread()
+            context = credentials.ssl_context()
+        except (OSError, ValueError) as exc:
+            log.warning("TLS files changed but do not load (still serving the previous certificate): %s", exc)
+            return False
+        self.credentials, self.context = credentials, context
+        log.info("TLS certificate reloaded from %s", credentials.files[0] if credentials.files else "?")
+        return True
+
+    def protocol_factory(self, state: ServerState) -> Callable[[], asyncio.BaseProtocol]:
+        """``state.protocol_factory`` behind TLS; a refused connection is closed before any
+        handshake. Starts the file checks when the credentials came from files."""
+        from .rpc.connection import GrpcConnection
+
+        read_buffer = bytearray(TlsProtocol.max_size)
+        if self._stamp is not None and self.credentials is not None:
+            interval = self.credentials.reload_interval
+
+            def check() -> None:
+                self.reload_if_changed()
+                state.loop.call_later(interval, check)
+
+            state.loop.call_later(interval, check)
+
+        def factory() -> asyncio.BaseProtocol:
+            app = state.protocol_factory()
+            if not isinstance(app, GrpcConnection):
+                return app
+            return TlsProtocol(state, app, self.context, read_buffer)
+
+        return factory
 
 
 # Python 3.11 rewrote SSLProtocol as a BufferedProtocol (3.10's is a plain Protocol, with no
@@ -179,21 +252,6 @@ class TlsProtocol(sslproto.SSLProtocol):
                 buf[:n] = view[:n]
                 self.buffer_updated(n)
                 view = view[n:]
-
-
-def protocol_factory(state: ServerState, ctx: ssl.SSLContext) -> Callable[[], asyncio.BaseProtocol]:
-    """``state.protocol_factory`` behind TLS; a refused connection is closed before any handshake."""
-    from .rpc.connection import GrpcConnection
-
-    read_buffer = bytearray(TlsProtocol.max_size)
-
-    def factory() -> asyncio.BaseProtocol:
-        app = state.protocol_factory()
-        if not isinstance(app, GrpcConnection):
-            return app
-        return TlsProtocol(state, app, ctx, read_buffer)
-
-    return factory
 
 
 _RDN_SHORT = {"commonName": "CN", "organizationName": "O", "organizationalUnitName": "OU", "countryName": "C",

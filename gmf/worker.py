@@ -10,7 +10,6 @@ import os
 import resource
 import signal
 import socket
-import ssl
 import sys
 import traceback
 from collections.abc import Callable
@@ -18,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import runtime as rt
-from . import tls
+from . import tls as gmf_tls
 from .rpc.registry import MethodRegistry
 from .rpc.server_state import ServerOptions, ServerState
 
@@ -53,7 +52,7 @@ class WorkerConfig:
     backlog: int = 1024
     on_worker_start: Callable[[WorkerInfo], Any] | None = None
     on_worker_stop: Callable[[WorkerInfo], Any] | None = None
-    tls: ssl.SSLContext | None = None
+    tls: gmf_tls.ServerTls | None = None
 
 
 def bind_listener(host: str, port: int, family: int, backlog: int | None) -> socket.socket:
@@ -154,7 +153,7 @@ class Worker:
             log.exception("on_worker_start hook failed in worker %d", self.id)
             sock.close()
             return 1
-        factory = state.protocol_factory if cfg.tls is None else tls.protocol_factory(state, cfg.tls)
+        factory = state.protocol_factory if cfg.tls is None else cfg.tls.protocol_factory(state)
         server = await rt.start_server(loop, cfg.runtime.name, factory, sock)
         self._stop = loop.create_future()
         loop.add_signal_handler(signal.SIGTERM, self._request_stop, DEFAULT_GRACE)

@@ -28,7 +28,7 @@ from tests.conftest import ROOT, RUNTIMES, require_runtime
 from tests.hostile import Bystander, RssBound, still_serving
 from tests.rawh2 import PREFACE, SETTINGS_EMPTY, RawClient, frame
 from tests.servers import ServerProcess, spawn
-from tests.tlscerts import Pki, make_pki
+from tests.tlscerts import Pki, issue, make_pki
 
 
 @pytest.fixture(scope="module")
@@ -450,6 +450,42 @@ def test_tls_sessions_resume_across_workers(pki: Pki) -> None:
         proc.stop()
 
 
+def served_certificate(port: int, pki: Pki) -> bytes:
+    with tls_client(pki, port) as sock:
+        return sock.getpeercert(binary_form=True)
+
+
+@pytest.mark.parametrize("runtime", ["uring", "asyncio"])
+def test_certificate_files_are_reloaded_when_they_change(runtime: str, pki: Pki, tmp_path: Path) -> None:
+    """Rotation without a restart: new connections get the new certificate; files that do not
+    load (a half-written rotation) keep the old one and are retried."""
+    require_runtime(runtime)
+    for name in ("server.pem", "server.key"):
+        (tmp_path / name).write_bytes(pki.read(name))
+    issue("server2", "ca", "DNS:localhost,IP:127.0.0.1", "serverAuth", pki.dir)
+    tls = {"certificate_chain": str(tmp_path / "server.pem"), "private_key": str(tmp_path / "server.key"),
+           "root_certificates": pki.path("ca.pem"), "reload_interval": 0.2}
+    proc = spawn(runtime, options={"tls": tls})
+    try:
+        old = served_certificate(proc.port, pki)
+        assert old == ssl.PEM_cert_to_DER_cert(pki.read("server.pem").decode())
+        with Bystander(proc.port, credentials=client_creds(pki)):
+            (tmp_path / "server.pem").write_bytes(b"-----BEGIN CERTIFICATE-----\nhalf-written")
+            time.sleep(1)
+            assert served_certificate(proc.port, pki) == old
+            assert "do not load (still serving the previous certificate)" in proc.log()
+            (tmp_path / "server.key").write_bytes(pki.read("server2.key"))
+            (tmp_path / "server.pem").write_bytes(pki.read("server2.pem"))
+            new = ssl.PEM_cert_to_DER_cert(pki.read("server2.pem").decode())
+            deadline = time.monotonic() + 10
+            while served_certificate(proc.port, pki) != new:
+                assert time.monotonic() < deadline, "the new certificate was never served"
+                time.sleep(0.1)
+        assert "TLS certificate reloaded" in proc.log()
+    finally:
+        proc.stop()
+
+
 # -- server-only TLS ----------------------------------------------------------------------
 
 
@@ -500,7 +536,7 @@ def test_bad_credentials_fail_at_configuration(pki: Pki) -> None:
         GmfServer(tls=ssl.create_default_context())
     server = GmfServer()
     assert server.add_secure_port("127.0.0.1:0", ssl_server_credentials([(pki.read("server.key"), pki.read("server.pem"))])) == 0
-    assert server.tls is not None and server.tls.verify_mode == ssl.CERT_NONE
+    assert server.tls is not None and server.tls.context.verify_mode == ssl.CERT_NONE
     with pytest.raises(ValueError, match="one address"):  # never a silent plaintext port on a TLS server
         server.add_insecure_port("127.0.0.1:0")
     plain = GmfServer()
@@ -519,3 +555,4 @@ def test_bad_credentials_fail_at_configuration(pki: Pki) -> None:
     assert "PRIVATE" not in repr(unlocked) and "s3cret" not in repr(unlocked)
     mutual = ServerCredentials.from_files(pki.path("server.pem"), pki.path("server.key"), pki.path("ca.pem"))
     assert mutual.require_client_auth and mutual.ssl_context().verify_mode == ssl.CERT_REQUIRED
+    assert "PRIVATE" not in repr(mutual)

@@ -30,7 +30,8 @@ def _ca(name: str, cwd: Path) -> None:
              cwd=cwd)
 
 
-def _leaf(name: str, ca: str, san: str, usage: str, cwd: Path) -> None:
+def issue(name: str, ca: str, san: str, usage: str, cwd: Path) -> None:
+    """``name``.pem and ``name``.key in ``cwd``, signed by ``ca``."""
     (cwd / f"{name}.ext").write_text(  # valid under VERIFY_X509_STRICT (Python 3.13's default)
         f"subjectAltName={san}\nextendedKeyUsage={usage}\nkeyUsage=critical,digitalSignature\n")
     _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", f"/O=gmf/CN={name}",
@@ -42,7 +43,7 @@ def _leaf(name: str, ca: str, san: str, usage: str, cwd: Path) -> None:
 def make_pki(directory: Path) -> Pki:
     _ca("ca", directory)
     _ca("rogue-ca", directory)
-    _leaf("server", "ca", "DNS:localhost,IP:127.0.0.1", "serverAuth", directory)
-    _leaf("client", "ca", "DNS:client.example,URI:spiffe://gmf/test-client", "clientAuth", directory)
-    _leaf("rogue", "rogue-ca", "DNS:rogue.example", "clientAuth", directory)
+    issue("server", "ca", "DNS:localhost,IP:127.0.0.1", "serverAuth", directory)
+    issue("client", "ca", "DNS:client.example,URI:spiffe://gmf/test-client", "clientAuth", directory)
+    issue("rogue", "rogue-ca", "DNS:rogue.example", "clientAuth", directory)
     return Pki(directory)
