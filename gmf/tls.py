@@ -139,7 +139,10 @@ def prepare_context(ctx: ssl.SSLContext) -> ssl.SSLContext:
 
 class ServerTls:
     """A server's TLS: the context new connections get and, for credentials read from files,
-    the reload of changed files (in each worker; open connections keep their context)."""
+    the reload of changed files (in each worker; open connections keep their context).
+
+    Workers fork from one context and so share its session-ticket keys: a client resumes its
+    session on any worker. A reloaded context has its own keys, per worker."""
 
     def __init__(self, tls: Any) -> None:
         """``tls``: what ``GmfServer(tls=...)`` takes. Raises TypeError/ValueError at once."""
