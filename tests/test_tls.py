@@ -311,8 +311,11 @@ def test_many_stalled_handshakes_stay_bounded(mtls: ServerProcess, pki: Pki) -> 
         try:
             for _ in range(300):
                 sock = socket.create_connection(("127.0.0.1", mtls.port), timeout=5)
-                sock.sendall(hello)
                 socks.append(sock)
+                try:
+                    sock.sendall(hello)
+                except ConnectionError:
+                    pass  # already cut (a slow machine took over 1 s to get here)
             for sock in socks:  # all cut by the 1 s handshake_timeout
                 closed_within(sock, 15)
         finally:
