@@ -1,6 +1,6 @@
-"""TLS and mutual TLS against real peers: grpcio (C-core's TLS), grpcurl (Go's crypto/tls),
-h2load (nghttp2 + OpenSSL), the openssl CLI, Python's ssl, and grpcio's own server as the
-reference for auth_context()."""
+"""TLS and mutual TLS against real peers: grpcio (C-core's TLS), grpc-js (Node's TLS), grpcurl
+(Go's crypto/tls), nginx (grpc_pass grpcs://), h2load (nghttp2 + OpenSSL), the openssl CLI,
+Python's ssl, and grpcio's own server as the reference for auth_context()."""
 
 from __future__ import annotations
 
@@ -45,9 +45,9 @@ def tls_options(pki: Pki, mutual: bool, **extra: object) -> dict:
 
 @pytest.fixture(scope="module", params=RUNTIMES)
 def mtls(request: pytest.FixtureRequest, pki: Pki) -> ServerProcess:
-    """A one-worker server that requires client certificates from ``ca``; handshakes time out after 1 s."""
+    """A one-worker server that requires client certificates from ``ca``; handshakes time out after 2 s."""
     require_runtime(request.param)
-    proc = spawn(request.param, options=tls_options(pki, True, handshake_timeout=1.0, max_send_message_length=5 << 20))
+    proc = spawn(request.param, options=tls_options(pki, True, handshake_timeout=2.0, max_send_message_length=5 << 20))
     yield proc
     proc.stop()
 
@@ -300,8 +300,8 @@ def test_stalled_handshake_is_cut_after_handshake_timeout(mtls: ServerProcess, p
         partial.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")  # a ClientHello that never ends
         with silent, partial:
             for sock in (silent, partial):
-                closed_within(sock, 10)
-                assert 0.5 < time.monotonic() - start < 10  # handshake_timeout is 1 s
+                closed_within(sock, 12)
+                assert 1.5 < time.monotonic() - start < 12  # handshake_timeout is 2 s
 
 
 def test_many_stalled_handshakes_stay_bounded(mtls: ServerProcess, pki: Pki) -> None:
@@ -315,8 +315,8 @@ def test_many_stalled_handshakes_stay_bounded(mtls: ServerProcess, pki: Pki) -> 
                 try:
                     sock.sendall(hello)
                 except ConnectionError:
-                    pass  # already cut (a slow machine took over 1 s to get here)
-            for sock in socks:  # all cut by the 1 s handshake_timeout
+                    pass  # already cut (a slow machine took over 2 s to get here)
+            for sock in socks:  # all cut by the 2 s handshake_timeout
                 closed_within(sock, 15)
         finally:
             for sock in socks:
