@@ -4,6 +4,10 @@ from ._version import __version__
 from .placement import Placement
 from .server import GmfServer, ServerHandle
 from .supervisor import StartupError
+from .tls import ServerCredentials, ssl_server_credentials
 from .worker import WorkerInfo
 
-__all__ = ["GmfServer", "Placement", "ServerHandle", "StartupError", "WorkerInfo", "__version__"]
+__all__ = [
+    "GmfServer", "Placement", "ServerCredentials", "ServerHandle", "StartupError", "WorkerInfo", "__version__",
+    "ssl_server_credentials",
+]

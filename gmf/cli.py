@@ -20,6 +20,7 @@ from . import runtime as rt
 from .placement import Placement
 from .server import GmfServer, parse_address
 from .supervisor import StartupError
+from .tls import ServerCredentials
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
@@ -117,6 +118,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("metrics-port", _integer, "serve Prometheus /metrics (counters of all workers) on this port",
            "metrics_port", default="off", metavar="PORT"),
     Option("metrics-host", str, "address the /metrics endpoint listens on", "metrics_host", metavar="HOST"),
+    Option("tls-cert", str, "PEM certificate chain: serve TLS (ALPN h2, TLS 1.2+) with --tls-key", metavar="FILE"),
+    Option("tls-key", str, "PEM private key of --tls-cert", metavar="FILE"),
+    Option("tls-client-ca", str, "PEM roots client certificates must chain to (mutual TLS)", metavar="FILE"),
+    Option("require-client-cert", parse_bool, "refuse clients without a certificate from --tls-client-ca",
+           default="on with --tls-client-ca"),
     Option("log-level", _choice(*LOG_LEVELS), "log level: " + ", ".join(LOG_LEVELS), default="info",
            metavar="LEVEL"),
     Option("app-dir", str, "directory to import MODULE from (put first on sys.path)", default="the current directory",
@@ -215,6 +221,29 @@ def load_server(spec: str) -> GmfServer:
     return target
 
 
+def _tls_credentials(parser: _Parser, found: Mapping[str, Setting]) -> ServerCredentials | None:
+    """--tls-cert/--tls-key [--tls-client-ca] [--require-client-cert] -> credentials (files read
+    now: a missing or unreadable file is a usage error naming its flag or variable)."""
+    given = {name: found[name] for name in ("tls-cert", "tls-key", "tls-client-ca", "require-client-cert")
+             if name in found}
+    if not given:
+        return None
+    if "tls-cert" not in given or "tls-key" not in given:
+        parser.error("TLS needs both --tls-cert and --tls-key (or GMF_TLS_CERT and GMF_TLS_KEY)")
+    for name in ("tls-cert", "tls-key", "tls-client-ca"):
+        if name in given and not os.access(given[name].value, os.R_OK):
+            parser.error(f"{given[name].source}={given[name].text!r}: no readable file there")
+    require = given["require-client-cert"].value if "require-client-cert" in given else None
+    if require and "tls-client-ca" not in given:
+        parser.error("--require-client-cert needs --tls-client-ca (the roots client certificates must chain to)")
+    try:
+        return ServerCredentials.from_files(given["tls-cert"].value, given["tls-key"].value,
+                                            given["tls-client-ca"].value if "tls-client-ca" in given else None,
+                                            require_client_auth=require)
+    except (OSError, ValueError) as exc:
+        parser.error(f"cannot load TLS credentials: {exc}")
+
+
 def serve(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -228,6 +257,9 @@ def serve(argv: Sequence[str] | None = None) -> int:
     except AppError as exc:
         parser.error(str(exc))
     keywords = {s.option.keyword: s.value for s in found.values() if s.option.keyword}
+    tls = _tls_credentials(parser, found)
+    if tls is not None:
+        keywords["tls"] = tls
     try:
         server.configure(**keywords)
     except ValueError as exc:

@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -17,6 +18,7 @@ import grpc
 
 from . import logs
 from . import runtime as rt
+from . import tls as gmf_tls
 from .placement import Placement, allowed_cpus
 from .rpc.context import encoding_name
 from .rpc.interceptors import check_interceptors
@@ -134,6 +136,7 @@ class GmfServer:
         max_ping_strikes: int = 2,
         max_unproductive_frames: int = 1000,
         max_pending_control_frames: int = 10000,
+        tls: gmf_tls.ServerCredentials | ssl.SSLContext | None = None,
     ) -> None:
         self.placement = Placement.max_spread()
         self.cpu_sets: list[tuple[int, ...] | None] = []
@@ -148,6 +151,7 @@ class GmfServer:
         self._address: str | None = None
         self._on_drain: list[Callable[[], Any]] = []
         self.health: Health | None = None  # set by health=True / gmf.services.enable_health
+        self.tls: gmf_tls.ServerTls | None = None
         self.configure(
             workers=workers,
             placement=placement,
@@ -172,6 +176,7 @@ class GmfServer:
             max_ping_strikes=max_ping_strikes,
             max_unproductive_frames=max_unproductive_frames,
             max_pending_control_frames=max_pending_control_frames,
+            tls=tls,
         )
 
     def configure(self, **options: Any) -> GmfServer:
@@ -206,6 +211,8 @@ class GmfServer:
         self.options = dataclasses.replace(self.options, **fields)
         for name in _ATTRIBUTES & set(options):
             setattr(self, name, options[name])
+        if "tls" in options:
+            self.tls = None if options["tls"] is None else gmf_tls.ServerTls(options["tls"])
         if options.get("health"):
             from .services import enable_health
 
@@ -231,6 +238,20 @@ class GmfServer:
     def add_insecure_port(self, address: str) -> int:
         """grpc.server() compatibility: remember the address that ``serve()``/``start()`` use
         when called without one. Returns the port (0 stays 0 until ``start()`` binds it)."""
+        if self.tls is not None:
+            raise ValueError("this server is configured for TLS (tls= or add_secure_port) and GMF serves one "
+                             "address: drop add_insecure_port, or run a second server for plaintext")
+        self._address = address
+        return parse_address(address)[1]
+
+    def add_secure_port(self, address: str, server_credentials: gmf_tls.ServerCredentials | ssl.SSLContext) -> int:
+        """grpc.server() compatibility, with ``gmf.ssl_server_credentials(...)`` (same arguments
+        as grpc's) or an ``ssl.SSLContext``: serve TLS on ``address``. GMF serves one address:
+        a second call replaces the first; after ``add_insecure_port`` it is an error."""
+        if self._address is not None and self.tls is None:
+            raise ValueError("add_insecure_port was called already and GMF serves one address: "
+                             "use add_secure_port alone, or run a second server for plaintext")
+        self.tls = gmf_tls.ServerTls(server_credentials)
         self._address = address
         return parse_address(address)[1]
 
@@ -262,6 +283,7 @@ class GmfServer:
             on_worker_start=self.on_worker_start,
             on_worker_stop=self.on_worker_stop,
             on_drain=tuple(self._on_drain),
+            tls=self.tls,
         )
         return Supervisor(config, list(self.cpu_sets), metrics_address=self.metrics_address)
 
@@ -312,7 +334,7 @@ class GmfServer:
 # server; _NUMBERS are checked as (type, minimum), None allowed where the default is None.
 _OPTION_FIELDS = frozenset(f.name for f in dataclasses.fields(ServerOptions))
 _ATTRIBUTES = frozenset({"runtime", "on_worker_start", "on_worker_stop", "grace", "metrics_port", "metrics_host"})
-_KEYWORDS = _OPTION_FIELDS | _ATTRIBUTES | {"workers", "placement", "health", "reflection"}
+_KEYWORDS = _OPTION_FIELDS | _ATTRIBUTES | {"workers", "placement", "health", "reflection", "tls"}
 _NUMBERS: dict[str, tuple[type, float]] = {
     "workers": (int, 1),
     "max_connections": (int, 1),

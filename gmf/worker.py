@@ -18,6 +18,7 @@ from typing import Any
 
 from . import logs
 from . import runtime as rt
+from . import tls as gmf_tls
 from .rpc.registry import MethodRegistry
 from .rpc.server_state import ServerOptions, ServerState
 
@@ -54,6 +55,7 @@ class WorkerConfig:
     on_worker_start: Callable[[WorkerInfo], Any] | None = None
     on_worker_stop: Callable[[WorkerInfo], Any] | None = None
     on_drain: tuple[Callable[[], Any], ...] = ()  # run when the worker starts draining, before GOAWAY
+    tls: gmf_tls.ServerTls | None = None
 
 
 def bind_listener(host: str, port: int, family: int, backlog: int | None) -> socket.socket:
@@ -162,14 +164,16 @@ class Worker:
             log.exception("on_worker_start hook failed in worker %d", self.id)
             sock.close()
             return 1
-        server = await rt.start_server(loop, cfg.runtime.name, state.protocol_factory, sock)
+        factory = state.protocol_factory if cfg.tls is None else cfg.tls.protocol_factory(state)
+        server = await rt.start_server(loop, cfg.runtime.name, factory, sock)
         self._stop = loop.create_future()
         loop.add_signal_handler(signal.SIGTERM, self._request_stop, DEFAULT_GRACE)
         loop.add_reader(self.control_fd, self._on_control)
         where = f"cpu {','.join(map(str, self.cpus))}" if self.cpus is not None else "any cpu"
         log.info(
-            "worker %d (pid %d) on %s: runtime=%s (%s), listening on %s:%d",
+            "worker %d (pid %d) on %s: runtime=%s (%s), listening on %s:%d%s",
             self.id, info.pid, where, cfg.runtime.name, cfg.runtime.reason, cfg.host, cfg.port,
+            " (TLS)" if cfg.tls is not None else "",
         )
         self._report_ready("ok")
         self._send_stats_periodically(loop)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import os
 import sys
 import time
@@ -92,6 +93,12 @@ class TestService(gmftest_pb2_grpc.TestServiceServicer):
 
             health_status().set(request.message, request.code)
             return gmftest_pb2.EchoReply(message="ok")
+        if action == "auth_context":
+            return gmftest_pb2.EchoReply(message=json.dumps({
+                "auth_context": {k: [v.decode("latin-1") for v in vs] for k, vs in context.auth_context().items()},
+                "peer_identities": [v.decode() for v in context.peer_identities() or []] or None,
+                "peer_identity_key": context.peer_identity_key(),
+            }))
         if action == "done_callback":
             context.add_done_callback(lambda ctx: CANCELLED.__setitem__(request.message, "done-callback"))
         return gmftest_pb2.EchoReply(message=request.message, payload=request.payload, metadata=_metadata_strings(context))

@@ -24,9 +24,14 @@ def rss_kib(pid: int) -> int:
     raise AssertionError(f"no VmRSS for pid {pid}")
 
 
-def still_serving(port: int) -> None:
-    """One fresh grpcio connection gets a correct reply."""
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+def channel(port: int, credentials: grpc.ChannelCredentials | None = None) -> grpc.Channel:
+    target = f"127.0.0.1:{port}"
+    return grpc.insecure_channel(target) if credentials is None else grpc.secure_channel(target, credentials)
+
+
+def still_serving(port: int, credentials: grpc.ChannelCredentials | None = None) -> None:
+    """One fresh grpcio connection (TLS with ``credentials``) gets a correct reply."""
+    with channel(port, credentials) as ch:
         reply = helloworld_pb2_grpc.GreeterStub(ch).SayHello(helloworld_pb2.HelloRequest(name="after"), timeout=10)
     assert reply.message == "Hello after!"
 
@@ -36,8 +41,10 @@ class Bystander:
     On exit it asserts that it made calls and that none of them failed, then checks a fresh
     connection is served too."""
 
-    def __init__(self, port: int, interval: float = 0.02, timeout: float = 10.0) -> None:
+    def __init__(self, port: int, interval: float = 0.02, timeout: float = 10.0,
+                 credentials: grpc.ChannelCredentials | None = None) -> None:
         self.port = port
+        self.credentials = credentials
         self.interval = interval
         self.timeout = timeout
         self.ok = 0
@@ -46,7 +53,7 @@ class Bystander:
         self._thread = threading.Thread(target=self._run, name="bystander", daemon=True)
 
     def _run(self) -> None:
-        with grpc.insecure_channel(f"127.0.0.1:{self.port}") as ch:
+        with channel(self.port, self.credentials) as ch:
             stub = helloworld_pb2_grpc.GreeterStub(ch)
             while not self._stop.is_set():
                 try:
@@ -72,7 +79,7 @@ class Bystander:
         if exc_type is None:
             assert not self.failures, f"bystander calls failed during the attack: {self.failures[:5]}"
             assert self.ok > 0, "the bystander made no successful call"
-            still_serving(self.port)
+            still_serving(self.port, self.credentials)
 
 
 class RssBound:

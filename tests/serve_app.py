@@ -46,20 +46,21 @@ def main() -> None:
     parser.add_argument("--hooks-file", default=None, help="append worker start/stop hook calls to this file")
     args = parser.parse_args()
     kwargs = json.loads(args.options)
+    if "tls" in kwargs:  # {"certificate_chain": PATH, "private_key": PATH, "root_certificates": PATH, ...}
+        from gmf import ServerCredentials
+
+        kwargs["tls"] = ServerCredentials.from_files(**kwargs["tls"])
     if args.placement:
         kwargs["placement"] = Placement.parse(args.placement)
     else:
         kwargs["workers"] = args.workers
     if args.hooks_file:
         kwargs.update(hook_kwargs(args.hooks_file))
-    stop = threading.Event()  # handlers first: a test may signal as soon as it reads PIDS
+    stop = threading.Event()  # handlers first: a test may signal as soon as it reads PORT/PIDS
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     server = build_server(runtime=args.runtime, **kwargs)
     handle = server.start(args.address)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # before the test can send it
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
     print(f"PORT {handle.port}", flush=True)
     print(f"PIDS {' '.join(map(str, handle.worker_pids))}", flush=True)
     threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()

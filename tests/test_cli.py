@@ -257,3 +257,33 @@ def test_health_reflection_metrics_and_access_log_from_the_command_line() -> Non
         code = served.stop()
     assert code == 0, served.log()
     assert re.search(r"/helloworld.Greeter/SayHello OK [\d.]+ms ipv4:127.0.0.1:\d+", served.log()), served.log()
+
+
+def test_tls_and_mutual_tls_from_the_command_line(tmp_path: Path) -> None:
+    """--tls-cert/--tls-key serve TLS; --tls-client-ca makes it mutual (a client without a
+    certificate is refused, one from the CA is served); a missing file is a usage error."""
+    from tests.tlscerts import make_pki
+
+    pki = make_pki(tmp_path)
+    served = Served(gmf("examples.helloworld.server:create_server", "--bind", "127.0.0.1:0", "--workers", "1",
+                        "--tls-cert", pki.path("server.pem"), "--tls-key", pki.path("server.key"),
+                        env=clean_env(GMF_TLS_CLIENT_CA=pki.path("ca.pem"))))
+    try:
+        target = f"localhost:{served.port}"
+        mutual = grpc.ssl_channel_credentials(pki.read("ca.pem"), pki.read("client.key"), pki.read("client.pem"))
+        with grpc.secure_channel(target, mutual) as ch:
+            reply = helloworld_pb2_grpc.GreeterStub(ch).SayHello(helloworld_pb2.HelloRequest(name="tls"), timeout=10)
+        assert reply.message == "Hello tls!"
+        with grpc.secure_channel(target, grpc.ssl_channel_credentials(pki.read("ca.pem"))) as ch:
+            with pytest.raises(grpc.RpcError) as refused:
+                helloworld_pb2_grpc.GreeterStub(ch).SayHello(helloworld_pb2.HelloRequest(name="x"), timeout=10)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        code = served.stop()
+    assert code == 0, served.log()
+    for args in (["--tls-cert", pki.path("server.pem")],
+                 ["--tls-cert", pki.path("server.pem"), "--tls-key", str(tmp_path / "missing.key")]):
+        proc = gmf("examples.helloworld.server:create_server", "--bind", "127.0.0.1:0", *args)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 2, err
+        assert err.count("\n") == 1 and err.startswith("gmf: error:") and "tls" in err.lower(), err

@@ -86,6 +86,7 @@ class ServerState:
         self.draining = False
         self.metrics = WorkerMetrics()
         self.access_log = options.access_log
+        self.handshaking = 0  # TLS connections still in their handshake (gmf.tls)
         self._last_refusal_log = 0.0
         self._executor: ThreadPoolExecutor | None = None
         self._idle: asyncio.Event | None = None
@@ -99,7 +100,7 @@ class ServerState:
 
     def protocol_factory(self) -> asyncio.Protocol:
         """One protocol per accepted connection; over max_connections it is closed at once."""
-        if len(self.connections) >= self.options.max_connections:
+        if len(self.connections) + self.handshaking >= self.options.max_connections:
             return _Refused(self)
         return GrpcConnection(self)
 

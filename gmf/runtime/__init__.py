@@ -78,7 +78,7 @@ def new_event_loop(name: str) -> asyncio.AbstractEventLoop:
 
 
 async def start_server(
-    loop: asyncio.AbstractEventLoop, name: str, protocol_factory: Callable[[], asyncio.Protocol], sock: socket.socket
+    loop: asyncio.AbstractEventLoop, name: str, protocol_factory: Callable[[], asyncio.BaseProtocol], sock: socket.socket
 ) -> Any:
     """Serve ``protocol_factory`` on the bound, listening ``sock``; returns an object with
     ``close()`` and ``wait_closed()``."""

@@ -1,4 +1,4 @@
-// grpc-js peer: node client.js TARGET  -> runs unary, server-streaming, an error and metadata checks,
+// grpc-js peer: node client.js TARGET [CA CERT KEY] -> runs unary, server-streaming, an error and metadata checks,
 // prints one JSON line with the results.
 const grpc = require('@grpc/grpc-js');
 const loader = require('@grpc/proto-loader');
@@ -8,9 +8,13 @@ const root = path.resolve(__dirname, '..', '..');
 const opts = { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true };
 const hello = grpc.loadPackageDefinition(loader.loadSync(path.join(root, 'proto/helloworld/helloworld.proto'), opts)).helloworld;
 const test = grpc.loadPackageDefinition(loader.loadSync(path.join(root, 'proto/gmftest/gmftest.proto'), opts)).gmftest;
+const fs = require('fs');
 const target = process.argv[2];
-const greeter = new hello.Greeter(target, grpc.credentials.createInsecure());
-const svc = new test.TestService(target, grpc.credentials.createInsecure());
+// node client.js TARGET CA.pem [CERT.pem KEY.pem]: TLS (mutual TLS with a client certificate)
+const [ca, cert, key] = process.argv.slice(3).map((f) => fs.readFileSync(f));
+const creds = () => (ca ? grpc.credentials.createSsl(ca, key || null, cert || null) : grpc.credentials.createInsecure());
+const greeter = new hello.Greeter(target, creds());
+const svc = new test.TestService(target, creds());
 const out = {};
 const deadline = () => new Date(Date.now() + 10000);
 

@@ -1,0 +1,330 @@
+"""TLS and mutual TLS: the server's credentials, its ``ssl.SSLContext``, and the protocol that
+wraps each accepted connection.
+
+TLS sits between the runtime's transport and :class:`~gmf.rpc.connection.GrpcConnection`, as
+asyncio's own ``SSLProtocol`` (the implementation behind ``loop.create_server(ssl=...)``), so
+the same code runs on every runtime (asyncio, uvloop and GMF's io_uring loop) and the
+plaintext path is untouched. A connection in its handshake already counts against
+``max_connections``; a handshake that does not finish within ``handshake_timeout`` is cut.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import ssl
+import tempfile
+import weakref
+from asyncio import sslproto
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .rpc.server_state import ServerState
+
+log = logging.getLogger("gmf")
+
+ALPN = ["h2"]  # gRPC is HTTP/2 only (RFC 9113 3.2: "h2" over TLS)
+
+
+@dataclass(frozen=True)
+class ServerCredentials:
+    """What :func:`ssl_server_credentials` returns: PEM certificate chain and key, and for
+    mutual TLS the PEM root certificates that client certificates must chain to.
+
+    ``require_client_auth``: a client must present a certificate that verifies against
+    ``root_certificates`` (mutual TLS). Without it no client certificate is asked for, even
+    when root certificates are given: grpcio's behaviour.
+    """
+
+    certificate_chain: bytes = field(repr=False)
+    private_key: bytes = field(repr=False)  # never in a log line or a traceback
+    root_certificates: bytes | None = field(default=None, repr=False)
+    require_client_auth: bool = False
+    private_key_password: bytes | None = field(default=None, repr=False)  # for an encrypted key
+    # Set by from_files: workers reload changed files every reload_interval seconds.
+    files: tuple[str, str, str | None] | None = field(default=None, compare=False)
+    reload_interval: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.require_client_auth and not self.root_certificates:
+            raise ValueError("require_client_auth needs root_certificates to verify client certificates against")
+
+    @classmethod
+    def from_files(cls, certificate_chain: str | os.PathLike[str], private_key: str | os.PathLike[str],
+                   root_certificates: str | os.PathLike[str] | None = None,
+                   require_client_auth: bool | None = None,
+                   private_key_password: bytes | None = None,
+                   reload_interval: float = 60.0) -> ServerCredentials:
+        """Read PEM files. ``require_client_auth`` defaults to True when a client CA is given.
+        Every ``reload_interval`` seconds each worker checks the files and, when they changed
+        and load, serves new connections with them (certificate rotation without a restart)."""
+        roots = Path(root_certificates).read_bytes() if root_certificates else None
+        return cls(
+            certificate_chain=Path(certificate_chain).read_bytes(),
+            private_key=Path(private_key).read_bytes(),
+            root_certificates=roots,
+            require_client_auth=roots is not None if require_client_auth is None else require_client_auth,
+            private_key_password=private_key_password,
+            files=(os.fspath(certificate_chain), os.fspath(private_key),
+                   os.fspath(root_certificates) if root_certificates else None),
+            reload_interval=reload_interval,
+        )
+
+    def reread(self) -> ServerCredentials:
+        """The same credentials read again from their files."""
+        assert self.files is not None
+        chain, key, roots = self.files
+        return ServerCredentials.from_files(chain, key, roots, self.require_client_auth, self.private_key_password,
+                                            self.reload_interval)
+
+    def _password(self) -> bytes:
+        """Called by OpenSSL only for an encrypted key (else it would prompt on the terminal)."""
+        if self.private_key_password is None:
+            raise ValueError("the private key is encrypted: pass private_key_password")
+        return self.private_key_password
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """A server context: TLS 1.2+, ALPN h2, no renegotiation, client verification as asked.
+        Raises ValueError with the reason when the PEM data does not load."""
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2  # RFC 9113 9.2
+        ctx.options |= ssl.OP_NO_RENEGOTIATION | ssl.OP_NO_COMPRESSION  # RFC 9113 9.2.1
+        # ssl can load a certificate chain only from files: a private directory, gone at once.
+        with tempfile.TemporaryDirectory(prefix="gmf-tls-") as tmp:
+            cert, key = Path(tmp, "chain.pem"), Path(tmp, "key.pem")
+            for path, data in ((cert, self.certificate_chain), (key, self.private_key)):
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+            try:
+                ctx.load_cert_chain(cert, key, password=self._password)
+            except (ssl.SSLError, OSError) as exc:
+                raise ValueError(f"cannot load the TLS certificate chain and private key: {exc}") from None
+        if self.root_certificates:
+            try:
+                ctx.load_verify_locations(cadata=self.root_certificates.decode("ascii"))
+            except (ssl.SSLError, ValueError, UnicodeDecodeError) as exc:
+                raise ValueError(f"cannot load the TLS root certificates: {exc}") from None
+            if self.require_client_auth:
+                ctx.verify_mode = ssl.CERT_REQUIRED
+        return prepare_context(ctx)
+
+
+def ssl_server_credentials(private_key_certificate_chain_pairs: Sequence[tuple[bytes, bytes]],
+                           root_certificates: bytes | None = None,
+                           require_client_auth: bool = False) -> ServerCredentials:
+    """``grpc.ssl_server_credentials`` with the same arguments, for ``add_secure_port`` or
+    ``GmfServer(tls=...)``. One (key, chain) pair: serve several names from one certificate
+    (subjectAltName), or pass an ``ssl.SSLContext`` with an ``sni_callback`` as ``tls``."""
+    pairs = list(private_key_certificate_chain_pairs)
+    if len(pairs) != 1:
+        raise ValueError(f"expected exactly one (private_key, certificate_chain) pair, got {len(pairs)}")
+    key, chain = pairs[0]
+    return ServerCredentials(chain, key, root_certificates, require_client_auth)
+
+
+def prepare_context(ctx: ssl.SSLContext) -> ssl.SSLContext:
+    """Check a user's server context and offer ALPN h2 on it (gRPC clients require h2)."""
+    if not isinstance(ctx, ssl.SSLContext):
+        raise TypeError(f"tls must be gmf.ServerCredentials or ssl.SSLContext, not {type(ctx).__name__}")
+    if ctx.protocol is ssl.PROTOCOL_TLS_CLIENT:
+        raise ValueError("tls: an ssl.SSLContext for a server is needed (ssl.PROTOCOL_TLS_SERVER)")
+    ctx.set_alpn_protocols(ALPN)
+    return ctx
+
+
+class ServerTls:
+    """A server's TLS: the context new connections get and, for credentials read from files,
+    the reload of changed files (in each worker; open connections keep their context).
+
+    Workers fork from one context and so share its session-ticket keys: a client resumes its
+    session on any worker. A reloaded context has its own keys, per worker."""
+
+    def __init__(self, tls: Any) -> None:
+        """``tls``: what ``GmfServer(tls=...)`` takes. Raises TypeError/ValueError at once."""
+        if type(tls).__module__.startswith("grpc"):
+            raise TypeError("grpc.ssl_server_credentials() returns an opaque C-core object: "
+                            "use gmf.ssl_server_credentials() with the same arguments")
+        self.credentials = tls if isinstance(tls, ServerCredentials) else None
+        self.context = tls.ssl_context() if self.credentials is not None else prepare_context(tls)
+        self._stamp = self._file_stamp()
+
+    def _file_stamp(self) -> tuple[tuple[int, int, int], ...] | None:
+        files = self.credentials.files if self.credentials is not None else None
+        if not files:
+            return None
+        try:
+            stats = [os.stat(path) for path in files if path]
+        except OSError:
+            return self._stamp  # mid-rotation (a file briefly missing): look again next time
+        return tuple((st.st_ino, st.st_size, st.st_mtime_ns) for st in stats)
+
+    def reload_if_changed(self) -> bool:
+        """Load the files again if they changed since the last load; a failure keeps the
+        current context and is logged (a half-written rotation is retried next time)."""
+        stamp = self._file_stamp()
+        if stamp == self._stamp or self.credentials is None:
+            return False
+        self._stamp = stamp
+        try:
+            credentials = self.credentials.reread()
+            context = credentials.ssl_context()
+        except (OSError, ValueError) as exc:
+            log.warning("TLS files changed but do not load (still serving the previous certificate): %s", exc)
+            return False
+        self.credentials, self.context = credentials, context
+        log.info("TLS certificate reloaded from %s", credentials.files[0] if credentials.files else "?")
+        return True
+
+    def protocol_factory(self, state: ServerState) -> Callable[[], asyncio.BaseProtocol]:
+        """``state.protocol_factory`` behind TLS; a refused connection is closed before any
+        handshake. Starts the file checks when the credentials came from files."""
+        from .rpc.connection import GrpcConnection
+
+        read_buffer = bytearray(TlsProtocol.max_size)
+        if self._stamp is not None and self.credentials is not None:
+            interval = self.credentials.reload_interval
+
+            def check() -> None:
+                self.reload_if_changed()
+                state.loop.call_later(interval, check)
+
+            state.loop.call_later(interval, check)
+
+        def factory() -> asyncio.BaseProtocol:
+            app = state.protocol_factory()
+            if not isinstance(app, GrpcConnection):
+                return app
+            return TlsProtocol(state, app, self.context, read_buffer)
+
+        return factory
+
+
+# Python 3.11 rewrote SSLProtocol as a BufferedProtocol (3.10's is a plain Protocol, with no
+# shutdown timeout and no per-connection receive buffer).
+_BUFFERED = issubclass(sslproto.SSLProtocol, asyncio.BufferedProtocol)
+
+
+class TlsProtocol(sslproto.SSLProtocol):
+    """asyncio's TLS protocol for one accepted connection, counted while it handshakes.
+
+    From 3.11 asyncio gives every connection its own 256 KiB receive buffer (2.5 GiB for 10,000
+    connections). The transport fills it and ``buffer_updated`` copies it into the TLS input
+    BIO in the same call, so one buffer per worker (``read_buffer``) serves them all.
+    """
+
+    max_size = 64 * 1024  # bytes per read from the socket
+
+    def __init__(self, state: ServerState, app_protocol: asyncio.BaseProtocol, ctx: ssl.SSLContext,
+                 read_buffer: bytearray) -> None:
+        timeout = state.options.handshake_timeout
+        extra = {"ssl_shutdown_timeout": timeout} if _BUFFERED else {}
+        super().__init__(state.loop, app_protocol, ctx, None, server_side=True,  # type: ignore[arg-type]
+                         ssl_handshake_timeout=timeout, **extra)  # type: ignore[arg-type]
+        if _BUFFERED:
+            self._ssl_buffer = read_buffer
+            self._ssl_buffer_view = memoryview(read_buffer)
+        self._gmf_server: ServerState | None = state
+        state.handshaking += 1
+
+    def _handshake_over(self) -> None:
+        if self._gmf_server is not None:
+            self._gmf_server.handshaking -= 1
+            self._gmf_server = None
+
+    def _on_handshake_complete(self, handshake_exc: BaseException | None) -> None:
+        self._handshake_over()
+        super()._on_handshake_complete(handshake_exc)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._handshake_over()
+        super().connection_lost(exc)
+
+    if _BUFFERED:
+        def data_received(self, data: bytes) -> None:
+            """For transports that deliver bytes (GMF's io_uring transport) rather than filling
+            ``get_buffer()`` themselves, as asyncio's and uvloop's do."""
+            view = memoryview(data)
+            while view:
+                buf = self.get_buffer(len(view))
+                n = min(len(buf), len(view))
+                buf[:n] = view[:n]
+                self.buffer_updated(n)
+                view = view[n:]
+
+
+_RDN_SHORT = {"commonName": "CN", "organizationName": "O", "organizationalUnitName": "OU", "countryName": "C",
+              "stateOrProvinceName": "ST", "localityName": "L", "streetAddress": "STREET",
+              "domainComponent": "DC", "userId": "UID"}
+
+
+def _rfc2253(subject: Sequence[Any]) -> str:
+    """Python's decoded subject (RDNs in certificate order) as OpenSSL's RFC 2253 string."""
+    parts = []
+    for rdn in reversed(subject):
+        parts.append("+".join(f"{_RDN_SHORT.get(name, name)}={_escape_dn(value)}" for name, value in rdn))
+    return ",".join(parts)
+
+
+def _escape_dn(value: str) -> str:
+    out = "".join("\\" + ch if ch in ',+"\\<>;' else ch for ch in value)
+    if out[:1] in ("#", " "):
+        out = "\\" + out
+    if out.endswith(" ") and not out.endswith("\\ "):
+        out = out[:-1] + "\\ "
+    return out
+
+
+# Decoding the peer certificate costs ~14 us: once per connection, not per call.
+_AUTH: weakref.WeakKeyDictionary[ssl.SSLObject, dict[str, list[bytes]]] = weakref.WeakKeyDictionary()
+
+
+def auth_context(ssl_object: ssl.SSLObject | None) -> dict[str, list[bytes]]:
+    """grpcio's ``ServicerContext.auth_context()`` for one connection: the same keys and
+    values (except the SNI name and key exchange group, which Python's ssl does not expose)."""
+    if ssl_object is None:
+        return {"transport_security_type": [b"insecure"], "security_level": [b"TSI_SECURITY_NONE"]}
+    auth = _AUTH.get(ssl_object)
+    if auth is None:
+        auth = _AUTH[ssl_object] = _decode_auth_context(ssl_object)
+    return {key: list(values) for key, values in auth.items()}  # the caller's own copy
+
+
+def _decode_auth_context(ssl_object: ssl.SSLObject) -> dict[str, list[bytes]]:
+    out: dict[str, list[bytes]] = {"transport_security_type": [b"ssl"]}
+    der = ssl_object.getpeercert(binary_form=True)
+    cert: dict[str, Any] = dict(ssl_object.getpeercert() or {}) if der else {}
+    if der and cert:
+        subject = cert.get("subject", ())
+        out["x509_subject"] = [_rfc2253(subject).encode()]
+        common_names = [value for rdn in subject for name, value in rdn if name == "commonName"]
+        if common_names:
+            out["x509_common_name"] = [common_names[-1].encode()]
+        out["x509_pem_cert"] = [ssl.DER_cert_to_PEM_cert(der).encode()]
+        sans = cert.get("subjectAltName", ())
+        if sans:
+            out["x509_subject_alternative_name"] = [value.encode() for _kind, value in sans]
+        for kind, key in (("DNS", "peer_dns"), ("URI", "peer_uri"), ("email", "peer_email"), ("IP Address", "peer_ip")):
+            values = [value.encode() for k, value in sans if k == kind]
+            if values:
+                out[key] = values
+    out["security_level"] = [b"TSI_PRIVACY_AND_INTEGRITY"]
+    out["ssl_session_reused"] = [b"true" if ssl_object.session_reused else b"false"]
+    version = ssl_object.version()
+    if version:
+        out["ssl_tls_version"] = [version.encode()]
+    uris = out.get("peer_uri", [])
+    if len(uris) == 1 and uris[0].startswith(b"spiffe://"):
+        out["peer_spiffe_id"] = uris
+    return out
+
+
+def peer_identity_key(auth: dict[str, list[bytes]]) -> str | None:
+    for key in ("x509_subject_alternative_name", "x509_common_name"):
+        if key in auth:
+            return key
+    return None
