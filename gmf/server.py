@@ -106,11 +106,18 @@ class GmfServer:
         on_worker_start: Hook | None = None,
         on_worker_stop: Hook | None = None,
         grace: float = 10.0,
+        idle_timeout: float | None = 300.0,
+        max_outbound_buffer: int | None = 16 * 1024 * 1024,
+        outbound_stall_timeout: float | None = 30.0,
     ) -> None:
         if workers is not None and workers < 1:
             raise ValueError(f"workers must be at least 1 (got {workers}); allowed CPUs: {','.join(map(str, allowed_cpus()))}")
         if max_connections < 1:
             raise ValueError("max_connections must be at least 1")
+        for name, value in (("idle_timeout", idle_timeout), ("max_outbound_buffer", max_outbound_buffer),
+                            ("outbound_stall_timeout", outbound_stall_timeout)):
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be positive or None (got {value})")
         if placement is None:
             placement = Placement.max_spread(workers)
         elif workers is not None and placement.count not in (None, workers):
@@ -130,6 +137,9 @@ class GmfServer:
             max_connections=max_connections,
             compression=compression_name,
             handshake_timeout=handshake_timeout,
+            idle_timeout=idle_timeout,
+            max_outbound_buffer=max_outbound_buffer,
+            outbound_stall_timeout=outbound_stall_timeout,
         )
         self.on_worker_start = on_worker_start
         self.on_worker_stop = on_worker_stop

@@ -170,6 +170,9 @@ class H2ServerConnection:
         self.peer_initial_window = f.DEFAULT_WINDOW
         self.send_conn_window = f.DEFAULT_WINDOW
         self._blocked: dict[int, None] = {}  # streams with pending data, in order
+        # DATA bytes held because the peer's flow-control windows are closed (all streams):
+        # the layer above caps it per connection (CVE-2019-9511/9517, internal data buffering).
+        self.buffered_bytes = 0
         self._remote_resets = 0
         self._settings = {
             f.SETTINGS_MAX_CONCURRENT_STREAMS: max_concurrent_streams,
@@ -226,6 +229,7 @@ class H2ServerConnection:
             if data:
                 s.pending.append(memoryview(data))
                 s.pending_bytes += len(data)
+                self.buffered_bytes += len(data)
             if end_stream:
                 s.pending_end = True
                 s.local_closed = True
@@ -244,6 +248,7 @@ class H2ServerConnection:
             return
         s.pending.append(memoryview(data))
         s.pending_bytes += size
+        self.buffered_bytes += size
         if end_stream:
             s.pending_end = True
             s.local_closed = True
@@ -265,8 +270,7 @@ class H2ServerConnection:
             s.recv_unacked = 0
 
     def reset_stream(self, stream_id: int, error_code: int) -> None:
-        if self.streams.pop(stream_id, None) is not None:
-            self._blocked.pop(stream_id, None)
+        if self._discard(stream_id) is not None:
             self._out.append(f.rst_stream(stream_id, error_code))
 
     def start_shutdown(self, error_code: int = f.NO_ERROR, debug: bytes = b"") -> None:
@@ -541,8 +545,7 @@ class H2ServerConnection:
             raise _ConnectionError(f.FRAME_SIZE_ERROR, "RST_STREAM payload must be 4 bytes")
         if sid == 0 or sid > self.highest_stream_id:
             raise _ConnectionError(f.PROTOCOL_ERROR, f"RST_STREAM on idle stream {sid}")
-        if self.streams.pop(sid, None) is not None:
-            self._blocked.pop(sid, None)
+        if self._discard(sid) is not None:
             events.append(StreamReset(sid, _U32.unpack(payload)[0], remote=True))
             # "Rapid reset" (CVE-2023-44487): streams opened and reset at once cost work
             # without ever counting against MAX_CONCURRENT_STREAMS. Allow a burst, then
@@ -552,10 +555,17 @@ class H2ServerConnection:
                 raise _ConnectionError(f.ENHANCE_YOUR_CALM, "too many streams reset by the client")
 
     def _stream_error(self, sid: int, code: int, events: list[Event]) -> None:
-        if self.streams.pop(sid, None) is not None:
-            self._blocked.pop(sid, None)
+        if self._discard(sid) is not None:
             events.append(StreamReset(sid, code, remote=False))
         self._out.append(f.rst_stream(sid, code))
+
+    def _discard(self, sid: int) -> _Stream | None:
+        """Forget a reset stream and the response data it still had buffered."""
+        s = self.streams.pop(sid, None)
+        if s is not None:
+            self._blocked.pop(sid, None)
+            self.buffered_bytes -= s.pending_bytes
+        return s
 
     # ------------------------------------------------------------------ flow control
     def _end_local(self, sid: int, s: _Stream) -> None:
@@ -588,6 +598,7 @@ class H2ServerConnection:
             s.send_window -= n
             self.send_conn_window -= n
             s.pending_bytes -= n
+            self.buffered_bytes -= n
             progressed = True
         if s.pending:
             self._blocked[sid] = None

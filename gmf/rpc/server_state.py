@@ -23,6 +23,15 @@ class ServerOptions:
     max_connections: int = 10240
     compression: str | None = None  # "gzip" | "deflate" | None
     handshake_timeout: float = 10.0  # seconds a new connection has to send the HTTP/2 preface
+    # Seconds a connection may stay open with no RPC in progress before GOAWAY(NO_ERROR); None: never.
+    idle_timeout: float | None = 300.0
+    # Response bytes a connection may hold because its peer is not reading (flow-control windows
+    # closed, or the socket not drained): above it streaming writes wait and new streams are
+    # refused. None: no cap.
+    max_outbound_buffer: int | None = 16 * 1024 * 1024
+    # Seconds a connection may stay above max_outbound_buffer without the peer taking data
+    # before GOAWAY(ENHANCE_YOUR_CALM) and close; None: never.
+    outbound_stall_timeout: float | None = 30.0
 
 
 class ServerState:
