@@ -464,6 +464,8 @@ class H2ServerConnection:
                 self._stream_error(sid, f.PROTOCOL_ERROR, events)
             return
         if sid <= self.highest_stream_id:
+            if not end:  # not trailers in flight after our reset: a request reusing a closed id
+                raise _ConnectionError(f.PROTOCOL_ERROR, f"HEADERS on closed stream {sid}")
             return  # closed stream: trailers in flight after our reset; decoded, ignored
         self.highest_stream_id = sid
         s = _Stream(self.peer_initial_window, self.local_initial_window)
