@@ -30,7 +30,7 @@ MIB = 1024 * 1024
 
 # -- slowloris / idle ----------------------------------------------------------------------
 SLOTS = 8
-TIMEOUT = 2.0  # handshake_timeout and idle_timeout of the slowloris server
+TIMEOUT = 2.5  # handshake_timeout and idle_timeout of the slowloris server
 
 
 @pytest.fixture(scope="module", params=RUNTIMES)
