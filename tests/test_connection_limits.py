@@ -82,6 +82,7 @@ def test_slowloris_holds_slots_only_until_the_timeouts(slow_server):
     port = slow_server.port
     stop = threading.Event()
     with Bystander(port) as bystander, RssBound(slow_server.pids[0], mib=16):  # holds one slot
+        started = time.monotonic()  # every slow connection is opened after this
         silent = [RawClient(port) for _ in range(2)]
         partial = [RawClient(port) for _ in range(2)]
         for c in partial:
@@ -97,7 +98,6 @@ def test_slowloris_holds_slots_only_until_the_timeouts(slow_server):
         unfinished.handshake()
         block = unfinished.encoder.encode([(":method", "POST"), (":path", "/helloworld.Greeter/SayHello")])
         unfinished.send(frame(0x1, 0, 1, block))
-        started = time.monotonic()
         time.sleep(0.3)
         assert _refused(port), "all slots are held: a new connection must be refused"
         assert time.monotonic() - started < TIMEOUT, "machine too slow to observe the held slots"
@@ -108,7 +108,7 @@ def test_slowloris_holds_slots_only_until_the_timeouts(slow_server):
             assert _goaway_and_close(c, wait=TIMEOUT + 8) == NO_ERROR
         stop.set()
         elapsed = time.monotonic() - started
-        assert TIMEOUT * 0.9 <= elapsed < TIMEOUT + 10
+        assert TIMEOUT <= elapsed < TIMEOUT + 10
         time.sleep(0.2)
         assert not _refused(port), "the slots must be free once the slow clients are closed"
         for c in silent + partial + dribblers + [unfinished]:
@@ -131,7 +131,7 @@ def test_idle_connection_gets_goaway_but_not_while_a_call_runs(slow_server):
     done = time.monotonic()
     assert done - started >= TIMEOUT * 1.4
     assert _goaway_and_close(client, wait=TIMEOUT + 8) == NO_ERROR
-    assert time.monotonic() - done >= TIMEOUT * 0.9
+    assert time.monotonic() - done >= TIMEOUT * 0.8
     client.close()
 
 
@@ -171,11 +171,20 @@ def _request(client: RawClient, sid: int, method: str, body: bytes) -> bytes:
     return client.headers(sid, headers) + frame(0x0, 0x1, sid, body)
 
 
-def _zero_window_client(port: int) -> RawClient:
-    """A client whose streams start with a flow-control window of 0 (SETTINGS_INITIAL_WINDOW_SIZE)."""
+def _zero_window_client(port: int, window: int = 0) -> RawClient:
+    """A client whose streams start with a tiny flow-control window (SETTINGS_INITIAL_WINDOW_SIZE)."""
     client = RawClient(port, timeout=10)
-    client.send(PREFACE + frame(0x4, 0, 0, struct.pack(">HL", 0x4, 0)))
+    client.send(PREFACE + frame(0x4, 0, 0, struct.pack(">HL", 0x4, window)))
     return client
+
+
+def _dribble_window(client: RawClient, stop: threading.Event) -> None:
+    """Data dribble (CVE-2019-9511): credit one byte at a time on stream 1 and the connection."""
+    while not stop.wait(0.05):
+        try:
+            client.send(frame(0x8, 0, 1, struct.pack(">L", 1)) + frame(0x8, 0, 0, struct.pack(">L", 1)))
+        except OSError:
+            return
 
 
 class PeakRss:
@@ -201,25 +210,32 @@ class PeakRss:
         self._thread.join()
 
 
-def test_window_never_opened_is_bounded_refused_then_goaway(cap_server):
-    """CVE-2019-9511/9517: a client with window 0 asks for 32 MiB server streams on 64 streams
-    (2 GiB owed). The first streams fill max_outbound_buffer and their handlers wait; every
-    later stream is refused with REFUSED_STREAM; after outbound_stall_timeout without the peer
-    taking anything the server sends GOAWAY(ENHANCE_YOUR_CALM) and closes."""
+@pytest.mark.parametrize("window", [0, 1], ids=["window0", "window1_dribble"])
+def test_window_never_opened_is_bounded_refused_then_goaway(cap_server, window):
+    """CVE-2019-9511/9517: a client with window 0 (or 1, then crediting one byte at a time) asks
+    for 32 MiB server streams on 64 streams (2 GiB owed). The first streams fill
+    max_outbound_buffer and their handlers wait; every later stream is refused with
+    REFUSED_STREAM; after outbound_stall_timeout without the peer taking (enough) the server
+    sends GOAWAY(ENHANCE_YOUR_CALM) and closes."""
     worker = cap_server.pids[0]
     streams = 64
+    stop = threading.Event()
     with Bystander(cap_server.port) as bystander, PeakRss(worker) as peak, RssBound(worker, mib=24):
-        client = _zero_window_client(cap_server.port)
+        client = _zero_window_client(cap_server.port, window)
+        if window:
+            threading.Thread(target=_dribble_window, args=(client, stop), daemon=True).start()
         started = time.monotonic()
         request = _message(count=2000, payload=PAYLOAD)
         for i in range(streams):
             client.grpc_request(2 * i + 1, "/gmftest.TestService/ServerStream", request)
         frames = client.frames(until=STALL + 15, stop=lambda f: isinstance(f, GoAwayFrame))
         elapsed = time.monotonic() - started
+        stop.set()
         goaways = [f for f in frames if isinstance(f, GoAwayFrame)]
         assert goaways and goaways[-1].error_code == ENHANCE_YOUR_CALM, frames[-5:]
         assert STALL * 0.9 <= elapsed < STALL + 15
-        assert not [f for f in frames if isinstance(f, DataFrame)], "DATA sent into a zero window"
+        sent = sum(len(f.data) for f in frames if isinstance(f, DataFrame))
+        assert sent <= window * streams + 1000, f"{sent} DATA bytes beyond the windows"
         started_ids = {f.stream_id for f in frames if isinstance(f, HeadersFrame)}
         refused_ids = {f.stream_id for f in frames if isinstance(f, RstStreamFrame) and f.error_code == REFUSED_STREAM}
         assert started_ids and refused_ids and not started_ids & refused_ids
