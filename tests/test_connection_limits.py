@@ -145,6 +145,15 @@ def test_grpcio_channel_reconnects_after_idle_goaway(slow_server):
         assert stub.SayHello(helloworld_pb2.HelloRequest(name="b"), timeout=10).message == "Hello b!"
 
 
+@pytest.mark.parametrize("option", ["idle_timeout", "max_outbound_buffer", "outbound_stall_timeout"])
+def test_limit_options_are_validated(option):
+    from gmf import GmfServer
+
+    with pytest.raises(ValueError, match=option):
+        GmfServer(workers=1, **{option: 0})
+    assert getattr(GmfServer(workers=1, **{option: None}).options, option) is None
+
+
 # -- outbound buffer (window never opened) ---------------------------------------------------
 CAP = 2 * MIB
 STALL = 2.0
