@@ -296,3 +296,38 @@ def test_slow_reader_over_the_cap_recovers(cap_server):
     assert not any(isinstance(f, RstStreamFrame) for f in frames)
     client.close()
     still_serving(cap_server.port)
+
+
+def test_peer_not_reading_its_socket_is_cut_after_the_stall(cap_server):
+    """The same attack one layer down: windows wide open, but the client never reads its socket,
+    so the responses pile up in the worker's socket write buffer (which counts toward
+    max_outbound_buffer). The worker stops reading from the peer, and after
+    outbound_stall_timeout, since a GOAWAY cannot reach a peer that does not read, it cuts the
+    connection; the buffers are freed."""
+    worker = cap_server.pids[0]
+    with Bystander(cap_server.port) as bystander, RssBound(worker, mib=24):
+        client = RawClient(cap_server.port, timeout=10)
+        client.send(PREFACE + frame(0x4, 0, 0, struct.pack(">HL", 0x4, 2**31 - 1))
+                    + frame(0x8, 0, 0, struct.pack(">L", 2**31 - 1 - 65535)))
+        client.send(b"".join(_request(client, 2 * i + 1, "Unary", _message(action="big", count=MIB)) for i in range(16)))
+        started = time.monotonic()
+        deadline = started + STALL + 20
+        while "peer takes none" not in cap_server.log() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "peer takes none" in cap_server.log()
+        # GOAWAY and a graceful close first; the peer still does not read, so 5 s later the
+        # worker aborts it: what the worker still buffered is dropped, only what the kernel
+        # already holds (a few MiB of socket buffers) arrives, then EOF or RST.
+        time.sleep(6)
+        client.sock.settimeout(10)
+        received = 0
+        try:
+            while chunk := client.sock.recv(1 << 20):
+                received += len(chunk)
+        except ConnectionResetError:
+            pass
+        assert time.monotonic() - started < STALL + 30
+        assert received < 12 * MIB, f"{received} bytes delivered: the worker kept its buffer"
+        client.close()
+        time.sleep(0.3)
+    assert bystander.ok > 10
