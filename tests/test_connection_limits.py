@@ -138,10 +138,12 @@ def test_idle_connection_gets_goaway_but_not_while_a_call_runs(slow_server):
 def test_grpcio_channel_reconnects_after_idle_goaway(slow_server):
     """A pooled grpcio channel idle past idle_timeout is closed by the server and transparently
     reconnects for its next call."""
+    idle_closes = slow_server.log().count("idle for")
     with grpc.insecure_channel(slow_server.target) as ch:
         stub = helloworld_pb2_grpc.GreeterStub(ch)
         assert stub.SayHello(helloworld_pb2.HelloRequest(name="a"), timeout=10).message == "Hello a!"
         time.sleep(TIMEOUT + 1.5)  # the server closes it TIMEOUT after the call
+        assert slow_server.log().count("idle for") == idle_closes + 1
         assert stub.SayHello(helloworld_pb2.HelloRequest(name="b"), timeout=10).message == "Hello b!"
 
 
