@@ -86,7 +86,8 @@ class GrpcConnection(asyncio.Protocol):
         self.closing = False
         self._flush_scheduled = False
         options = server.options
-        # One timer: the handshake deadline, then the idle watchdog (see _idle_check).
+        # One timer: the handshake deadline, then the idle watchdog (see _idle_check), then,
+        # once closing after a GOAWAY, the cut of a peer that does not read it.
         self._timer: asyncio.TimerHandle | None = None
         self._awaiting_handshake = True
         self._idle_since = 0.0  # loop time when the last call finished (or the connection opened)
@@ -231,7 +232,7 @@ class GrpcConnection(asyncio.Protocol):
             self._stall_mark = delivered
             self._stall_timer = self.loop.call_later(timeout, self._stall_check)
             return
-        log.warning("closing connection from %s: %d response bytes held for %.0fs while the peer takes none",
+        log.warning("closing connection from %s: %d response bytes held for %.0fs while the peer takes none (< 64 KiB)",
                     self.peer, self.h2.buffered_bytes + self.transport.get_write_buffer_size(), timeout)
         for call in list(self.calls.values()):
             call.cancel()
