@@ -208,8 +208,7 @@ def test_unknown_frame_types_are_ignored(server):
 def test_frames_on_closed_streams(server):
     """Half-closed (remote) stream: DATA or HEADERS after the client's END_STREAM is a stream error
     STREAM_CLOSED (RFC 9113 5.1); a second HEADERS without END_STREAM is a stream PROTOCOL_ERROR.
-    DATA on a stream we already closed is ignored (RFC 9113 5.1: it may be in flight after our
-    RST_STREAM, and closed streams are not remembered). The connection serves on after each."""
+    DATA or trailers on a stream both sides ended: STREAM_CLOSED too. The connection serves on."""
     with hostile(server):
         client = RawClient(server.port, timeout=10)
         client.handshake()
@@ -225,8 +224,14 @@ def test_frames_on_closed_streams(server):
         frames = client.frames(until=3, stop=lambda f: isinstance(f, RstStreamFrame) and f.stream_id == 5)
         assert [f.error_code for f in frames if isinstance(f, RstStreamFrame)] == [PROTOCOL_ERROR]
         served(client, 7)
-        client.send(frame(0x0, 0x1, 7, message(HELLO)))  # stream 7 is answered and closed: ignored
         served(client, 9)
+        for sid, late in ((7, frame(0x0, 0x1, 7, message(HELLO))), (9, client.headers(9, [("x-late", "1")], end_stream=True))):
+            client.send(late)  # the stream is closed (both END_STREAMs)
+            frames = client.frames(until=3, stop=lambda f, sid=sid: isinstance(f, RstStreamFrame) and f.stream_id == sid)
+            assert [f.error_code for f in frames if isinstance(f, RstStreamFrame)] == [STREAM_CLOSED]
+        client.send(frame(0x0, 0x1, 7, b""))  # after our RST_STREAM: ignored
+        served(client, 11)
+        assert not [f for f in client.frames(until=0.5) if isinstance(f, RstStreamFrame)]
         client.close()
 
 
@@ -290,7 +295,9 @@ def test_huge_declared_length_never_buffered(server):
             client.send(client.headers(sid, request_headers()) + frame(0x0, 0, sid, struct.pack(">BL", 0, 0x80000000)))
             frames = client.frames(until=5, stop=lambda f, sid=sid: f.stream_id == sid and "END_STREAM" in f.flags)
             assert _status(client, frames, sid)["grpc-status"] == "8"
-            for _ in range(4):  # the body keeps coming: it is discarded (the stream is closed)
+            for _ in range(4):  # the body keeps coming: in flight after our RST_STREAM, ignored
                 client.send(frame(0x0, 0, sid, chunk))
+        frames = client.frames(until=1)
+        assert not [f for f in frames if isinstance(f, (RstStreamFrame, GoAwayFrame)) and f.error_code], frames
         served(client, 101)
         client.close()

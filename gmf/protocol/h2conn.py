@@ -21,6 +21,7 @@ from .hpack_codec import CachingDecoder, HeaderList
 
 _U32 = struct.Struct(">L")
 _RESET_BURST = 1000  # client resets tolerated before the reset/open ratio is enforced
+_RESET_MEMORY = 4096  # streams we reset whose in-flight frames are still ignored, most recent
 _SETTING = struct.Struct(">HL")
 
 
@@ -174,6 +175,9 @@ class H2ServerConnection:
         # the layer above caps it per connection (CVE-2019-9511/9517, internal data buffering).
         self.buffered_bytes = 0
         self._remote_resets = 0
+        # Streams we reset: the client may have frames for them in flight, which are ignored
+        # (RFC 9113 5.1). Frames on any other closed stream are answered with STREAM_CLOSED.
+        self._reset_ids: dict[int, None] = {}
         self._settings = {
             f.SETTINGS_MAX_CONCURRENT_STREAMS: max_concurrent_streams,
             f.SETTINGS_INITIAL_WINDOW_SIZE: initial_window_size,
@@ -271,7 +275,7 @@ class H2ServerConnection:
 
     def reset_stream(self, stream_id: int, error_code: int) -> None:
         if self._discard(stream_id) is not None:
-            self._out.append(f.rst_stream(stream_id, error_code))
+            self._send_rst(stream_id, error_code)
 
     def start_shutdown(self, error_code: int = f.NO_ERROR, debug: bytes = b"") -> None:
         """Graceful GOAWAY: streams already open finish, newer ones are refused."""
@@ -404,7 +408,9 @@ class H2ServerConnection:
         if s is None:
             if sid > self.highest_stream_id:
                 raise _ConnectionError(f.PROTOCOL_ERROR, f"DATA on idle stream {sid}")
-            return  # a stream we already closed or reset: frames in flight, ignore
+            if sid not in self._reset_ids:  # the client had ended it: DATA after END_STREAM
+                self._stream_error(sid, f.STREAM_CLOSED, events)
+            return  # a stream we reset: frames in flight, ignored
         if s.remote_closed:
             self._stream_error(sid, f.STREAM_CLOSED, events)
             return
@@ -466,11 +472,13 @@ class H2ServerConnection:
         if sid <= self.highest_stream_id:
             if not end:  # not trailers in flight after our reset: a request reusing a closed id
                 raise _ConnectionError(f.PROTOCOL_ERROR, f"HEADERS on closed stream {sid}")
-            return  # closed stream: trailers in flight after our reset; decoded, ignored
+            if sid not in self._reset_ids:  # the client had ended it: trailers after END_STREAM
+                self._stream_error(sid, f.STREAM_CLOSED, events)
+            return  # trailers in flight after our reset: decoded, ignored
         self.highest_stream_id = sid
         s = _Stream(self.peer_initial_window, self.local_initial_window)
         if self.goaway_sent or len(self.streams) >= self.max_concurrent_streams:
-            self._out.append(f.rst_stream(sid, f.REFUSED_STREAM))
+            self._send_rst(sid, f.REFUSED_STREAM)
             return
         s.remote_closed = end
         self.streams[sid] = s
@@ -559,7 +567,14 @@ class H2ServerConnection:
     def _stream_error(self, sid: int, code: int, events: list[Event]) -> None:
         if self._discard(sid) is not None:
             events.append(StreamReset(sid, code, remote=False))
+        self._send_rst(sid, code)
+
+    def _send_rst(self, sid: int, code: int) -> None:
         self._out.append(f.rst_stream(sid, code))
+        reset = self._reset_ids
+        reset[sid] = None
+        if len(reset) > _RESET_MEMORY:
+            del reset[next(iter(reset))]
 
     def _discard(self, sid: int) -> _Stream | None:
         """Forget a reset stream and the response data it still had buffered."""
@@ -579,7 +594,7 @@ class H2ServerConnection:
             # Complete response before the request ended: ask the client to stop sending
             # (RFC 9113 8.1) and forget the stream.
             self.streams.pop(sid, None)
-            self._out.append(f.rst_stream(sid, f.NO_ERROR))
+            self._send_rst(sid, f.NO_ERROR)
 
     def _flush_stream(self, sid: int, s: _Stream, events: list[Event] | None = None) -> None:
         out = self._out
