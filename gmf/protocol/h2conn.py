@@ -21,7 +21,8 @@ from .hpack_codec import CachingDecoder, HeaderList
 
 _U32 = struct.Struct(">L")
 _RESET_BURST = 1000  # client resets tolerated before the reset/open ratio is enforced
-_RESET_MEMORY = 4096  # streams we reset whose in-flight frames are still ignored, most recent
+_RESET_MEMORY = 128  # streams we reset whose in-flight frames are still ignored (most recent;
+# a forgotten one only costs an extra RST_STREAM, and the record stays a few KiB per connection)
 _SETTING = struct.Struct(">HL")
 
 
