@@ -207,7 +207,7 @@ class GrpcConnection(asyncio.Protocol):
         self.outbound_full = full
         if full:
             timeout = self.server.options.outbound_stall_timeout
-            if timeout is not None and self._stall_timer is None:
+            if timeout is not None and self._stall_timer is None and transport is not None:
                 self._stall_mark = self._delivered()
                 self._stall_timer = self.loop.call_later(timeout, self._stall_check)
             return
