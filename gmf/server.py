@@ -137,6 +137,9 @@ class GmfServer:
         max_unproductive_frames: int = 1000,
         max_pending_control_frames: int = 10000,
         tls: gmf_tls.ServerCredentials | ssl.SSLContext | None = None,
+        idle_timeout: float | None = 300.0,
+        max_outbound_buffer: int | None = 16 * 1024 * 1024,
+        outbound_stall_timeout: float | None = 30.0,
     ) -> None:
         self.placement = Placement.max_spread()
         self.cpu_sets: list[tuple[int, ...] | None] = []
@@ -177,6 +180,9 @@ class GmfServer:
             max_unproductive_frames=max_unproductive_frames,
             max_pending_control_frames=max_pending_control_frames,
             tls=tls,
+            idle_timeout=idle_timeout,
+            max_outbound_buffer=max_outbound_buffer,
+            outbound_stall_timeout=outbound_stall_timeout,
         )
 
     def configure(self, **options: Any) -> GmfServer:
@@ -349,8 +355,12 @@ _NUMBERS: dict[str, tuple[type, float]] = {
     "handshake_timeout": (float, 0.001),
     "grace": (float, 0),
     "metrics_port": (int, 0),
+    "idle_timeout": (float, 0.001),
+    "max_outbound_buffer": (int, 1),
+    "outbound_stall_timeout": (float, 0.001),
 }
-_NULLABLE = frozenset({"workers", "max_send_message_length", "metrics_port"})
+_NULLABLE = frozenset({"workers", "max_send_message_length", "metrics_port", "idle_timeout", "max_outbound_buffer",
+                       "outbound_stall_timeout"})
 
 
 def _check_number(name: str, value: object, kind: type, minimum: float) -> None:

@@ -31,6 +31,8 @@ from .hpack_codec import CachingDecoder, HeaderList, MalformedHeaderBlock
 
 _U32 = struct.Struct(">L")
 _RESET_BURST = 1000  # client resets tolerated before the reset/open ratio is enforced
+_RESET_MEMORY = 128  # streams we reset whose in-flight frames are still ignored (most recent;
+# a forgotten one only costs an extra RST_STREAM, and the record stays a few KiB per connection)
 _SETTING = struct.Struct(">HL")
 # A header block whose encoded size or decoded header list goes beyond this many times the
 # advertised SETTINGS_MAX_HEADER_LIST_SIZE is not materialized: the connection is cut off
@@ -140,6 +142,7 @@ class _Limits:
         "ping_strikes",
         "last_ping",
         "settings_unacked",
+        "reset_ids",
     )
 
     def __init__(
@@ -158,6 +161,9 @@ class _Limits:
         self.ping_strikes = 0
         self.last_ping = _NEVER
         self.settings_unacked = False
+        # Streams we reset: the client may have frames for them in flight, which are ignored
+        # (RFC 9113 5.1). Frames on any other closed stream are answered with STREAM_CLOSED.
+        self.reset_ids: dict[int, None] = {}
 
 
 # ---------------------------------------------------------------------------- streams
@@ -229,6 +235,9 @@ class H2ServerConnection:
         self.peer_initial_window = f.DEFAULT_WINDOW
         self.send_conn_window = f.DEFAULT_WINDOW
         self._blocked: dict[int, None] = {}  # streams with pending data, in order
+        # DATA bytes held because the peer's flow-control windows are closed (all streams):
+        # the layer above caps it per connection (CVE-2019-9511/9517, internal data buffering).
+        self.buffered_bytes = 0
         self._remote_resets = 0
         # Abuse limits. ``_responded`` is set whenever we send response HEADERS or DATA; the
         # next unproductive frame or PING sees it and restarts both counts. Only these three
@@ -298,6 +307,7 @@ class H2ServerConnection:
             if data:
                 s.pending.append(memoryview(data))
                 s.pending_bytes += len(data)
+                self.buffered_bytes += len(data)
             if end_stream:
                 s.pending_end = True
                 s.local_closed = True
@@ -316,6 +326,7 @@ class H2ServerConnection:
             return
         s.pending.append(memoryview(data))
         s.pending_bytes += size
+        self.buffered_bytes += size
         if end_stream:
             s.pending_end = True
             s.local_closed = True
@@ -339,12 +350,11 @@ class H2ServerConnection:
     def reset_stream(self, stream_id: int, error_code: int) -> None:
         """Reset a stream the application refuses (a malformed request). It counts against
         the unproductive-frame budget, checked when the client opens its next stream."""
-        if self.streams.pop(stream_id, None) is not None:
-            self._blocked.pop(stream_id, None)
+        if self._discard(stream_id) is not None:
             if self._responded:
                 self._rearm()
             self._budget -= 1
-            self._out.append(f.rst_stream(stream_id, error_code))
+            self._send_rst(stream_id, error_code)
 
     def start_shutdown(self, error_code: int = f.NO_ERROR, debug: bytes = b"") -> None:
         """Graceful GOAWAY: streams already open finish, newer ones are refused.
@@ -559,7 +569,9 @@ class H2ServerConnection:
         if s is None:
             if sid > self.highest_stream_id:
                 raise _ConnectionError(f.PROTOCOL_ERROR, f"DATA on idle stream {sid}")
-            if not flow:  # in flight after our reset: ignored (non-empty ones are flow-controlled)
+            if sid not in self._limits.reset_ids:  # the client had ended it: DATA after END_STREAM
+                self._stream_error(sid, f.STREAM_CLOSED, events)
+            elif not flow:  # in flight after our reset: ignored (non-empty ones are flow-controlled)
                 self._waste("empty DATA frames")
             return
         if s.remote_closed:
@@ -636,15 +648,20 @@ class H2ServerConnection:
                 self._stream_error(sid, f.PROTOCOL_ERROR, events)
             return
         if sid <= self.highest_stream_id:
-            self._waste("HEADERS on closed streams")  # trailers in flight after our reset
+            if not end:  # not trailers in flight after our reset: a request reusing a closed id
+                raise _ConnectionError(f.PROTOCOL_ERROR, f"HEADERS on closed stream {sid}")
+            if sid not in self._limits.reset_ids:  # the client had ended it: trailers after END_STREAM
+                self._stream_error(sid, f.STREAM_CLOSED, events)
+            else:  # trailers in flight after our reset: decoded, ignored
+                self._waste("HEADERS on closed streams")
             return
         self.highest_stream_id = sid
         if self.goaway_sent:
-            self._out.append(f.rst_stream(sid, f.REFUSED_STREAM))
+            self._send_rst(sid, f.REFUSED_STREAM)
             return
         if len(self.streams) >= self.max_concurrent_streams:
             self._waste("streams over SETTINGS_MAX_CONCURRENT_STREAMS")
-            self._control(f.rst_stream(sid, f.REFUSED_STREAM))
+            self._send_rst(sid, f.REFUSED_STREAM, control=True)
             return
         if self._budget < 0:  # spent by streams the application reset (malformed requests)
             raise _ConnectionError(f.ENHANCE_YOUR_CALM, "too many malformed requests")
@@ -725,10 +742,9 @@ class H2ServerConnection:
             raise _ConnectionError(f.FRAME_SIZE_ERROR, "RST_STREAM payload must be 4 bytes")
         if sid == 0 or sid > self.highest_stream_id:
             raise _ConnectionError(f.PROTOCOL_ERROR, f"RST_STREAM on idle stream {sid}")
-        if self.streams.pop(sid, None) is None:
+        if self._discard(sid) is None:
             self._waste("RST_STREAM on closed streams")
             return
-        self._blocked.pop(sid, None)
         events.append(StreamReset(sid, _U32.unpack(payload)[0], remote=True))
         # "Rapid reset" (CVE-2023-44487): streams opened and reset at once cost work
         # without ever counting against MAX_CONCURRENT_STREAMS. Allow a burst, then
@@ -739,10 +755,31 @@ class H2ServerConnection:
 
     def _stream_error(self, sid: int, code: int, events: list[Event]) -> None:
         self._waste("stream errors")  # CVE-2019-9514: requests made to draw RST_STREAM
-        if self.streams.pop(sid, None) is not None:
-            self._blocked.pop(sid, None)
+        if self._discard(sid) is not None:
             events.append(StreamReset(sid, code, remote=False))
-        self._control(f.rst_stream(sid, code))
+        self._send_rst(sid, code, control=True)
+
+    def _send_rst(self, sid: int, code: int, control: bool = False) -> None:
+        """RST_STREAM, remembering the id: frames the client had in flight for it are
+        ignored (RFC 9113 5.1); frames on any other closed stream get STREAM_CLOSED.
+        ``control``: a response the client provoked, under the control-frame cap."""
+        frame = f.rst_stream(sid, code)
+        if control:
+            self._control(frame)
+        else:
+            self._out.append(frame)
+        reset = self._limits.reset_ids
+        reset[sid] = None
+        if len(reset) > _RESET_MEMORY:
+            del reset[next(iter(reset))]
+
+    def _discard(self, sid: int) -> _Stream | None:
+        """Forget a stream and the response data it still had buffered."""
+        s = self.streams.pop(sid, None)
+        if s is not None:
+            self._blocked.pop(sid, None)
+            self.buffered_bytes -= s.pending_bytes
+        return s
 
     # ------------------------------------------------------------------ flow control
     def _end_local(self, sid: int, s: _Stream) -> None:
@@ -754,7 +791,7 @@ class H2ServerConnection:
             # Complete response before the request ended: ask the client to stop sending
             # (RFC 9113 8.1) and forget the stream.
             self.streams.pop(sid, None)
-            self._out.append(f.rst_stream(sid, f.NO_ERROR))
+            self._send_rst(sid, f.NO_ERROR)
 
     def _flush_stream(self, sid: int, s: _Stream, events: list[Event] | None = None) -> None:
         out = self._out
@@ -775,6 +812,7 @@ class H2ServerConnection:
             s.send_window -= n
             self.send_conn_window -= n
             s.pending_bytes -= n
+            self.buffered_bytes -= n
             progressed = True
             self._responded = True
         if s.pending:

@@ -215,7 +215,12 @@ class Call:
             raise asyncio.InvalidStateError("the RPC has finished")
         self.send_response(message)
         conn = self.conn
-        while not self.finished and (conn.h2.pending_bytes(self.stream_id) > _WRITE_HIGH_WATER or conn.write_paused):
+        if conn.h2.buffered_bytes > conn.outbound_limit:
+            conn.check_outbound()
+        # Wait while this stream is backed up, the socket is, or the whole connection holds more
+        # than max_outbound_buffer for the peer (the connection wakes us when that clears).
+        while not self.finished and (conn.h2.pending_bytes(self.stream_id) > _WRITE_HIGH_WATER or conn.write_paused
+                                     or conn.outbound_full):
             self.write_waiter = conn.loop.create_future()
             await self.write_waiter
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from typing import TYPE_CHECKING, Any, cast
 
 from ..logs import log_access
@@ -26,6 +27,12 @@ if TYPE_CHECKING:
     from .server_state import ServerState
 
 log = logging.getLogger("gmf")
+
+# After a GOAWAY we close gracefully; a peer that does not read even that is cut after this.
+_CLOSE_GRACE = 5.0
+# Bytes a peer must take from us per outbound_stall_timeout while above max_outbound_buffer
+# not to count as stalled (dribbling a few bytes of window does not keep the memory pinned).
+_STALL_MIN_PROGRESS = 65535
 
 
 def _format_peer(peername: Any) -> str:
@@ -80,7 +87,18 @@ class GrpcConnection(asyncio.Protocol):
         self.write_paused = False
         self.closing = False
         self._flush_scheduled = False
-        self._handshake_timer: asyncio.TimerHandle | None = None
+        options = server.options
+        # One timer: the handshake deadline, then the idle watchdog (see _idle_check), then,
+        # once closing after a GOAWAY, the cut of a peer that does not read it.
+        self._timer: asyncio.TimerHandle | None = None
+        self._awaiting_handshake = True
+        self._idle_since = 0.0  # loop time when the last call finished (or the connection opened)
+        # Outbound cap: response bytes held for a peer that does not take them.
+        self.outbound_limit = options.max_outbound_buffer if options.max_outbound_buffer is not None else sys.maxsize
+        self.outbound_full = False
+        self._written = 0  # bytes handed to the transport, ever
+        self._stall_timer: asyncio.TimerHandle | None = None
+        self._stall_mark = 0
 
     # ------------------------------------------------------------------ transport callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -88,7 +106,8 @@ class GrpcConnection(asyncio.Protocol):
         self.peer = _format_peer(transport.get_extra_info("peername"))
         self.server.connection_opened(self)
         self.h2.initiate_connection()
-        self._handshake_timer = self.loop.call_later(self.server.options.handshake_timeout, self._handshake_expired)
+        self._idle_since = self.loop.time()
+        self._timer = self.loop.call_later(self.server.options.handshake_timeout, self._handshake_expired)
         if self.server.draining:
             self.start_shutdown()
         self._flush()
@@ -97,9 +116,8 @@ class GrpcConnection(asyncio.Protocol):
         self.metrics.bytes_received += len(data)
         try:
             events = self.h2.receive_data(data)
-            if self._handshake_timer is not None and self.h2.handshake_done:
-                self._handshake_timer.cancel()
-                self._handshake_timer = None
+            if self._awaiting_handshake and self.h2.handshake_done:
+                self._handshake_complete()
             for event in events:
                 self._handle(event)
         except Exception:  # a bug must cost one connection, never the worker
@@ -117,15 +135,44 @@ class GrpcConnection(asyncio.Protocol):
 
     def _handshake_expired(self) -> None:
         """No HTTP/2 preface in time: a slow or silent client must not hold a connection slot."""
-        self._handshake_timer = None
+        self._timer = None
         log.info("closing connection from %s: no HTTP/2 preface within %.1fs", self.peer,
                  self.server.options.handshake_timeout)
         self._abort()
 
+    def _handshake_complete(self) -> None:
+        self._awaiting_handshake = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        idle = self.server.options.idle_timeout
+        if idle is not None:
+            self._timer = self.loop.call_at(self._idle_since + idle, self._idle_check)
+
+    def _idle_check(self) -> None:
+        """The idle watchdog. It is not re-armed per request: a call finishing only records the
+        time (``_idle_since``), and this timer, when due, either closes a connection that has
+        had no call in progress for ``idle_timeout`` or sleeps until it could be due again. So
+        it fires at most once per ``idle_timeout`` on a busy connection. Idle covers clients that
+        did the handshake and then send nothing, a partial frame, or a never-ending header block."""
+        self._timer = None
+        idle = self.server.options.idle_timeout
+        if idle is None or self.closing or self.transport is None:
+            return
+        now = self.loop.time()
+        due = now + idle if self.calls else self._idle_since + idle
+        if due > now:
+            self._timer = self.loop.call_at(due, self._idle_check)
+            return
+        log.info("closing connection from %s: idle for %.1fs", self.peer, idle)
+        self.start_shutdown()  # GOAWAY(NO_ERROR); closes once flushed
+        self._timer = self.loop.call_later(_CLOSE_GRACE, self._abort)
+
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._handshake_timer is not None:
-            self._handshake_timer.cancel()
-            self._handshake_timer = None
+        for timer in (self._timer, self._stall_timer):
+            if timer is not None:
+                timer.cancel()
+        self._timer = self._stall_timer = None
         for call in list(self.calls.values()):
             call.cancel()
         self.calls.clear()
@@ -139,6 +186,7 @@ class GrpcConnection(asyncio.Protocol):
         self.write_paused = True
         if self.transport is not None:
             self.transport.pause_reading()
+        self.check_outbound()
 
     def resume_writing(self) -> None:
         self.write_paused = False
@@ -146,6 +194,57 @@ class GrpcConnection(asyncio.Protocol):
             self.transport.resume_reading()
         for call in self.calls.values():
             call.wake_writer()
+        self.check_outbound()
+
+    # ------------------------------------------------------------------ outbound cap
+    def check_outbound(self) -> None:
+        """Response data held for this peer (behind closed flow-control windows, or in the
+        transport's buffer) against max_outbound_buffer (CVE-2019-9511/9517). Over it, streaming
+        writes wait (Call.write), new streams are refused, and the stall timer runs."""
+        transport = self.transport
+        held = self.h2.buffered_bytes + (transport.get_write_buffer_size() if transport is not None else 0)
+        full = held > self.outbound_limit
+        if full == self.outbound_full:
+            return
+        self.outbound_full = full
+        if full:
+            timeout = self.server.options.outbound_stall_timeout
+            if timeout is not None and self._stall_timer is None and transport is not None:
+                self._stall_mark = self._delivered()
+                self._stall_timer = self.loop.call_later(timeout, self._stall_check)
+            return
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+            self._stall_timer = None
+        for call in self.calls.values():
+            call.wake_writer()
+
+    def _delivered(self) -> int:
+        """Bytes the peer's socket has taken from us (handed to the transport and gone out)."""
+        transport = self.transport
+        return self._written - (transport.get_write_buffer_size() if transport is not None else 0)
+
+    def _stall_check(self) -> None:
+        self._stall_timer = None
+        if not self.outbound_full or self.transport is None:
+            return
+        delivered = self._delivered()
+        timeout = cast(float, self.server.options.outbound_stall_timeout)
+        if delivered - self._stall_mark >= _STALL_MIN_PROGRESS:  # slow, but reading
+            self._stall_mark = delivered
+            self._stall_timer = self.loop.call_later(timeout, self._stall_check)
+            return
+        log.warning("closing connection from %s: %d response bytes held for %.0fs while the peer takes none (< 64 KiB)",
+                    self.peer, self.h2.buffered_bytes + self.transport.get_write_buffer_size(), timeout)
+        for call in list(self.calls.values()):
+            call.cancel()
+        self.h2.start_shutdown(fr.ENHANCE_YOUR_CALM, b"peer does not read its responses")
+        self.closing = True
+        self._flush()
+        self._close()
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self.loop.call_later(_CLOSE_GRACE, self._abort)
 
     # ------------------------------------------------------------------ HTTP/2 events
     def _handle(self, event: h2.Event) -> None:
@@ -189,6 +288,9 @@ class GrpcConnection(asyncio.Protocol):
         method_name, path, content_type = summary.method, summary.path, summary.content_type
         timeout, encoding, accept = summary.timeout, summary.encoding, summary.accept
         h = self.h2
+        if h.buffered_bytes > self.outbound_limit or self.outbound_full:  # the peer is not taking its responses
+            h.reset_stream(sid, fr.REFUSED_STREAM)
+            return
         if summary.size > self.server.max_header_list_size:
             message = f"Header list of {summary.size} bytes exceeds the limit of {self.server.max_header_list_size}"
             h.send_headers(sid, g.trailers(g.RESOURCE_EXHAUSTED, message, trailers_only=True), end_stream=True)
@@ -264,21 +366,28 @@ class GrpcConnection(asyncio.Protocol):
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        data = self.h2.data_to_send()
+        h = self.h2
+        data = h.data_to_send()
         transport = self.transport
         if data and transport is not None:
             transport.write(data)
+            self._written += len(data)
             self.metrics.bytes_sent += len(data)
+        if self.outbound_full or self.write_paused or h.buffered_bytes > self.outbound_limit:
+            self.check_outbound()
         if self.closing:
             self._maybe_close()
 
     def call_finished(self, call: Call, code: int) -> None:
-        self.calls.pop(call.stream_id, None)
+        calls = self.calls
+        calls.pop(call.stream_id, None)
         self.metrics.rpc_finished(call.path, code)
         if self.server.access_log:
             log_access(call.path, code, self.loop.time() - call.started_at, self.peer)
-        if self.closing and not self.calls:
-            self.schedule_flush()
+        if not calls:
+            self._idle_since = self.loop.time()
+            if self.closing:
+                self.schedule_flush()
 
     def _rejected(self, path: str, code: int, method: str = UNKNOWN_METHOD) -> None:
         """An RPC answered with a status before any handler: counted (unregistered paths

@@ -46,6 +46,15 @@ class ServerOptions:
     max_ping_strikes: int = 2  # more -> GOAWAY ENHANCE_YOUR_CALM "too_many_pings"
     max_unproductive_frames: int = 1000  # frames without useful work between responses
     max_pending_control_frames: int = 10000  # control responses waiting for the socket
+    # Seconds a connection may stay open with no RPC in progress before GOAWAY(NO_ERROR); None: never.
+    idle_timeout: float | None = 300.0
+    # Response bytes a connection may hold because its peer is not reading (flow-control windows
+    # closed, or the socket not drained): above it streaming writes wait and new streams are
+    # refused. None: no cap.
+    max_outbound_buffer: int | None = 16 * 1024 * 1024
+    # Seconds a connection may stay above max_outbound_buffer without the peer taking data
+    # before GOAWAY(ENHANCE_YOUR_CALM) and close; None: never.
+    outbound_stall_timeout: float | None = 30.0
 
     def h2_limits(self) -> H2Limits:
         return H2Limits(
