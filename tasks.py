@@ -131,6 +131,18 @@ def bench(c: Context, quick: bool = False, micro: bool = False, servers: str | N
                          results_dir=results_dir))
 
 
+@task(help={"examples": "number of examples (default 10000)", "minutes": "run this long instead",
+            "seed": "first batch seed (replays a reported failure)", "batch": "examples per seed"})
+def fuzz(c: Context, examples: int | None = None, minutes: float | None = None, seed: int | None = None,
+         batch: int = 500) -> None:
+    """Fuzz the sans-IO HTTP/2 core (hypothesis) with random and mutated frame sequences."""
+    from gmf.toolkit import fuzz as fuzz_module
+
+    _done(fuzz_module.run(int(examples) if examples is not None else None,
+                          float(minutes) if minutes is not None else None,
+                          int(seed) if seed is not None else None, int(batch)))
+
+
 @task(help={"container": "run inside the dev container", "name": _CONTAINER_HELP["name"]})
 def proto(c: Context, container: bool = False, name: str | None = None) -> None:
     """Regenerate the Python code of proto/*.proto (grpcio-tools)."""
@@ -151,5 +163,5 @@ def nix_shell(c: Context, command: str | None = None) -> None:
     _done(nix.enter(command))
 
 
-ns = Collection(base_image, build_image, run, test, check, bench, proto, devcontainer, nix_shell)
+ns = Collection(base_image, build_image, run, test, check, bench, fuzz, proto, devcontainer, nix_shell)
 ns.add_collection(Collection("container", up, status, shell, logs, down))
