@@ -106,9 +106,12 @@ class GmfServer:
         on_worker_start: Hook | None = None,
         on_worker_stop: Hook | None = None,
         grace: float = 10.0,
+        slow_handler_threshold: float | None = 1.0,
     ) -> None:
         if workers is not None and workers < 1:
             raise ValueError(f"workers must be at least 1 (got {workers}); allowed CPUs: {','.join(map(str, allowed_cpus()))}")
+        if slow_handler_threshold is not None and slow_handler_threshold <= 0:
+            raise ValueError("slow_handler_threshold must be positive seconds, or None to disable the watchdog")
         if max_connections < 1:
             raise ValueError("max_connections must be at least 1")
         if placement is None:
@@ -130,6 +133,7 @@ class GmfServer:
             max_connections=max_connections,
             compression=compression_name,
             handshake_timeout=handshake_timeout,
+            slow_handler_threshold=slow_handler_threshold,
         )
         self.on_worker_start = on_worker_start
         self.on_worker_stop = on_worker_stop

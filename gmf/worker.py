@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import runtime as rt
+from . import watchdog
 from .rpc.registry import MethodRegistry
 from .rpc.server_state import ServerOptions, ServerState
 
@@ -161,10 +162,13 @@ class Worker:
             self.id, info.pid, where, cfg.runtime.name, cfg.runtime.reason, cfg.host, cfg.port,
         )
         self._report_ready("ok")
+        dog = watchdog.start(loop, cfg.options.slow_handler_threshold)
         grace = await self._stop
         loop.remove_reader(self.control_fd)
         server.close()
         await state.drain(grace)
+        if dog is not None:
+            dog.stop()
         try:
             await _call_hook(cfg.on_worker_stop, info)
         except Exception:

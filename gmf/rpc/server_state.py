@@ -23,6 +23,7 @@ class ServerOptions:
     max_connections: int = 10240
     compression: str | None = None  # "gzip" | "deflate" | None
     handshake_timeout: float = 10.0  # seconds a new connection has to send the HTTP/2 preface
+    slow_handler_threshold: float | None = 1.0  # loop blocked this long -> one warning (None: off)
 
 
 class ServerState:
