@@ -29,7 +29,7 @@ SETTING_IDS = [0, f.SETTINGS_HEADER_TABLE_SIZE, f.SETTINGS_ENABLE_PUSH, f.SETTIN
 ERROR_CODES = [f.NO_ERROR, f.PROTOCOL_ERROR, f.CANCEL, f.ENHANCE_YOUR_CALM, 0xFF, 0xFFFFFFFF]
 
 # What the driver does with a RequestReceived (see h2_target.Driver).
-ACTIONS = ("unary", "reset", "open", "trailers_only", "big", "later")
+ACTIONS = ("unary", "reset", "open", "trailers_only", "big", "later", "shutdown")
 
 _HEADER = struct.Struct(">BHBBL")
 

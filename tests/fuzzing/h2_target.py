@@ -124,6 +124,7 @@ class Driver:
         self.gone: set[int] = set()  # streams reset (either side)
         self.highest_request = 0
         self.reset_by_us: list[int] = []
+        self.shutdown_at: int | None = None  # last stream id of our graceful GOAWAY
         self.terminated: h2.ConnectionTerminated | None = None
 
     def handle(self, events: list[h2.Event]) -> None:
@@ -135,6 +136,7 @@ class Driver:
                 assert sid not in self.gone, f"{type(event).__name__} for stream {sid} after its reset"
             if isinstance(event, h2.RequestReceived):
                 assert sid is not None and sid % 2 == 1 and sid > self.highest_request, f"request on stream {sid}"
+                assert self.shutdown_at is None or sid <= self.shutdown_at, f"request {sid} accepted after our GOAWAY"
                 self.highest_request = sid
                 if not event.end_stream:
                     self.active.add(sid)
@@ -171,6 +173,11 @@ class Driver:
             conn.send_headers(sid, g.response_headers())
             conn.send_data(sid, grpc_message(self.size if action == "unary" else 3 * self.size + 1))
             conn.send_headers(sid, g.trailers(g.OK), end_stream=True)
+        elif action == "shutdown":  # graceful GOAWAY (a draining worker), then answer
+            if self.shutdown_at is None:
+                self.shutdown_at = conn.highest_stream_id
+            conn.start_shutdown()
+            conn.send_headers(sid, g.trailers(g.UNAVAILABLE, "draining", trailers_only=True), end_stream=True)
         elif action == "open":
             self.started.add(sid)
             conn.send_headers(sid, g.response_headers())
