@@ -136,7 +136,13 @@ class Client:
             await self._accounted("unary", self.args.deadline, self.unary(self.unary_left))
 
     async def stream_loop(self, rng: random.Random) -> None:
+        args = self.args
         while self.streams_left > 0:
+            # spread the streaming calls over the whole run (so kills hit some of them)
+            while self.unary_left > 0 and (args.rpcs - self.unary_left) * args.streaming < (args.streaming - self.streams_left) * args.rpcs:
+                await asyncio.sleep(0.05)
+            if self.streams_left <= 0:  # another streamer took the last one while this one waited
+                break
             self.streams_left -= 1
             n = rng.randint(1, 50)
             if rng.random() < 0.5:
