@@ -11,7 +11,8 @@ a final report: sent, succeeded, failed by status code, per kind.
 
 Exit status 1 when any RPC is unaccounted (sent != succeeded + failed, or a call got no
 status within its deadline + a margin), a failure other than UNAVAILABLE (a connection cut
-by a kill) or DEADLINE_EXCEEDED appears, a streaming call ended OK with messages missing,
+by a kill; WRITE_CUT_INTERNAL for grpcio's report of a bidi write on a cut connection) or
+DEADLINE_EXCEEDED appears, a streaming call ended OK with messages missing,
 a client process failed, or the success ratio is below ``--min-success``.
 """
 
@@ -35,7 +36,9 @@ from .benchlib.servers import ROOT, ServerSpec, launch, raise_nofile_limit, serv
 
 CLIENT = Path(__file__).resolve().parent / "soaklib" / "client.py"
 SERVER = Path("gmf/toolkit/soaklib/server.py")
-EXPECTED_FAILURES = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED"})
+# A call cut by a worker kill (grpcio aio reports a write on a cut stream as INTERNAL: the
+# client counts those as WRITE_CUT_INTERNAL, grpc/grpc#36066), or a deadline.
+EXPECTED_FAILURES = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "WRITE_CUT_INTERNAL"})
 KINDS = ("unary", "server_stream", "bidi")
 
 
@@ -88,6 +91,7 @@ class SoakReport:
     kills: int
     elapsed_s: float
     problems: list[str]
+    notes: list[str] = field(default_factory=list)  # details of unexpected outcomes, from the clients
 
     @property
     def total(self) -> Totals:
@@ -107,6 +111,7 @@ class SoakReport:
         lines += [f"  {kind:<13} {totals.text()}" for kind, totals in self.kinds.items()]
         lines.append(f"  {'all':<13} {total.text()}  unaccounted {total.unaccounted}")
         lines += [f"  PROBLEM: {p}" for p in self.problems] or ["  every RPC succeeded or returned a status: OK"]
+        lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 
 
@@ -220,6 +225,8 @@ def run(config: SoakConfig, out: Callable[[str], None] = print) -> SoakReport:
             for client in clients:
                 client.stop()
         elapsed = time.monotonic() - started
+        server_errors = [line for line in server.log_tail(100_000).splitlines()
+                         if " ERROR " in line or "internal error" in line or "Traceback" in line]
         if server.proc.poll() is not None:
             problems.append(f"the server exited with status {server.proc.returncode}")
         elif not _workers_back(server.worker_pids, config.workers):
@@ -228,8 +235,11 @@ def run(config: SoakConfig, out: Callable[[str], None] = print) -> SoakReport:
         if not client.final or client.proc.returncode != 0:
             tail = " | ".join(client.stderr[-3:])
             problems.append(f"client {client.index} exited with {client.proc.returncode} without its final report: {tail}")
+    notes = [f"client {c.index}: {line[2:]}" for c in clients for line in c.stderr
+             if line.startswith("# ") and "client done" not in line]
+    problems += [f"server log: {line}" for line in server_errors[:10]]
     kinds, messages = _totals(clients)
-    report = SoakReport(kinds, messages, kills, elapsed, problems)
+    report = SoakReport(kinds, messages, kills, elapsed, problems, notes)
     total = report.total
     if total.unaccounted:
         problems.append(f"{total.unaccounted} RPC(s) unaccounted (sent != ok + failed)")
