@@ -8,7 +8,8 @@ Invariants (an ``AssertionError`` names the one that broke):
   types), the first one SETTINGS, no frame larger than the peer allows, header blocks
   contiguous (HEADERS + CONTINUATION) and decodable by one ``hpack.Decoder`` kept across
   the connection, responses start with ``:status`` and end with ``grpc-status``, nothing on
-  a stream after its END_STREAM or RST_STREAM, only on streams the client opened.
+  a stream after its END_STREAM or RST_STREAM, only on streams the client opened, and no more
+  DATA than the client's flow-control windows allowed (per stream and per connection).
 - After ``ConnectionTerminated`` the output ends with a GOAWAY carrying its error code and
   nothing more is accepted or emitted.
 - Bounded state: open streams <= max_concurrent_streams, the receive buffer < one frame,
@@ -42,6 +43,47 @@ MAX_HEADER_LIST = 16384
 HPACK_TABLE = 4096
 
 
+class ClientCredit:
+    """Upper bounds of the flow-control credit the client granted, from its bytes as sent:
+    the largest SETTINGS_INITIAL_WINDOW_SIZE plus every WINDOW_UPDATE (the server may reject
+    some, which only makes the bound looser; it frames the bytes exactly the same way)."""
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+        self.preface = False
+        self.connection = f.DEFAULT_WINDOW
+        self.max_initial = f.DEFAULT_WINDOW
+        self.streams: dict[int, int] = {}
+
+    def feed(self, data: bytes) -> None:
+        self.buf += data
+        if not self.preface:
+            if len(self.buf) < len(f.PREFACE):
+                return
+            self.preface = True
+            del self.buf[: len(f.PREFACE)]
+        while len(self.buf) >= 9:
+            length = int.from_bytes(self.buf[:3], "big")
+            if len(self.buf) < 9 + length:
+                return
+            ftype, flags, sid = self.buf[3], self.buf[4], int.from_bytes(self.buf[5:9], "big") & 0x7FFFFFFF
+            payload = bytes(self.buf[9 : 9 + length])
+            del self.buf[: 9 + length]
+            if ftype == f.WINDOW_UPDATE and length == 4:
+                inc = int.from_bytes(payload, "big") & 0x7FFFFFFF
+                if sid:
+                    self.streams[sid] = self.streams.get(sid, 0) + inc
+                else:
+                    self.connection += inc
+            elif ftype == f.SETTINGS and length % 6 == 0 and not flags & f.FLAG_ACK:
+                for i in range(0, length, 6):
+                    if int.from_bytes(payload[i : i + 2], "big") == f.SETTINGS_INITIAL_WINDOW_SIZE:
+                        self.max_initial = max(self.max_initial, int.from_bytes(payload[i + 2 : i + 6], "big"))
+
+    def stream(self, sid: int) -> int:
+        return self.max_initial + self.streams.get(sid, 0)
+
+
 class OutputChecker:
     """The client's view of the server's bytes."""
 
@@ -54,6 +96,8 @@ class OutputChecker:
         self.done: set[int] = set()  # streams the server ended or reset
         self.last_frame: Frame | None = None
         self.control_bytes = 0  # bytes of frames other than DATA/HEADERS/CONTINUATION
+        self.data_sent: dict[int, int] = {}  # flow-controlled DATA bytes per stream
+        self.data_total = 0
 
     def feed(self, data: bytes, max_frame: int, highest_sid: int) -> None:
         self.buf += data
@@ -83,6 +127,8 @@ class OutputChecker:
             assert sid not in self.done, f"{type(frame).__name__} on stream {sid} after it ended"
         if isinstance(frame, DataFrame):
             assert sid in self.started, f"DATA before response headers on stream {sid}"
+            self.data_sent[sid] = self.data_sent.get(sid, 0) + length
+            self.data_total += length
             if "END_STREAM" in frame.flags:
                 self.done.add(sid)
         elif isinstance(frame, HeadersFrame):
@@ -200,6 +246,14 @@ class Driver:
             self._finish(self.later.pop(0))
 
 
+def check_flow_control(checker: OutputChecker, credit: ClientCredit) -> None:
+    """The server never sends more DATA than the client's windows allowed."""
+    assert checker.data_total <= credit.connection, \
+        f"{checker.data_total} DATA bytes sent, connection credit at most {credit.connection}"
+    for sid, sent in checker.data_sent.items():
+        assert sent <= credit.stream(sid), f"{sent} DATA bytes on stream {sid}, credit at most {credit.stream(sid)}"
+
+
 def check_bounds(conn: h2.H2ServerConnection) -> None:
     assert len(conn.streams) <= conn.max_concurrent_streams, f"{len(conn.streams)} open streams"
     assert len(conn._buf) < len(f.PREFACE) + 9 + conn.local_max_frame, f"receive buffer of {len(conn._buf)} bytes"
@@ -216,6 +270,7 @@ def run_scenario(scenario: Scenario) -> None:
     driver = Driver(scenario)
     conn = driver.conn
     checker = OutputChecker()
+    credit = ClientCredit()
     conn.initiate_connection()
     checker.feed(conn.data_to_send(), conn.peer_max_frame, 0)
     for chunk in scenario.chunks:
@@ -224,6 +279,7 @@ def run_scenario(scenario: Scenario) -> None:
             assert conn.data_to_send() == b"", "output after ConnectionTerminated"
             continue
         max_frame = conn.peer_max_frame
+        credit.feed(chunk)
         events = conn.receive_data(chunk)  # must never raise
         driver.handle(events)
         max_frame = max(max_frame, conn.peer_max_frame)
@@ -235,9 +291,11 @@ def run_scenario(scenario: Scenario) -> None:
             assert isinstance(last, GoAwayFrame) and last.error_code == driver.terminated.error_code, \
                 f"ConnectionTerminated but the last frame is {last!r}, not its GOAWAY"
             assert conn.terminated
+        check_flow_control(checker, credit)
         check_bounds(conn)
     driver.finish_all()
     checker.feed(conn.data_to_send(), conn.peer_max_frame, conn.highest_stream_id)
+    check_flow_control(checker, credit)
     check_bounds(conn)
     # what the example reached (shown by pytest --hypothesis-show-statistics)
     record(f"requests answered: {min(driver.requests, 5)}{'+' if driver.requests >= 5 else ''}")
