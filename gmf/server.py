@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 
 from . import runtime as rt
+from . import watchdog
 from .placement import Placement, allowed_cpus
 from .rpc.context import encoding_name
 from .rpc.registry import MethodRegistry
@@ -110,8 +111,7 @@ class GmfServer:
     ) -> None:
         if workers is not None and workers < 1:
             raise ValueError(f"workers must be at least 1 (got {workers}); allowed CPUs: {','.join(map(str, allowed_cpus()))}")
-        if slow_handler_threshold is not None and slow_handler_threshold <= 0:
-            raise ValueError("slow_handler_threshold must be positive seconds, or None to disable the watchdog")
+        watchdog.check_threshold(slow_handler_threshold)
         if max_connections < 1:
             raise ValueError("max_connections must be at least 1")
         if placement is None:

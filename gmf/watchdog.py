@@ -28,6 +28,11 @@ _MAX_STACK_FRAMES = 40
 _RUNNER_CODES = frozenset(fn.__code__ for fn in (runner.run, runner.run_unary_inline, runner._await_unary))
 
 
+def check_threshold(threshold: float | None) -> None:
+    if threshold is not None and not threshold > 0:
+        raise ValueError(f"slow_handler_threshold must be positive seconds, or None to disable the watchdog (got {threshold})")
+
+
 def current_rpc(frame: FrameType | None) -> tuple[str | None, FrameType | None]:
     """('/pkg.Service/Method (handler Qual.name)', the runner frame) of the innermost handler
     on this stack, or (None, None)."""
@@ -56,8 +61,7 @@ class LoopWatchdog:
     """Start with :meth:`start` on the loop's thread; :meth:`stop` before the loop closes."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, threshold: float) -> None:
-        if threshold <= 0:
-            raise ValueError("slow_handler_threshold must be positive (or None to disable)")
+        check_threshold(threshold)
         self.loop = loop
         self.threshold = threshold
         self.episodes = 0

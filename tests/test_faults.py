@@ -206,6 +206,14 @@ def test_watchdog_names_the_blocking_handler_and_its_stack():
         proc.stop()
 
 
+def test_watchdog_threshold_must_be_positive():
+    from gmf import GmfServer
+
+    for bad in (0, -1.0):
+        with pytest.raises(ValueError, match="slow_handler_threshold"):
+            GmfServer(workers=1, slow_handler_threshold=bad)
+
+
 def test_watchdog_can_be_disabled():
     proc = spawn(RUNTIME, workers=1, options={"slow_handler_threshold": None})
     try:
