@@ -5,7 +5,7 @@ python -m gmf.toolkit.fuzz --minutes 30              # as many as fit in the tim
 python -m gmf.toolkit.fuzz --seed 1234 --examples 500   # replay one batch exactly
 
 Examples run in batches of ``--batch`` with consecutive seeds, so any failure is replayed by
-its batch's seed; hypothesis also prints the shrunk failing scenario and a
+its batch's seed; the report also shows the shrunk failing scenario and a
 ``@reproduce_failure`` blob. The strategies and invariants live in tests/fuzzing/ (they need
 the ``hypothesis`` package of the ``dev`` extra).
 """
@@ -17,6 +17,7 @@ import importlib
 import random
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -90,7 +91,10 @@ def run(examples: int | None = None, minutes: float | None = None, seed: int | N
 
         try:
             check()
-        except Exception as exc:  # an invariant broke: hypothesis printed the shrunk example
+        except Exception as exc:  # an invariant broke: hypothesis attached the shrunk example as notes
+            print("".join(traceback.format_exception(exc)), flush=True)
+            if sys.version_info < (3, 11):  # older Pythons do not print exception notes
+                print("\n".join(getattr(exc, "__notes__", [])), flush=True)
             print(f"fuzz: FAILED after {progress.line()}: {type(exc).__name__}: {exc}", flush=True)
             print(f"fuzz: replay with: invoke fuzz --seed {batch_seed} --examples {size} --batch {size}", flush=True)
             return 1
