@@ -131,6 +131,33 @@ def bench(c: Context, quick: bool = False, micro: bool = False, servers: str | N
                          results_dir=results_dir))
 
 
+@task(help={"examples": "number of examples (default 10000)", "minutes": "run this long instead",
+            "seed": "first batch seed (replays a reported failure)", "batch": "examples per seed"})
+def fuzz(c: Context, examples: int | None = None, minutes: float | None = None, seed: int | None = None,
+         batch: int = 500) -> None:
+    """Fuzz the sans-IO HTTP/2 core (hypothesis) with random and mutated frame sequences."""
+    from gmf.toolkit import fuzz as fuzz_module
+
+    _done(fuzz_module.run(int(examples) if examples is not None else None,
+                          float(minutes) if minutes is not None else None,
+                          int(seed) if seed is not None else None, int(batch)))
+
+
+@task(help={"rpcs": "unary RPCs", "connections": "client connections", "streaming": "streaming RPCs",
+            "kill_every": "seconds between SIGKILLs of a random worker (0: never)", "workers": "server workers",
+            "clients": "client processes", "concurrency": "calls in flight per client process",
+            "fail_fast": "clients without wait_for_ready"})
+def soak(c: Context, rpcs: int = 1_000_000, connections: int = 64, streaming: int = 1000, kill_every: float = 10.0,
+         workers: int = 2, clients: int = 2, concurrency: int = 64, fail_fast: bool = False) -> None:
+    """Soak: many RPCs over many connections while workers are killed; every RPC accounted."""
+    from gmf.toolkit import soak as soak_module
+
+    config = soak_module.SoakConfig(rpcs=int(rpcs), connections=int(connections), streaming=int(streaming),
+                                    kill_every=float(kill_every), workers=int(workers), clients=int(clients),
+                                    concurrency=int(concurrency), fail_fast=fail_fast)
+    _done(0 if soak_module.run(config).passed else 1)
+
+
 @task(help={"container": "run inside the dev container", "name": _CONTAINER_HELP["name"]})
 def proto(c: Context, container: bool = False, name: str | None = None) -> None:
     """Regenerate the Python code of proto/*.proto (grpcio-tools)."""
@@ -157,5 +184,5 @@ def nix_shell(c: Context, command: str | None = None) -> None:
     _done(nix.enter(command))
 
 
-ns = Collection(base_image, build_image, run, test, check, bench, proto, devcontainer, nix_shell, stats)
+ns = Collection(base_image, build_image, run, test, check, bench, fuzz, soak, proto, devcontainer, nix_shell, stats)
 ns.add_collection(Collection("container", up, status, shell, logs, down))

@@ -117,6 +117,8 @@ OPTIONS: tuple[Option, ...] = (
            metavar="SECONDS"),
     Option("max-outbound-buffer", _integer, "response bytes held per connection for a peer that does not read",
            "max_outbound_buffer", metavar="BYTES"),
+    Option("slow-handler-threshold", _number, "seconds the event loop may be blocked (by a handler) before a "
+           "warning with the handler and its stack", "slow_handler_threshold", metavar="SECONDS"),
     Option("handshake-timeout", _number, "seconds a new connection has to send the HTTP/2 preface",
            "handshake_timeout", metavar="SECONDS"),
     Option("grace", _number, "seconds in-flight RPCs get to finish on SIGTERM/SIGINT", "grace", metavar="SECONDS"),

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from . import logs
+from . import logs, watchdog
 from . import runtime as rt
 from . import tls as gmf_tls
 from .placement import Placement, allowed_cpus
@@ -140,6 +140,7 @@ class GmfServer:
         idle_timeout: float | None = 300.0,
         max_outbound_buffer: int | None = 16 * 1024 * 1024,
         outbound_stall_timeout: float | None = 30.0,
+        slow_handler_threshold: float | None = 1.0,
     ) -> None:
         self.placement = Placement.max_spread()
         self.cpu_sets: list[tuple[int, ...] | None] = []
@@ -183,6 +184,7 @@ class GmfServer:
             idle_timeout=idle_timeout,
             max_outbound_buffer=max_outbound_buffer,
             outbound_stall_timeout=outbound_stall_timeout,
+            slow_handler_threshold=slow_handler_threshold,
         )
 
     def configure(self, **options: Any) -> GmfServer:
@@ -202,6 +204,8 @@ class GmfServer:
         compression = options.get("compression")
         if compression is not None and encoding_name(compression) is None:
             raise ValueError(f"unsupported compression {compression!r}: use grpc.Compression.Gzip or Deflate")
+        if "slow_handler_threshold" in options:
+            watchdog.check_threshold(options["slow_handler_threshold"])
         for name in ("on_worker_start", "on_worker_stop"):
             if options.get(name) is not None and not callable(options[name]):
                 raise ValueError(f"{name} must be callable (got {options[name]!r})")

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import logs
+from . import logs, watchdog
 from . import runtime as rt
 from . import tls as gmf_tls
 from .rpc.registry import MethodRegistry
@@ -177,6 +177,7 @@ class Worker:
         )
         self._report_ready("ok")
         self._send_stats_periodically(loop)
+        dog = watchdog.start(loop, cfg.options.slow_handler_threshold)
         grace = await self._stop
         loop.remove_reader(self.control_fd)
         server.close()
@@ -184,6 +185,8 @@ class Worker:
         if self._stats_timer is not None:
             self._stats_timer.cancel()
         self._send_stats(0)  # the final counts
+        if dog is not None:
+            dog.stop()
         try:
             await _call_hook(cfg.on_worker_stop, info)
         except Exception:

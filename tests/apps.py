@@ -276,6 +276,9 @@ def build_server(**kwargs):
     gmftest_pb2_grpc.add_TestServiceServicer_to_server(TestService(), server)
     route_guide_pb2_grpc.add_RouteGuideServicer_to_server(RouteGuideServicer(), server)
     server.add_generic_rpc_handlers((sync_handlers(),))
+    from tests.faults_app import fault_handlers  # gmftest.FaultService / SyncFaultService
+
+    server.add_generic_rpc_handlers(fault_handlers())
     if stock:  # grpcio's own reflection and health servicers, registered the way grpcio documents
         from grpc_health.v1 import health, health_pb2_grpc
         from grpc_reflection.v1alpha import reflection

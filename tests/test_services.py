@@ -55,7 +55,7 @@ def test_grpcurl_list_describe_and_call_without_proto(srv):
     assert out.returncode == 0, out.stderr
     assert set(out.stdout.split()) == {
         "helloworld.Greeter", "gmftest.TestService", "gmftest.SyncService", "routeguide.RouteGuide",
-        "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection",
+        "gmftest.FaultService", "gmftest.SyncFaultService", "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection",
     }
     out = grpcurl(srv.target, "describe", "helloworld.Greeter")
     assert out.returncode == 0, out.stderr

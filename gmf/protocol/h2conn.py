@@ -427,6 +427,10 @@ class H2ServerConnection:
 
     def _terminate(self, code: int, reason: str, events: list[Event]) -> None:
         self.terminated = True
+        # The GOAWAY is the last frame: later send calls (handlers answering requests from
+        # the same read) find no stream and queue nothing.
+        self.streams.clear()
+        self._blocked.clear()
         self._out.append(f.goaway(self.highest_stream_id, code, reason.encode()[:256]))
         events.append(ConnectionTerminated(code, reason))
 

@@ -55,6 +55,7 @@ class ServerOptions:
     # Seconds a connection may stay above max_outbound_buffer without the peer taking data
     # before GOAWAY(ENHANCE_YOUR_CALM) and close; None: never.
     outbound_stall_timeout: float | None = 30.0
+    slow_handler_threshold: float | None = 1.0  # loop blocked this long -> one warning (None: off)
 
     def h2_limits(self) -> H2Limits:
         return H2Limits(
