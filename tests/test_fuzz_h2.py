@@ -45,3 +45,27 @@ def test_regression_no_frames_after_goaway_of_a_connection_error():
     out = conn.data_to_send()
     assert out[-17 - len(b"PING payload must be 8 bytes") + 3] == f.GOAWAY  # type byte of the last frame
     assert out.endswith(b"PING payload must be 8 bytes")
+
+
+def test_regression_frames_on_even_stream_ids_are_connection_errors():
+    """Found by `invoke fuzz` after the limits and reset-memory merges: DATA on stream 2 below
+    the highest client stream drew RST_STREAM(STREAM_CLOSED) on a stream the client can never
+    open (even ids are the server's, and GMF pushes none). It is an idle stream: GOAWAY
+    PROTOCOL_ERROR, for DATA, WINDOW_UPDATE and RST_STREAM alike."""
+    import struct
+
+    from hpack import Encoder
+
+    from gmf.protocol.h2conn import ConnectionTerminated, H2ServerConnection
+
+    def frame(ftype: int, flags: int, sid: int, payload: bytes) -> bytes:
+        return struct.pack(">BHBBL", len(payload) >> 16, len(payload) & 0xFFFF, ftype, flags, sid) + payload
+
+    request = frame(0x1, 0x4, 3, Encoder().encode([(":method", "POST"), (":scheme", "http"), (":path", "/x/Y"),
+                                                    ("content-type", "application/grpc")]))
+    for bad in (frame(0x0, 0, 2, b"mmm"), frame(0x8, 0, 2, b"\x00\x00\x00\x01"), frame(0x3, 0, 2, b"\x00\x00\x00\x08")):
+        conn = H2ServerConnection()
+        conn.initiate_connection()
+        events = conn.receive_data(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(0x4, 0, 0, b"") + request + bad)
+        terminated = [e for e in events if isinstance(e, ConnectionTerminated)]
+        assert terminated and terminated[0].error_code == 0x1, events

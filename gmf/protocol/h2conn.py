@@ -571,7 +571,7 @@ class H2ServerConnection:
         data = self._strip_padding(flags, payload)
         s = self.streams.get(sid)
         if s is None:
-            if sid > self.highest_stream_id:
+            if sid > self.highest_stream_id or not sid & 1:  # even ids: we open none (no push)
                 raise _ConnectionError(f.PROTOCOL_ERROR, f"DATA on idle stream {sid}")
             if sid not in self._limits.reset_ids:  # the client had ended it: DATA after END_STREAM
                 self._stream_error(sid, f.STREAM_CLOSED, events)
@@ -693,7 +693,7 @@ class H2ServerConnection:
             return
         s = self.streams.get(sid)
         if s is None:
-            if sid > self.highest_stream_id:
+            if sid > self.highest_stream_id or not sid & 1:  # even ids: we open none (no push)
                 raise _ConnectionError(f.PROTOCOL_ERROR, f"WINDOW_UPDATE on idle stream {sid}")
             self._waste("WINDOW_UPDATE on closed streams")
             return
@@ -744,7 +744,7 @@ class H2ServerConnection:
     def _on_rst(self, sid: int, payload: bytes, events: list[Event]) -> None:
         if len(payload) != 4:
             raise _ConnectionError(f.FRAME_SIZE_ERROR, "RST_STREAM payload must be 4 bytes")
-        if sid == 0 or sid > self.highest_stream_id:
+        if sid == 0 or sid > self.highest_stream_id or not sid & 1:
             raise _ConnectionError(f.PROTOCOL_ERROR, f"RST_STREAM on idle stream {sid}")
         if self._discard(sid) is None:
             self._waste("RST_STREAM on closed streams")
