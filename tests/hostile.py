@@ -15,13 +15,13 @@ import grpc
 import helloworld_pb2
 import helloworld_pb2_grpc
 
+from gmf.toolkit.benchlib.servers import rss_kib as benchlib_rss_kib
+
 
 def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError(f"no VmRSS for pid {pid}")
+    rss = benchlib_rss_kib(pid)
+    assert rss is not None, f"no VmRSS for pid {pid} (the worker is gone)"
+    return rss
 
 
 def channel(port: int, credentials: grpc.ChannelCredentials | None = None) -> grpc.Channel:

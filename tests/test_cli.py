@@ -22,6 +22,7 @@ import pytest
 
 from gmf import Placement
 from gmf.cli import OPTIONS, Option, build_parser, parse_bool, read_options
+from gmf.toolkit.benchlib.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = """
@@ -222,18 +223,12 @@ def test_placement_syntax(text: str, placement: Placement) -> None:
     assert Placement.parse(text) == placement
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_health_reflection_metrics_and_access_log_from_the_command_line() -> None:
     """The production options as flags and GMF_* variables: grpcurl lists services through
     reflection and checks health, /metrics counts the calls, the access log has one line each."""
     import urllib.request
 
-    metrics_port = _free_port()
+    metrics_port = free_port()
     served = Served(gmf("examples.helloworld.server:create_server", "--bind", "127.0.0.1:0", "--workers", "1",
                         "--health", "--reflection", "--metrics-port", str(metrics_port),
                         env=clean_env(GMF_ACCESS_LOG="1")))

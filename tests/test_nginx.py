@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -21,6 +20,7 @@ import helloworld_pb2
 import pytest
 from hyperframe.frame import GoAwayFrame, HeadersFrame, PingFrame, SettingsFrame
 
+from gmf.toolkit.benchlib.servers import free_port
 from tests.rawh2 import RawClient, frame
 from tests.servers import ServerProcess, spawn
 
@@ -36,12 +36,6 @@ def nginx_binary() -> str:
     if os.environ.get("GMF_REQUIRE_NGINX"):
         pytest.fail("GMF_REQUIRE_NGINX is set but nginx is not installed (apt-get install -y nginx)")
     pytest.skip("nginx is not installed (apt-get install -y nginx); set GMF_REQUIRE_NGINX=1 to fail instead")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def render(tmp: Path, listen: int, backends: list[int]) -> Path:

@@ -22,6 +22,7 @@ import helloworld_pb2_grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from gmf.toolkit.benchlib.servers import free_port
 from tests.servers import ServerProcess, runtime_available, spawn
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,12 +30,6 @@ GREETER = "/helloworld.Greeter/SayHello"
 SYNC = "/gmftest.SyncService/Unary"
 TEST_UNARY = "/gmftest.TestService/Unary"
 CONNECTIONS = 24  # fresh connections: SO_REUSEPORT puts some on each worker
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def fresh_channel(target: str) -> grpc.Channel:

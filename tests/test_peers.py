@@ -19,6 +19,8 @@ import grpc
 import helloworld_pb2
 import pytest
 
+from gmf.toolkit.benchlib.servers import free_port, wait_port
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -78,23 +80,6 @@ def test_version_cli():
     assert out.stdout.strip() == f"gmf {gmf.__version__}"
     out = subprocess.run([sys.executable, "-m", "gmf", "runtime"], capture_output=True, text=True, check=True)
     assert out.stdout.split(":")[0] in ("uring", "uvloop", "asyncio")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"nothing listens on {port}")
 
 
 @pytest.mark.parametrize("example", ["helloworld", "routeguide"])

@@ -19,6 +19,7 @@ import pytest
 
 from gmf import GmfServer, Placement
 from gmf import runtime as rt
+from gmf.toolkit.benchlib.servers import free_port, wait_port
 from tests.rawh2 import RawClient
 from tests.servers import spawn
 
@@ -313,12 +314,12 @@ def test_open_file_limit_raised_for_max_connections(max_connections, warns):
     def low_limits() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 4000))
 
-    port = __import__("tests.test_peers", fromlist=["free_port"]).free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "examples/helloworld/server.py", "--host", "127.0.0.1", "--port", str(port),
                              "--workers", "1", "--max-connections", str(max_connections)],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=low_limits)
     try:
-        __import__("tests.test_peers", fromlist=["wait_port"]).wait_port(port)
+        wait_port(port)
         (worker,) = children_of(proc.pid)
         assert _nofile_soft(worker) == 4000  # soft limit lifted to the hard limit
     finally:

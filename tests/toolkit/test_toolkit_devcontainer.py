@@ -11,8 +11,9 @@ import subprocess
 from typing import Any
 
 import pytest
-from toolkit_helpers import ROOT, free_port, need
+from toolkit_helpers import ROOT, need
 
+from gmf.toolkit.benchlib.servers import free_port
 from gmf.toolkit.run import READY_PROBE
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]  # the first test builds the images

@@ -6,9 +6,10 @@ import subprocess
 from typing import Any
 
 import pytest
-from toolkit_helpers import exec_out, free_port, invoke
+from toolkit_helpers import exec_out, invoke
 
 from gmf.toolkit import image, proxy, seccomp
+from gmf.toolkit.benchlib.servers import free_port, wait_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]  # the first test builds the images
 
@@ -138,7 +139,6 @@ def test_run_without_engine_falls_back_to_native() -> None:
         stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, start_new_session=True,
     )
     try:
-        from toolkit_helpers import wait_port
 
         wait_port(port, 60)
         client = invoke("run", "--example", "helloworld", "--native", "--client", "--port", str(port), timeout=60)

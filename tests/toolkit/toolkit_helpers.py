@@ -8,14 +8,14 @@ developer's ``gmf-dev`` / 50051 so the suite never touches them.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from gmf.toolkit.benchlib.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUIRE = os.environ.get("GMF_REQUIRE_DOCKER") == "1"
@@ -41,24 +41,7 @@ def invoke(*args: str, env: dict[str, str] | None = None, timeout: float = 900,
     return proc
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 TEST_PORT = free_port()  # the test dev container's published port
-
-
-def wait_port(port: int, timeout: float = 30) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), 1).close()
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
 
 
 def exec_out(client: Any, name: str, cmd: list[str]) -> tuple[int, str]:

@@ -162,6 +162,16 @@ def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.2) -> bool:
         return False
 
 
+def wait_port(port: int, timeout: float = 20.0, host: str = "127.0.0.1") -> None:
+    """Return once something accepts connections on ``host:port``; AssertionError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if port_open(port, host):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"nothing listens on {host}:{port} after {timeout}s")
+
+
 def children_of(pid: int) -> list[int]:
     """PIDs whose parent is ``pid`` (GMF's workers are the children of the server process)."""
     return sorted(child for child, _name, fields in proc_stats() if len(fields) > 1 and int(fields[1]) == pid)
