@@ -202,8 +202,7 @@ class GrpcConnection(asyncio.Protocol):
         transport's buffer) against max_outbound_buffer (CVE-2019-9511/9517). Over it, streaming
         writes wait (Call.write), new streams are refused, and the stall timer runs."""
         transport = self.transport
-        held = self.h2.buffered_bytes + (transport.get_write_buffer_size() if transport is not None else 0)
-        full = held > self.outbound_limit
+        full = self._held() > self.outbound_limit
         if full == self.outbound_full:
             return
         self.outbound_full = full
@@ -218,6 +217,12 @@ class GrpcConnection(asyncio.Protocol):
             self._stall_timer = None
         for call in self.calls.values():
             call.wake_writer()
+
+    def _held(self) -> int:
+        """Response bytes this peer has not taken: behind its flow-control windows, or in the
+        transport's buffer."""
+        transport = self.transport
+        return self.h2.buffered_bytes + (transport.get_write_buffer_size() if transport is not None else 0)
 
     def _delivered(self) -> int:
         """Bytes the peer's socket has taken from us (handed to the transport and gone out)."""
@@ -235,7 +240,7 @@ class GrpcConnection(asyncio.Protocol):
             self._stall_timer = self.loop.call_later(timeout, self._stall_check)
             return
         log.warning("closing connection from %s: %d response bytes held for %.0fs while the peer takes none (< 64 KiB)",
-                    self.peer, self.h2.buffered_bytes + self.transport.get_write_buffer_size(), timeout)
+                    self.peer, self._held(), timeout)
         for call in list(self.calls.values()):
             call.cancel()
         self.h2.start_shutdown(fr.ENHANCE_YOUR_CALM, b"peer does not read its responses")
@@ -371,8 +376,9 @@ class GrpcConnection(asyncio.Protocol):
         transport = self.transport
         if data and transport is not None:
             transport.write(data)
-            self._written += len(data)
-            self.metrics.bytes_sent += len(data)
+            n = len(data)
+            self._written += n
+            self.metrics.bytes_sent += n
         if self.outbound_full or self.write_paused or h.buffered_bytes > self.outbound_limit:
             self.check_outbound()
         if self.closing:
