@@ -151,13 +151,18 @@ class Call:
             self.conn.schedule_flush()
         return payload
 
-    async def read_raw(self) -> Any:
-        """Next serialized request message, or ``_EOF``."""
-        while not self.messages:
-            if self.ended or self.finished:
-                return _EOF
+    async def wait_readable(self) -> None:
+        """Until a request message is queued, the client half-closed, or the call finished."""
+        while not self.messages and not self.ended and not self.finished:
             self.waiter = self.conn.loop.create_future()
             await self.waiter
+
+    async def read_raw(self) -> Any:
+        """Next serialized request message, or ``_EOF``."""
+        if not self.messages:
+            await self.wait_readable()
+            if not self.messages:
+                return _EOF
         return self._take()
 
     def single_request(self) -> Any:

@@ -105,9 +105,7 @@ class InterceptedMethods(MethodCache):
         call.method = method = self.method_for(call.path, handler)
         if not method.request_streaming:  # a unary-request handler starts with the first message
             # (or the end of the stream), so a handler that aborts answers a request stream too
-            while not call.messages and not call.ended and not call.finished:
-                call.waiter = call.conn.loop.create_future()
-                await call.waiter
+            await call.wait_readable()
             if call.finished:
                 return
         await run(call)  # finishes the call; the placeholder's own reply is then a no-op
