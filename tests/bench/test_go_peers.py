@@ -212,6 +212,7 @@ def test_go_streambench_answers_grpcio(peers: Any) -> None:
                 assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
                 assert info.value.details() == "count must be in [0, 1000000] and size in [0, 1048576]"
             assert len(list(stub.ServerStream(sb.StreamRequest(count=2, size=1), timeout=10))) == 2  # still serving
+        assert_example_client_works(server.target)
 
 
 def test_gmf_and_grpcio_streambench_give_the_go_answers() -> None:
@@ -229,6 +230,16 @@ def test_gmf_and_grpcio_streambench_give_the_go_answers() -> None:
                 list(stub.ServerStream(sb.StreamRequest(size=-1), timeout=10))
             assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, script
             assert info.value.details() == "count must be in [0, 1000000] and size in [0, 1048576]"
+            assert_example_client_works(server.target)
+
+
+def assert_example_client_works(target: str) -> None:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "streambench" / "client.py"), "--target", target, "--count", "7"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["ServerStream: 7 chunks, 700 bytes", "BidiEcho: 7 chunks echoed, 700 bytes"]
 
 
 # --- the Go load client against every kind of server ---------------------------------------------
