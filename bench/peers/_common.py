@@ -4,17 +4,29 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 HELLOWORLD = ROOT / "examples" / "helloworld"
+STREAMBENCH = ROOT / "examples" / "streambench"
+
+
+def _add_to_path(directory: Path) -> None:
+    path = str(directory)
+    if path not in sys.path:
+        sys.path.insert(0, path)
 
 
 def add_helloworld_to_path() -> None:
     """Make the committed ``helloworld_pb2`` / ``helloworld_pb2_grpc`` importable."""
-    path = str(HELLOWORLD)
-    if path not in sys.path:
-        sys.path.insert(0, path)
+    _add_to_path(HELLOWORLD)
+
+
+def add_streambench_to_path() -> None:
+    """Make ``streambench_pb2`` / ``streambench_pb2_grpc`` and the shared servicer importable."""
+    _add_to_path(STREAMBENCH)
 
 
 def parse_args(description: str, argv: list[str] | None = None) -> argparse.Namespace:
@@ -26,3 +38,26 @@ def parse_args(description: str, argv: list[str] | None = None) -> argparse.Name
 
 def ready(name: str, host: str, port: int) -> None:
     print(f"{name} listening on {host}:{port}", flush=True)
+
+
+def serve_aio(name: str, host: str, port: int, add: Callable[[Any], None]) -> None:
+    """Run a ``grpc.aio`` server with the servicers ``add(server)`` registers until SIGINT/SIGTERM."""
+    import asyncio
+    import signal
+
+    import grpc
+
+    async def serve() -> None:
+        server = grpc.aio.server()
+        add(server)
+        server.add_insecure_port(f"{host}:{port}")
+        await server.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        ready(name, host, port)
+        await stop.wait()
+        await server.stop(grace=1.0)
+
+    asyncio.run(serve())
