@@ -23,6 +23,7 @@ TARGETS: tuple[ProtoTarget, ...] = (
     ProtoTarget(ROOT / "proto/helloworld/helloworld.proto", ROOT / "examples/helloworld"),
     ProtoTarget(ROOT / "proto/routeguide/route_guide.proto", ROOT / "examples/routeguide"),
     ProtoTarget(ROOT / "proto/gmftest/gmftest.proto", ROOT / "tests/protos"),
+    ProtoTarget(ROOT / "proto/streambench/streambench.proto", ROOT / "examples/streambench"),
 )
 
 
