@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+_ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(_ROOT), str(_ROOT / "bench" / "peers"), str(Path(__file__).resolve().parent)]
 
 import uvicorn  # noqa: E402
 from connect_gen.helloworld_connect import GreeterASGIApplication  # noqa: E402

@@ -1,15 +1,17 @@
 // Drives dist/ in headless Chromium (Debian's, via playwright-core) against an RPC server.
 //
 //   node run.mjs --server http://127.0.0.1:8080 [--scenario NAME ...] [--refused NAME ...]
+//   node run.mjs --server URL --dist ../../examples/web/dist --example   (the example page)
 //
 // Serves the page itself on 127.0.0.1:<free port> (another origin than the server, so every
 // call is cross-origin and preflighted), runs each scenario in the page, and runs each
 // --refused scenario from http://localhost:<port>, an origin the server must NOT allow.
-// Prints one JSON object {allowedOrigin, refusedOrigin, results: {name: outcome}, refused: {...}}.
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+// Prints one JSON object {allowedOrigin, refusedOrigin, results: {name: outcome}, refused: {...}};
+// with --example: {example: {connect: [lines], "grpc-web": [lines]}} read from the page's list.
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:http";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { dirname, join, normalize, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 
@@ -20,12 +22,13 @@ const server = opt("--server")[0];
 const pagePort = Number(opt("--page-port")[0] ?? 0);
 if (!server) throw new Error("--server URL is required");
 
-const files = { "/": "index.html", "/index.html": "index.html", "/page.js": "page.js" };
+const dist = resolve(opt("--dist")[0] ?? join(here, "dist"));
 const http = createServer((req, res) => {
-  const file = files[new URL(req.url, "http://x").pathname];
-  if (!file) { res.writeHead(404).end(); return; }
+  const path = new URL(req.url, "http://x").pathname;
+  const file = normalize(join(dist, path === "/" ? "index.html" : path));
+  if (!file.startsWith(dist) || !existsSync(file)) { res.writeHead(404).end(); return; }
   res.writeHead(200, { "content-type": file.endsWith(".js") ? "text/javascript" : "text/html" });
-  res.end(readFileSync(join(here, "dist", file)));
+  res.end(readFileSync(file));
 });
 await new Promise((resolve) => http.listen(pagePort, "127.0.0.1", resolve));
 const port = http.address().port;
@@ -51,9 +54,20 @@ try {
     }
     await page.close();
   }
-  await runIn(allowedOrigin, opt("--scenario"), out.results);
-  const refused = opt("--refused");
-  if (refused.length) await runIn(refusedOrigin, refused, out.refused);
+  if (args.includes("--example")) {
+    out.example = {};
+    for (const protocol of ["connect", "grpc-web"]) {
+      const page = await context.newPage();
+      await page.goto(`${allowedOrigin}/?server=${encodeURIComponent(server)}&protocol=${protocol}`);
+      await page.waitForFunction(() => document.title === "done", null, { timeout: 20000 });
+      out.example[protocol] = await page.$$eval("#out li", (items) => items.map((li) => li.textContent));
+      await page.close();
+    }
+  } else {
+    await runIn(allowedOrigin, opt("--scenario"), out.results);
+    const refused = opt("--refused");
+    if (refused.length) await runIn(refusedOrigin, refused, out.refused);
+  }
 } finally {
   await context.close();
   http.close();

@@ -332,3 +332,22 @@ def test_connectrpc_client_get(web_server: WebServer, connect_clients: tuple) ->
     with _client(guide, "RouteGuideClientSync", web_server.url, "connect-json") as client:
         point = route_guide_pb2.Point(latitude=10_000_000, longitude=10_000_000)
         assert client.get_feature(point, use_get=True).name == "Feature 1/1"
+
+
+# ---------------------------------------------------------------------------- examples/web
+EXAMPLE = ROOT / "examples" / "web"
+
+
+def test_example_page(web_page: Path, web_server: WebServer, page_port: int) -> None:
+    """examples/web, built as its README says, shows SayHello and ListFeatures with both protocols."""
+    _require("examples/web/node_modules (npm install in examples/web)", not (EXAMPLE / "node_modules" / "esbuild").is_dir())
+    subprocess.run(["node", "build.mjs"], cwd=EXAMPLE, env={**os.environ, "PYTHON": sys.executable}, check=True,
+                   capture_output=True, timeout=120)
+    proc = subprocess.run(["node", "run.mjs", "--server", web_server.url, "--page-port", str(page_port),
+                           "--dist", str(EXAMPLE / "dist"), "--example"], cwd=HERE, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    example = json.loads(proc.stdout.strip().splitlines()[-1])["example"]
+    for protocol in ("connect", "grpc-web"):
+        lines = example[protocol]
+        assert lines[0] == "SayHello: Hello browser!", lines
+        assert [line.split(": ", 1)[1].split(" (")[0] for line in lines[1:]] == FEATURES, lines
