@@ -53,6 +53,12 @@ def _require(what: str, missing: bool) -> None:
         pytest.skip(f"{what} missing")
 
 
+def _importable(*modules: str) -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in modules)
+
+
 @dataclass
 class WebServer:
     kind: str
@@ -76,8 +82,7 @@ class WebServer:
 
 
 def start_connectrpc(cors_origin: str, log: Path) -> WebServer:
-    pytest.importorskip("connectrpc", reason="connectrpc (the [dev] extra) is not installed")
-    pytest.importorskip("uvicorn", reason="uvicorn (the [dev] extra) is not installed")
+    _require("connectrpc and uvicorn (the [dev] extra)", not _importable("connectrpc", "uvicorn"))
     port = free_port()
     with log.open("wb") as out:
         proc = subprocess.Popen([sys.executable, str(HERE / "connect_peer.py"), "--port", str(port),
@@ -282,7 +287,7 @@ def test_curl_cors_preflight(web_server: WebServer, page_port: int) -> None:
 # ---------------------------------------------------------------------------- connectrpc's Python client
 @pytest.fixture(scope="module")
 def connect_clients() -> object:
-    pytest.importorskip("connectrpc", reason="connectrpc (the [dev] extra) is not installed")
+    _require("connectrpc (the [dev] extra)", not _importable("connectrpc"))
     from connect_gen import helloworld_connect, route_guide_connect
 
     return helloworld_connect, route_guide_connect
