@@ -42,8 +42,21 @@ def test_binary_request_decoding_in_pieces() -> None:
     got = []
     for i in range(len(wire)):
         got += dec.feed(wire[i : i + 1])
-    assert got == [(False, b"hello"), (False, b"")]
+    assert got == [b"hello", b""]
     dec.end()
+
+
+def test_compressed_request_frames() -> None:
+    assert BIN is not None
+    frame = g.frame_message(gzip.compress(b"zipped"), compressed=True)
+    assert grpcweb.GrpcWebRequestDecoder(BIN, 1024, "gzip").feed(frame) == [b"zipped"]
+    for encoding, code in [(None, g.INTERNAL), ("identity", g.INTERNAL), ("zstd", g.UNIMPLEMENTED)]:
+        with pytest.raises(g.GrpcError) as err:
+            grpcweb.GrpcWebRequestDecoder(BIN, 1024, encoding).feed(frame)
+        assert err.value.code == code
+    with pytest.raises(g.GrpcError) as err:  # the limit applies after decompression too
+        grpcweb.GrpcWebRequestDecoder(BIN, 10, "gzip").feed(g.frame_message(gzip.compress(b"x" * 100), compressed=True))
+    assert err.value.code == g.RESOURCE_EXHAUSTED
 
 
 def test_text_request_with_padding_between_chunks() -> None:
@@ -55,7 +68,7 @@ def test_text_request_with_padding_between_chunks() -> None:
     got = []
     for i in range(0, len(wire), 3):
         got += dec.feed(wire[i : i + 3])
-    assert got == [(False, b"ab"), (False, b"c")]
+    assert got == [b"ab", b"c"]
     dec.end()
 
 

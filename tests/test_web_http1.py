@@ -20,7 +20,7 @@ GET = b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n"
 
 
 def test_keep_alive_two_requests_in_sequence() -> None:
-    conn = H1ServerConnection()
+    conn = H1ServerConnection(now=0.0)
     events = feed(conn, GET)
     assert isinstance(events[0], Request) and events[0].target == b"/x" and events[0].keep_alive
     assert isinstance(events[1], EndOfRequest)
@@ -34,7 +34,7 @@ def test_keep_alive_two_requests_in_sequence() -> None:
 
 
 def test_pipelined_requests_are_answered_in_order() -> None:
-    conn = H1ServerConnection()
+    conn = H1ServerConnection(now=0.0)
     events = feed(conn, GET + GET.replace(b"/x", b"/second"))
     assert [type(e) for e in events] == [Request, EndOfRequest]  # the second waits
     conn.respond(200, [], b"1", 1.0)
@@ -43,7 +43,7 @@ def test_pipelined_requests_are_answered_in_order() -> None:
 
 
 def test_pipelining_flood_pauses_reading() -> None:
-    conn = H1ServerConnection(H1Limits(max_pipeline_buffer=4096))
+    conn = H1ServerConnection(H1Limits(max_pipeline_buffer=4096), now=0.0)
     feed(conn, GET)
     assert not conn.reading_paused
     feed(conn, GET * 200)  # ~5.6 KiB of requests while the first is unanswered
@@ -56,7 +56,7 @@ def test_pipelining_flood_pauses_reading() -> None:
 
 
 def test_chunked_streaming_response() -> None:
-    conn = H1ServerConnection()
+    conn = H1ServerConnection(now=0.0)
     feed(conn, GET)
     conn.send_head(200, [(b"content-type", b"application/grpc-web")])
     conn.send_body(b"abc")
@@ -68,7 +68,7 @@ def test_chunked_streaming_response() -> None:
 
 
 def test_http10_closes_after_the_response() -> None:
-    conn = H1ServerConnection()
+    conn = H1ServerConnection(now=0.0)
     events = feed(conn, b"GET /x HTTP/1.0\r\n\r\n")
     assert isinstance(events[0], Request) and not events[0].keep_alive
     conn.respond(200, [], b"ok", 0.0)
@@ -76,13 +76,13 @@ def test_http10_closes_after_the_response() -> None:
 
 
 def test_expect_100_continue_is_answered() -> None:
-    conn = H1ServerConnection()
+    conn = H1ServerConnection(now=0.0)
     feed(conn, b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n")
     assert conn.data_to_send().startswith(b"HTTP/1.1 100 ")
 
 
 def test_peer_close_is_an_event() -> None:
-    conn = H1ServerConnection()
+    conn = H1ServerConnection(now=0.0)
     assert [type(e) for e in feed(conn, b"")] == [Closed]
     assert conn.closing
 
@@ -115,7 +115,7 @@ REJECTIONS = {
 @pytest.mark.parametrize("name", list(REJECTIONS))
 def test_hostile_input_has_its_answer(name: str) -> None:
     data, status = REJECTIONS[name]
-    conn = H1ServerConnection()
+    conn = H1ServerConnection(now=0.0)
     events = feed(conn, data)
     rejected = [e for e in events if isinstance(e, Rejected)]
     assert rejected and rejected[0].status == status, events
@@ -129,7 +129,7 @@ def test_hostile_input_has_its_answer(name: str) -> None:
 @pytest.mark.parametrize("name", ["request line too long", "head too long"])
 def test_oversized_head_is_refused_when_it_trickles_in(name: str) -> None:
     data, status = REJECTIONS[name]
-    conn = H1ServerConnection()
+    conn = H1ServerConnection(now=0.0)
     events: list = []
     for i in range(0, len(data), 512):
         events += feed(conn, data[i : i + 512])
@@ -140,7 +140,7 @@ def test_oversized_head_is_refused_when_it_trickles_in(name: str) -> None:
 
 
 def test_chunked_body_over_the_limit_is_413() -> None:
-    conn = H1ServerConnection(H1Limits(max_body=100))
+    conn = H1ServerConnection(H1Limits(max_body=100), now=0.0)
     events = feed(conn, b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
     assert isinstance(events[0], Request)
     events = feed(conn, b"40\r\n" + b"a" * 64 + b"\r\n" + b"40\r\n" + b"a" * 64 + b"\r\n")
@@ -149,7 +149,7 @@ def test_chunked_body_over_the_limit_is_413() -> None:
 
 
 def test_error_after_the_response_started_only_closes() -> None:
-    conn = H1ServerConnection(H1Limits(max_body=100))
+    conn = H1ServerConnection(H1Limits(max_body=100), now=0.0)
     feed(conn, b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
     conn.send_head(200, [])
     conn.data_to_send()
@@ -171,7 +171,7 @@ def test_slow_head_gets_408() -> None:
 
 
 def test_slow_body_gets_408() -> None:
-    conn = H1ServerConnection(H1Limits(body_timeout=5.0))
+    conn = H1ServerConnection(H1Limits(body_timeout=5.0), now=0.0)
     feed(conn, b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nab", now=1.0)
     assert conn.deadline == 6.0
     feed(conn, b"cd", now=5.0)  # progress does not extend the deadline: the whole body has 5 s
@@ -192,7 +192,7 @@ def test_idle_keep_alive_connection_is_closed_silently() -> None:
 
 
 def test_answer_before_the_body_ended_then_next_request() -> None:
-    conn = H1ServerConnection()
+    conn = H1ServerConnection(now=0.0)
     feed(conn, b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nab")
     conn.respond(400, [], b"no", 0.0)
     assert not conn.closing

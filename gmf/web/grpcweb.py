@@ -98,18 +98,33 @@ class Base64Stream:
 
 
 class GrpcWebRequestDecoder:
-    """Request body chunks -> ``(compressed, payload)`` messages."""
+    """Request body chunks -> messages, decompressed per ``grpc-encoding`` (as gRPC does).
 
-    __slots__ = ("_messages", "_text")
+    A compressed frame without ``encoding`` (or with ``identity``) is ``INTERNAL``; an encoding
+    GMF does not support is ``UNIMPLEMENTED`` (answer with ``grpc-accept-encoding``).
+    """
 
-    def __init__(self, fmt: GrpcWebFormat, max_message_length: int) -> None:
+    __slots__ = ("_encoding", "_max", "_messages", "_text")
+
+    def __init__(self, fmt: GrpcWebFormat, max_message_length: int, encoding: str | None = None) -> None:
         self._messages = g.MessageDecoder(max_message_length)
         self._text = Base64Stream() if fmt.text else None
+        self._encoding = None if encoding in (None, "identity") else encoding
+        self._max = max_message_length
 
-    def feed(self, data: bytes) -> list[tuple[bool, bytes]]:
+    def feed(self, data: bytes) -> list[bytes]:
         if self._text is not None:
             data = self._text.feed(data)
-        return self._messages.feed(data) if data else []
+        if not data:
+            return []
+        out = []
+        for compressed, payload in self._messages.feed(data):
+            if compressed:
+                if self._encoding is None:
+                    raise g.GrpcError(g.INTERNAL, "Compressed message received without grpc-encoding")
+                payload = g.decompress(self._encoding, payload, self._max)
+            out.append(payload)
+        return out
 
     def end(self) -> None:
         """The body ended: raise ``GrpcError`` if it ended inside a frame or a base64 quantum."""

@@ -131,7 +131,7 @@ def _phrase(status: int) -> bytes:
 class H1ServerConnection:
     """One HTTP/1.1 server connection (see the module docstring)."""
 
-    def __init__(self, limits: H1Limits | None = None, *, now: float = 0.0) -> None:
+    def __init__(self, limits: H1Limits | None = None, *, now: float) -> None:
         self.limits = limits or H1Limits()
         self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=self.limits.max_head)
         self._out: list[bytes] = []

@@ -43,7 +43,9 @@ CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 FEATURES = ["Feature 0/1", "Feature 0/2", "Feature 1/0", "Feature 1/1", "Feature 2/0", "Feature 2/2"]
 SMALL_RECT = route_guide_pb2.Rectangle(lo=route_guide_pb2.Point(latitude=0, longitude=0),
                                        hi=route_guide_pb2.Point(latitude=20_000_000, longitude=20_000_000))
-SERVERS = ["connectrpc"]
+# connectrpc: the reference peer. codecs: gmf.web's codecs driven by tests/web/codec_server.py
+# (not GMF's server; phase 2 replaces it with GMF on each runtime).
+SERVERS = ["connectrpc", "codecs"]
 
 
 def _require(what: str, missing: bool) -> None:
@@ -81,21 +83,29 @@ class WebServer:
                 self.proc.wait()
 
 
-def start_connectrpc(cors_origin: str, log: Path) -> WebServer:
-    _require("connectrpc and uvicorn (the [dev] extra)", not _importable("connectrpc", "uvicorn"))
+def _start_script(kind: str, script: str, cors_origin: str, log: Path, grpc_web_text: bool) -> WebServer:
     port = free_port()
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, str(HERE / "connect_peer.py"), "--port", str(port),
-                                 "--cors-origin", cors_origin], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+        proc = subprocess.Popen([sys.executable, str(HERE / script), "--port", str(port), "--cors-origin", cors_origin],
+                                stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
     try:
         wait_port(port, timeout=30)
     except Exception:
         proc.kill()
-        raise RuntimeError(f"connectrpc peer did not start:\n{log.read_text()}") from None
-    return WebServer("connectrpc", port, proc, log, grpc_web_text=False)
+        raise RuntimeError(f"{script} did not start:\n{log.read_text()}") from None
+    return WebServer(kind, port, proc, log, grpc_web_text)
 
 
-STARTERS = {"connectrpc": start_connectrpc}
+def start_connectrpc(cors_origin: str, log: Path) -> WebServer:
+    _require("connectrpc and uvicorn (the [dev] extra)", not _importable("connectrpc", "uvicorn"))
+    return _start_script("connectrpc", "connect_peer.py", cors_origin, log, grpc_web_text=False)
+
+
+def start_codecs(cors_origin: str, log: Path) -> WebServer:
+    return _start_script("codecs", "codec_server.py", cors_origin, log, grpc_web_text=True)
+
+
+STARTERS = {"connectrpc": start_connectrpc, "codecs": start_codecs}
 
 
 @pytest.fixture(scope="module")
