@@ -36,7 +36,7 @@ from gmf.protocol import grpc as g  # noqa: E402
 from gmf.rpc.registry import MethodRegistry  # noqa: E402
 from gmf.web import connect, grpcweb  # noqa: E402
 from gmf.web.cors import CorsPolicy  # noqa: E402
-from gmf.web.http1 import Body, Closed, EndOfRequest, H1ServerConnection, Rejected, Request  # noqa: E402
+from gmf.web.http1 import Body, Closed, EndOfRequest, H1Limits, H1ServerConnection, Rejected, Request  # noqa: E402
 from gmf.web.route import Kind, Route, classify  # noqa: E402
 from gmf.web.sink import Out, ResponseEncoder, write_out  # noqa: E402
 
@@ -69,11 +69,12 @@ class Context:
 
 
 class Connection:
-    def __init__(self, registry: MethodRegistry, cors: CorsPolicy | None, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, registry: MethodRegistry, cors: CorsPolicy | None, writer: asyncio.StreamWriter,
+                 limits: H1Limits) -> None:
         self.registry = registry
         self.cors = cors
         self.writer = writer
-        self.h1 = H1ServerConnection(now=asyncio.get_running_loop().time())
+        self.h1 = H1ServerConnection(limits, now=asyncio.get_running_loop().time())
 
     def flush(self) -> None:
         data = self.h1.data_to_send()
@@ -95,6 +96,8 @@ class Connection:
                     events = self.h1.check_deadline(loop.time())
                     continue
                 events = self.h1.receive_data(data, loop.time())
+                if not events:
+                    continue
             event, events = events[0], events[1:]
             if isinstance(event, Request):
                 request, body = event, []
@@ -240,7 +243,7 @@ class _Plain(Exception):
         self.status, self.headers, self.body = status, headers, body
 
 
-async def main_async(host: str, port: int, cors_origins: list[str]) -> None:
+async def main_async(host: str, port: int, cors_origins: list[str], limits: H1Limits) -> None:
     registry = MethodRegistry()
     helloworld_pb2_grpc.add_GreeterServicer_to_server(WebGreeter(), registry)
     route_guide_pb2_grpc.add_RouteGuideServicer_to_server(RouteGuideServicer(), registry)
@@ -248,7 +251,7 @@ async def main_async(host: str, port: int, cors_origins: list[str]) -> None:
 
     async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            await Connection(registry, cors, writer).serve(reader)
+            await Connection(registry, cors, writer, limits).serve(reader)
         except ConnectionError:
             pass
         except Exception:
@@ -267,8 +270,11 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--cors-origin", action="append", default=[])
+    parser.add_argument("--header-timeout", type=float, default=H1Limits().header_timeout)
+    parser.add_argument("--body-timeout", type=float, default=H1Limits().body_timeout)
     args = parser.parse_args()
-    asyncio.run(main_async(args.host, args.port, args.cors_origin))
+    limits = H1Limits(header_timeout=args.header_timeout, body_timeout=args.body_timeout)
+    asyncio.run(main_async(args.host, args.port, args.cors_origin, limits))
 
 
 if __name__ == "__main__":

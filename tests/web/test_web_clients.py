@@ -20,13 +20,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from gmf.protocol import grpc as g
-from gmf.toolkit.benchlib.servers import free_port, wait_port
+from gmf.toolkit.benchlib.servers import free_port
 from gmf.web import connect, grpcweb
 
 HERE = Path(__file__).resolve().parent
@@ -35,6 +34,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT / "bench" / "peers"))
 
 import services  # noqa: E402,F401  (puts the generated code on sys.path)
+from webharness import STARTERS, WebServer, curl, importable, require  # noqa: E402
 
 import helloworld_pb2  # noqa: E402  isort: skip
 import route_guide_pb2  # noqa: E402  isort: skip
@@ -46,66 +46,6 @@ SMALL_RECT = route_guide_pb2.Rectangle(lo=route_guide_pb2.Point(latitude=0, long
 # connectrpc: the reference peer. codecs: gmf.web's codecs driven by tests/web/codec_server.py
 # (not GMF's server; phase 2 replaces it with GMF on each runtime).
 SERVERS = ["connectrpc", "codecs"]
-
-
-def _require(what: str, missing: bool) -> None:
-    if missing:
-        if os.environ.get("GMF_REQUIRE_WEB") == "1":
-            pytest.fail(f"{what} is required (GMF_REQUIRE_WEB=1) but missing")
-        pytest.skip(f"{what} missing")
-
-
-def _importable(*modules: str) -> bool:
-    import importlib.util
-
-    return all(importlib.util.find_spec(m) is not None for m in modules)
-
-
-@dataclass
-class WebServer:
-    kind: str
-    port: int
-    proc: subprocess.Popen[bytes]
-    log: Path
-    grpc_web_text: bool  # serves application/grpc-web-text (connectrpc does not: 415)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-def _start_script(kind: str, script: str, cors_origin: str, log: Path, grpc_web_text: bool) -> WebServer:
-    port = free_port()
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, str(HERE / script), "--port", str(port), "--cors-origin", cors_origin],
-                                stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
-    try:
-        wait_port(port, timeout=30)
-    except Exception:
-        proc.kill()
-        raise RuntimeError(f"{script} did not start:\n{log.read_text()}") from None
-    return WebServer(kind, port, proc, log, grpc_web_text)
-
-
-def start_connectrpc(cors_origin: str, log: Path) -> WebServer:
-    _require("connectrpc and uvicorn (the [dev] extra)", not _importable("connectrpc", "uvicorn"))
-    return _start_script("connectrpc", "connect_peer.py", cors_origin, log, grpc_web_text=False)
-
-
-def start_codecs(cors_origin: str, log: Path) -> WebServer:
-    return _start_script("codecs", "codec_server.py", cors_origin, log, grpc_web_text=True)
-
-
-STARTERS = {"connectrpc": start_connectrpc, "codecs": start_codecs}
 
 
 @pytest.fixture(scope="module")
@@ -126,9 +66,9 @@ def web_server(request: pytest.FixtureRequest, page_port: int) -> Iterator[WebSe
 @pytest.fixture(scope="session")
 def web_page() -> Path:
     """tests/web built once: generated TypeScript (protoc-gen-es) and the esbuild bundle."""
-    _require("node", shutil.which("node") is None)
-    _require("tests/web/node_modules (npm install in tests/web)", not (HERE / "node_modules" / "playwright-core").is_dir())
-    _require(f"Chromium at {CHROMIUM} (apt-get install chromium)", not os.access(CHROMIUM, os.X_OK))
+    require("node", shutil.which("node") is None)
+    require("tests/web/node_modules (npm install in tests/web)", not (HERE / "node_modules" / "playwright-core").is_dir())
+    require(f"Chromium at {CHROMIUM} (apt-get install chromium)", not os.access(CHROMIUM, os.X_OK))
     env = {**os.environ, "PYTHON": sys.executable}
     for script in ("generate.mjs", "build.mjs"):
         subprocess.run(["node", script], cwd=HERE, env=env, check=True, capture_output=True, timeout=120)
@@ -181,27 +121,6 @@ def test_browser_from_a_refused_origin(browser_results: dict, scenario: str) -> 
 
 
 # ---------------------------------------------------------------------------- curl
-def curl(*args: str, data: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
-    """Run curl; returns (HTTP status, lower-cased response headers, body)."""
-    _require("curl", shutil.which("curl") is None)
-    with tempfile.TemporaryDirectory() as tmp:
-        head, body = Path(tmp) / "head", Path(tmp) / "body"
-        cmd = ["curl", "-sS", "--max-time", "20", "-D", str(head), "-o", str(body), *args]
-        if data is not None:
-            (Path(tmp) / "req").write_bytes(data)
-            cmd += ["--data-binary", f"@{Path(tmp) / 'req'}"]
-        subprocess.run(cmd, check=True, timeout=30)
-        lines = head.read_bytes().decode("latin-1").split("\r\n")
-        blocks = [i for i, line in enumerate(lines) if line.startswith("HTTP/")]
-        status = int(lines[blocks[-1]].split()[1])
-        headers = {}
-        for line in lines[blocks[-1] + 1 :]:
-            if ":" in line:
-                name, _, value = line.partition(":")
-                headers[name.strip().lower()] = value.strip()
-        return status, headers, body.read_bytes()
-
-
 def test_curl_connect_json(web_server: WebServer) -> None:
     # The README's line: curl -H 'content-type: application/json' -d '{"name":"John"}' .../SayHello
     status, headers, body = curl("-H", "content-type: application/json", "-d", '{"name":"John"}',
@@ -297,7 +216,7 @@ def test_curl_cors_preflight(web_server: WebServer, page_port: int) -> None:
 # ---------------------------------------------------------------------------- connectrpc's Python client
 @pytest.fixture(scope="module")
 def connect_clients() -> object:
-    _require("connectrpc (the [dev] extra)", not _importable("connectrpc"))
+    require("connectrpc (the [dev] extra)", not importable("connectrpc"))
     from connect_gen import helloworld_connect, route_guide_connect
 
     return helloworld_connect, route_guide_connect
@@ -355,7 +274,7 @@ EXAMPLE = ROOT / "examples" / "web"
 
 def test_example_page(web_page: Path, web_server: WebServer, page_port: int) -> None:
     """examples/web, built as its README says, shows SayHello and ListFeatures with both protocols."""
-    _require("examples/web/node_modules (npm install in examples/web)", not (EXAMPLE / "node_modules" / "esbuild").is_dir())
+    require("examples/web/node_modules (npm install in examples/web)", not (EXAMPLE / "node_modules" / "esbuild").is_dir())
     subprocess.run(["node", "build.mjs"], cwd=EXAMPLE, env={**os.environ, "PYTHON": sys.executable}, check=True,
                    capture_output=True, timeout=120)
     proc = subprocess.run(["node", "run.mjs", "--server", web_server.url, "--page-port", str(page_port),
