@@ -18,6 +18,8 @@ Modules:
   (messages, trailers as the last frame of the body).
 - :mod:`gmf.web.connect`: Connect unary (POST and GET), streaming envelopes, error JSON,
   ``connect-timeout-ms``, compression negotiation, the protobuf JSON codec.
+- :mod:`gmf.web.framing`: :class:`~gmf.web.framing.MessageStream`, the length-prefixed and
+  possibly compressed request messages gRPC-Web and Connect streaming share.
 - :mod:`gmf.web.cors`: :class:`~gmf.web.cors.CorsPolicy`: preflight answers and the headers
   every cross-origin response needs.
 

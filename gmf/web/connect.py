@@ -36,6 +36,7 @@ from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
 from ..protocol import grpc as g
+from .framing import MessageStream
 from .sink import NOTHING, Head, Out
 
 Header = tuple[bytes, bytes]
@@ -469,22 +470,13 @@ def envelope(payload: bytes, flags: int = 0) -> bytes:
 class ConnectStreamDecoder:
     """Request envelopes -> messages (decompressed)."""
 
-    __slots__ = ("_encoding", "_max", "_messages")
+    __slots__ = ("_messages",)
 
     def __init__(self, call: ConnectCall, max_message_length: int) -> None:
-        self._messages = g.MessageDecoder(max_message_length)
-        self._encoding = call.request_encoding
-        self._max = max_message_length
+        self._messages = MessageStream(max_message_length, call.request_encoding, "connect-content-encoding")
 
     def feed(self, data: bytes) -> list[bytes]:
-        out = []
-        for compressed, payload in self._messages.feed(data):
-            if compressed:
-                if self._encoding is None:
-                    raise g.GrpcError(g.INTERNAL, "compressed message without connect-content-encoding")
-                payload = g.decompress(self._encoding, payload, self._max)
-            out.append(payload)
-        return out
+        return self._messages.feed(data)
 
     def end(self) -> None:
         if self._messages.buffered:

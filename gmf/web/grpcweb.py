@@ -27,6 +27,7 @@ import struct
 from dataclasses import dataclass
 
 from ..protocol import grpc as g
+from .framing import MessageStream
 from .sink import NOTHING, Head, Out
 
 Header = tuple[bytes, bytes]
@@ -104,27 +105,16 @@ class GrpcWebRequestDecoder:
     GMF does not support is ``UNIMPLEMENTED`` (answer with ``grpc-accept-encoding``).
     """
 
-    __slots__ = ("_encoding", "_max", "_messages", "_text")
+    __slots__ = ("_messages", "_text")
 
     def __init__(self, fmt: GrpcWebFormat, max_message_length: int, encoding: str | None = None) -> None:
-        self._messages = g.MessageDecoder(max_message_length)
+        self._messages = MessageStream(max_message_length, encoding, "grpc-encoding")
         self._text = Base64Stream() if fmt.text else None
-        self._encoding = None if encoding in (None, "identity") else encoding
-        self._max = max_message_length
 
     def feed(self, data: bytes) -> list[bytes]:
         if self._text is not None:
             data = self._text.feed(data)
-        if not data:
-            return []
-        out = []
-        for compressed, payload in self._messages.feed(data):
-            if compressed:
-                if self._encoding is None:
-                    raise g.GrpcError(g.INTERNAL, "Compressed message received without grpc-encoding")
-                payload = g.decompress(self._encoding, payload, self._max)
-            out.append(payload)
-        return out
+        return self._messages.feed(data) if data else []
 
     def end(self) -> None:
         """The body ended: raise ``GrpcError`` if it ended inside a frame or a base64 quantum."""
