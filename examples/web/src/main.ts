@@ -37,9 +37,11 @@ async function run(name: string) {
   document.title = "done";
 }
 
+const input = document.getElementById("name") as HTMLInputElement;
+input.value = params.get("name") ?? "browser";
 const form = document.getElementById("form") as HTMLFormElement;
 form.addEventListener("submit", (event) => {
   event.preventDefault();
-  void run((document.getElementById("name") as HTMLInputElement).value);
+  void run(input.value);
 });
-void run(params.get("name") ?? "browser");
+void run(input.value);
