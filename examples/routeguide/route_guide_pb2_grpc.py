@@ -62,7 +62,7 @@ class RouteGuideServicer:
     """
 
     def GetFeature(self, request, context):
-        """unary-unary
+        """unary-unary; a lookup, so Connect clients may call it with GET
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
