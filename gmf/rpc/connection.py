@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 from ..logs import log_access
 from ..metrics import UNKNOWN_METHOD
@@ -19,6 +19,7 @@ from ..protocol import grpc as g
 from ..protocol import h2conn as h2
 from .call import Call
 from .context import ServicerContext
+from .peer import auth_context, format_peer
 from .runner import run, run_unary_inline
 
 SHUTDOWN_ACK_TIMEOUT = 1.0  # seconds a draining connection waits for its GOAWAY PING's ACK
@@ -33,13 +34,6 @@ _CLOSE_GRACE = 5.0
 # Bytes a peer must take from us per outbound_stall_timeout while above max_outbound_buffer
 # not to count as stalled (dribbling a few bytes of window does not keep the memory pinned).
 _STALL_MIN_PROGRESS = 65535
-
-
-def _format_peer(peername: Any) -> str:
-    if isinstance(peername, tuple) and len(peername) >= 2:
-        host, port = peername[0], peername[1]
-        return f"ipv6:[{host}]:{port}" if ":" in str(host) else f"ipv4:{host}:{port}"
-    return f"unix:{peername}" if peername else "unknown"
 
 
 class _RequestSummary:
@@ -103,7 +97,7 @@ class GrpcConnection(asyncio.Protocol):
     # ------------------------------------------------------------------ transport callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        self.peer = _format_peer(transport.get_extra_info("peername"))
+        self.peer = format_peer(transport.get_extra_info("peername"))
         self.server.connection_opened(self)
         self.h2.initiate_connection()
         self._idle_since = self.loop.time()
@@ -178,6 +172,11 @@ class GrpcConnection(asyncio.Protocol):
         self.calls.clear()
         self.server.connection_closed(self)
         self.transport = None
+
+    def auth_context(self) -> dict[str, list[bytes]]:
+        """grpcio's ``auth_context()`` of this connection (from the TLS peer certificate)."""
+        transport = self.transport
+        return auth_context(transport.get_extra_info("ssl_object") if transport is not None else None)
 
     def pause_writing(self) -> None:
         # The peer is not reading what we send: stop reading from it too, so a client that
