@@ -245,7 +245,7 @@ class GrpcConnection(asyncio.Protocol):
         self.h2.start_shutdown(fr.ENHANCE_YOUR_CALM, b"peer does not read its responses")
         self.closing = True
         self._flush()
-        self._close()
+        self.close()
         if self._timer is not None:
             self._timer.cancel()
         self._timer = self.loop.call_later(_CLOSE_GRACE, self._abort)
@@ -279,7 +279,7 @@ class GrpcConnection(asyncio.Protocol):
         elif kind is h2.ConnectionTerminated:
             log.info("closing connection from %s: %s", self.peer, event.reason)  # type: ignore[attr-defined]
             self._flush()
-            self._close()
+            self.close()
         elif kind is h2.GoAwayReceived:
             self.closing = True
             self._maybe_close()
@@ -424,9 +424,9 @@ class GrpcConnection(asyncio.Protocol):
         if self.h2.shutdown_pending and not self.h2.goaway_received:
             return  # the client may still open streams it sent before seeing our GOAWAY
         if not self.calls and not self.h2.has_data_to_send():
-            self._close()
+            self.close()
 
-    def _close(self) -> None:
+    def close(self) -> None:
         transport = self.transport
         if transport is not None and not transport.is_closing():
             transport.close()
