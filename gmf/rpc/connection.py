@@ -21,7 +21,8 @@ from ..logs import log_access
 from ..metrics import UNKNOWN_METHOD
 from ..protocol import frames as fr
 from ..protocol import grpc as g
-from ..protocol import h2conn as h2
+from ..protocol import h2events as ev
+from ..protocol.h2conn import H2ServerConnection
 from . import runner
 from .call import Call
 from .context import ServicerContext
@@ -86,7 +87,7 @@ class GrpcConnection(asyncio.Protocol):
         self.max_receive_message_length = server.max_receive_message_length
         self.max_send_message_length = server.max_send_message_length
         self.transport: asyncio.Transport | None = None
-        self.h2 = h2.H2ServerConnection(clock=self.loop.time, **server.h2_limits)
+        self.h2 = H2ServerConnection(clock=self.loop.time, **server.h2_limits)
         self.calls: dict[int, Call] = {}
         self.peer = "unknown"
         self.write_paused = False
@@ -124,19 +125,19 @@ class GrpcConnection(asyncio.Protocol):
             if self._awaiting_handshake and self.h2.handshake_done:
                 self._handshake_complete()
             for event in events:  # one handler per event class, the frequent ones first
-                if type(event) is h2.DataReceived:
+                if type(event) is ev.DataReceived:
                     self._on_data(event)
-                elif type(event) is h2.RequestReceived:
+                elif type(event) is ev.RequestReceived:
                     self._on_request(event)
-                elif type(event) is h2.StreamEnded:
+                elif type(event) is ev.StreamEnded:
                     self._on_stream_ended(event)
-                elif type(event) is h2.WindowUpdated:
+                elif type(event) is ev.WindowUpdated:
                     self._on_window_updated(event)
-                elif type(event) is h2.StreamReset:
+                elif type(event) is ev.StreamReset:
                     self._on_stream_reset(event)
-                elif type(event) is h2.ConnectionTerminated:
+                elif type(event) is ev.ConnectionTerminated:
                     self._on_terminated(event)
-                elif type(event) is h2.GoAwayReceived:
+                elif type(event) is ev.GoAwayReceived:
                     self._on_goaway(event)
         except Exception:  # a bug must cost one connection, never the worker
             log.exception("internal error on connection from %s", self.peer)
@@ -275,7 +276,7 @@ class GrpcConnection(asyncio.Protocol):
         self._timer = self.loop.call_later(_CLOSE_GRACE, self._abort)
 
     # ------------------------------------------------------------------ HTTP/2 events
-    def _on_data(self, event: h2.DataReceived) -> None:
+    def _on_data(self, event: ev.DataReceived) -> None:
         sid = event.stream_id
         call = self.calls.get(sid)
         if call is None:  # a call that has finished: the bytes still count for flow control
@@ -287,32 +288,32 @@ class GrpcConnection(asyncio.Protocol):
         if event.end_stream:
             self._request_complete(call)
 
-    def _on_stream_ended(self, event: h2.StreamEnded) -> None:
+    def _on_stream_ended(self, event: ev.StreamEnded) -> None:
         call = self.calls.get(event.stream_id)
         if call is not None:
             call.feed(b"", 0, True)
             self._request_complete(call)
 
-    def _on_window_updated(self, event: h2.WindowUpdated) -> None:
+    def _on_window_updated(self, event: ev.WindowUpdated) -> None:
         call = self.calls.get(event.stream_id)
         if call is not None:
             call.wake_writer()
 
-    def _on_stream_reset(self, event: h2.StreamReset) -> None:
+    def _on_stream_reset(self, event: ev.StreamReset) -> None:
         call = self.calls.get(event.stream_id)
         if call is not None:
             call.cancel()
 
-    def _on_terminated(self, event: h2.ConnectionTerminated) -> None:
+    def _on_terminated(self, event: ev.ConnectionTerminated) -> None:
         log.info("closing connection from %s: %s", self.peer, event.reason)
         self._flush()
         self.close()
 
-    def _on_goaway(self, event: h2.GoAwayReceived) -> None:
+    def _on_goaway(self, event: ev.GoAwayReceived) -> None:
         self.closing = True
         self._maybe_close()
 
-    def _on_request(self, event: h2.RequestReceived) -> None:
+    def _on_request(self, event: ev.RequestReceived) -> None:
         sid = event.stream_id
         summary = cast(_RequestSummary | None, event.headers.summary)
         if summary is None:  # parsed once per distinct header block (the decoder caches blocks)
