@@ -22,6 +22,7 @@ import logging
 import ssl
 import time
 from asyncio import sslproto
+from typing import cast
 
 from ..tls import ServerTls
 from .connection import GrpcConnection
@@ -77,7 +78,7 @@ class _Refused(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._acceptor.refused()
-        transport.abort()  # type: ignore[attr-defined]
+        cast(asyncio.Transport, transport).abort()
 
 
 # Python 3.11 rewrote SSLProtocol as a BufferedProtocol (3.10's is a plain Protocol, with no

@@ -198,11 +198,6 @@ class GrpcConnection(asyncio.Protocol):
         self.server.connection_closed(self)
         self.transport = None
 
-    def auth_context(self) -> dict[str, list[bytes]]:
-        """grpcio's ``auth_context()`` of this connection (from the TLS peer certificate)."""
-        transport = self.transport
-        return auth_context(transport.get_extra_info("ssl_object") if transport is not None else None)
-
     def pause_writing(self) -> None:
         # The peer is not reading what we send: stop reading from it too, so a client that
         # floods requests, PINGs or SETTINGS without reading the answers cannot grow our
@@ -388,6 +383,11 @@ class GrpcConnection(asyncio.Protocol):
     @property
     def executor(self) -> Executor:
         return self.server.executor
+
+    def auth_context(self) -> dict[str, list[bytes]]:
+        """grpcio's ``auth_context()`` of this connection (from the TLS peer certificate)."""
+        transport = self.transport
+        return auth_context(transport.get_extra_info("ssl_object") if transport is not None else None)
 
     def release(self, stream_id: int, nbytes: int) -> None:
         self.h2.acknowledge_received_data(stream_id, nbytes)
