@@ -10,7 +10,9 @@ Today :class:`~gmf.rpc.connection.GrpcConnection` is the one sink: gRPC over HTT
 metadata -> a HEADERS frame, each message -> a length-prefixed DATA frame, the status ->
 trailers). Another wire for the same handlers (gRPC-Web or Connect, over HTTP/1.1 or HTTP/2)
 is another implementation of these methods, or an adapter per call around a connection; the
-call, the runner, the context and the handlers stay as they are.
+call, the runner, the context and the handlers stay as they are. Requests reach a call as gRPC
+length-prefixed messages (``Call.feed``): a wire without that envelope (Connect's unary
+calls) frames its body before feeding it.
 
 Every method is called on the event loop's thread (a handler running in a thread reaches the
 call through ``loop.call_soon_threadsafe``/``run_coroutine_threadsafe``). ``stream_id`` is the
