@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from . import runtime as rt
+from .errors import StartupError
 from .placement import Placement
 from .server import GmfServer, parse_address
-from .supervisor import StartupError
 from .tls import ServerCredentials
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")

@@ -21,6 +21,8 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 
+from .errors import StartupError
+
 DEFAULT_URL = "http://127.0.0.1:9464/metrics"
 
 StatsSource = Callable[[], dict[str, Any]]
@@ -69,8 +71,6 @@ class MetricsServer:
     """prometheus_client's HTTP server with its own registry, in a daemon thread."""
 
     def __init__(self, host: str, port: int, source: StatsSource) -> None:
-        from .supervisor import StartupError
-
         registry = CollectorRegistry(auto_describe=False)
         registry.register(GmfCollector(source))  # type: ignore[arg-type]
         try:

@@ -19,12 +19,13 @@ import grpc
 from . import logs, watchdog
 from . import runtime as rt
 from . import tls as gmf_tls
+from .errors import StartupError
 from .placement import Placement, allowed_cpus
 from .rpc.context import encoding_name
 from .rpc.interceptors import check_interceptors
 from .rpc.registry import MethodRegistry
 from .rpc.server_state import ServerOptions
-from .supervisor import StartupError, Supervisor
+from .supervisor import Supervisor
 from .worker import WorkerConfig, WorkerInfo
 
 if TYPE_CHECKING:

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import StartupError
 from .metrics import Snapshot, WorkerStats, aggregate
 from .worker import Worker, WorkerConfig, bind_listener, worker_main
 
@@ -24,10 +25,6 @@ log = logging.getLogger("gmf")
 
 STARTUP_TIMEOUT = 30.0
 STATS_TIMEOUT = 1.0  # how long stats() waits for the workers' fresh counts
-
-
-class StartupError(RuntimeError):
-    """The server could not start (address in use, bad address, worker failed to start)."""
 
 
 @dataclass

@@ -1,11 +1,8 @@
-"""TLS and mutual TLS: the server's credentials, its ``ssl.SSLContext``, and the protocol that
-wraps each accepted connection.
+"""TLS and mutual TLS: the server's credentials, its ``ssl.SSLContext``, and the reload of
+certificate files that change.
 
-TLS sits between the runtime's transport and :class:`~gmf.rpc.connection.GrpcConnection`, as
-asyncio's own ``SSLProtocol`` (the implementation behind ``loop.create_server(ssl=...)``), so
-the same code runs on every runtime (asyncio, uvloop and GMF's io_uring loop) and the
-plaintext path is untouched. A connection in its handshake already counts against
-``max_connections``; a handshake that does not finish within ``handshake_timeout`` is cut.
+Wrapping each accepted connection is :mod:`gmf.rpc.accept`'s (asyncio's ``SSLProtocol``);
+what the peer certificate says, for ``context.auth_context()``, is :mod:`gmf.rpc.peer`'s.
 """
 
 from __future__ import annotations
@@ -15,15 +12,10 @@ import logging
 import os
 import ssl
 import tempfile
-import weakref
-from asyncio import sslproto
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from .rpc.server_state import ServerState
+from typing import Any
 
 log = logging.getLogger("gmf")
 
@@ -180,151 +172,15 @@ class ServerTls:
         log.info("TLS certificate reloaded from %s", credentials.files[0] if credentials.files else "?")
         return True
 
-    def protocol_factory(self, state: ServerState) -> Callable[[], asyncio.BaseProtocol]:
-        """``state.protocol_factory`` behind TLS; a refused connection is closed before any
-        handshake. Starts the file checks when the credentials came from files."""
-        from .rpc.connection import GrpcConnection
+    def start_reloading(self, loop: asyncio.AbstractEventLoop) -> None:
+        """In a worker: check the credential files every ``reload_interval`` seconds (only
+        when the credentials came from files)."""
+        if self._stamp is None or self.credentials is None:
+            return
+        interval = self.credentials.reload_interval
 
-        read_buffer = bytearray(TlsProtocol.max_size)
-        if self._stamp is not None and self.credentials is not None:
-            interval = self.credentials.reload_interval
+        def check() -> None:
+            self.reload_if_changed()
+            loop.call_later(interval, check)
 
-            def check() -> None:
-                self.reload_if_changed()
-                state.loop.call_later(interval, check)
-
-            state.loop.call_later(interval, check)
-
-        def factory() -> asyncio.BaseProtocol:
-            app = state.protocol_factory()
-            if not isinstance(app, GrpcConnection):
-                return app
-            return TlsProtocol(state, app, self.context, read_buffer)
-
-        return factory
-
-
-# Python 3.11 rewrote SSLProtocol as a BufferedProtocol (3.10's is a plain Protocol, with no
-# shutdown timeout and no per-connection receive buffer).
-_BUFFERED = issubclass(sslproto.SSLProtocol, asyncio.BufferedProtocol)
-
-
-class TlsProtocol(sslproto.SSLProtocol):
-    """asyncio's TLS protocol for one accepted connection, counted while it handshakes.
-
-    From 3.11 asyncio gives every connection its own 256 KiB receive buffer (2.5 GiB for 10,000
-    connections). The transport fills it and ``buffer_updated`` copies it into the TLS input
-    BIO in the same call, so one buffer per worker (``read_buffer``) serves them all.
-    """
-
-    max_size = 64 * 1024  # bytes per read from the socket
-
-    def __init__(self, state: ServerState, app_protocol: asyncio.BaseProtocol, ctx: ssl.SSLContext,
-                 read_buffer: bytearray) -> None:
-        timeout = state.options.handshake_timeout
-        extra = {"ssl_shutdown_timeout": timeout} if _BUFFERED else {}
-        super().__init__(state.loop, app_protocol, ctx, None, server_side=True,  # type: ignore[arg-type]
-                         ssl_handshake_timeout=timeout, **extra)  # type: ignore[arg-type]
-        if _BUFFERED:
-            self._ssl_buffer = read_buffer
-            self._ssl_buffer_view = memoryview(read_buffer)
-        self._gmf_server: ServerState | None = state
-        state.handshaking += 1
-
-    def _handshake_over(self) -> None:
-        if self._gmf_server is not None:
-            self._gmf_server.handshaking -= 1
-            self._gmf_server = None
-
-    def _on_handshake_complete(self, handshake_exc: BaseException | None) -> None:
-        self._handshake_over()
-        super()._on_handshake_complete(handshake_exc)
-
-    def connection_lost(self, exc: BaseException | None) -> None:
-        self._handshake_over()
-        super().connection_lost(exc)
-
-    if _BUFFERED:
-        def data_received(self, data: bytes) -> None:
-            """For transports that deliver bytes (GMF's io_uring transport) rather than filling
-            ``get_buffer()`` themselves, as asyncio's and uvloop's do."""
-            view = memoryview(data)
-            while view:
-                buf = self.get_buffer(len(view))
-                n = min(len(buf), len(view))
-                buf[:n] = view[:n]
-                self.buffer_updated(n)
-                view = view[n:]
-
-
-_RDN_SHORT = {"commonName": "CN", "organizationName": "O", "organizationalUnitName": "OU", "countryName": "C",
-              "stateOrProvinceName": "ST", "localityName": "L", "streetAddress": "STREET",
-              "domainComponent": "DC", "userId": "UID"}
-
-
-def _rfc2253(subject: Sequence[Any]) -> str:
-    """Python's decoded subject (RDNs in certificate order) as OpenSSL's RFC 2253 string."""
-    parts = []
-    for rdn in reversed(subject):
-        parts.append("+".join(f"{_RDN_SHORT.get(name, name)}={_escape_dn(value)}" for name, value in rdn))
-    return ",".join(parts)
-
-
-def _escape_dn(value: str) -> str:
-    out = "".join("\\" + ch if ch in ',+"\\<>;' else ch for ch in value)
-    if out[:1] in ("#", " "):
-        out = "\\" + out
-    if out.endswith(" ") and not out.endswith("\\ "):
-        out = out[:-1] + "\\ "
-    return out
-
-
-# Decoding the peer certificate costs ~14 us: once per connection, not per call.
-_AUTH: weakref.WeakKeyDictionary[ssl.SSLObject, dict[str, list[bytes]]] = weakref.WeakKeyDictionary()
-
-
-def auth_context(ssl_object: ssl.SSLObject | None) -> dict[str, list[bytes]]:
-    """grpcio's ``ServicerContext.auth_context()`` for one connection: the same keys and
-    values (except the SNI name and key exchange group, which Python's ssl does not expose)."""
-    if ssl_object is None:
-        return {"transport_security_type": [b"insecure"], "security_level": [b"TSI_SECURITY_NONE"]}
-    auth = _AUTH.get(ssl_object)
-    if auth is None:
-        auth = _AUTH[ssl_object] = _decode_auth_context(ssl_object)
-    return {key: list(values) for key, values in auth.items()}  # the caller's own copy
-
-
-def _decode_auth_context(ssl_object: ssl.SSLObject) -> dict[str, list[bytes]]:
-    out: dict[str, list[bytes]] = {"transport_security_type": [b"ssl"]}
-    der = ssl_object.getpeercert(binary_form=True)
-    cert: dict[str, Any] = dict(ssl_object.getpeercert() or {}) if der else {}
-    if der and cert:
-        subject = cert.get("subject", ())
-        out["x509_subject"] = [_rfc2253(subject).encode()]
-        common_names = [value for rdn in subject for name, value in rdn if name == "commonName"]
-        if common_names:
-            out["x509_common_name"] = [common_names[-1].encode()]
-        out["x509_pem_cert"] = [ssl.DER_cert_to_PEM_cert(der).encode()]
-        sans = cert.get("subjectAltName", ())
-        if sans:
-            out["x509_subject_alternative_name"] = [value.encode() for _kind, value in sans]
-        for kind, key in (("DNS", "peer_dns"), ("URI", "peer_uri"), ("email", "peer_email"), ("IP Address", "peer_ip")):
-            values = [value.encode() for k, value in sans if k == kind]
-            if values:
-                out[key] = values
-    out["security_level"] = [b"TSI_PRIVACY_AND_INTEGRITY"]
-    out["ssl_session_reused"] = [b"true" if ssl_object.session_reused else b"false"]
-    version = ssl_object.version()
-    if version:
-        out["ssl_tls_version"] = [version.encode()]
-    uris = out.get("peer_uri", [])
-    if len(uris) == 1 and uris[0].startswith(b"spiffe://"):
-        out["peer_spiffe_id"] = uris
-    return out
-
-
-def peer_identity_key(auth: dict[str, list[bytes]]) -> str | None:
-    for key in ("x509_subject_alternative_name", "x509_common_name"):
-        if key in auth:
-            return key
-    return None
+        loop.call_later(interval, check)

@@ -19,6 +19,7 @@ from typing import Any
 from . import logs, watchdog
 from . import runtime as rt
 from . import tls as gmf_tls
+from .rpc.accept import Acceptor
 from .rpc.registry import MethodRegistry
 from .rpc.server_state import ServerOptions, ServerState
 
@@ -164,8 +165,7 @@ class Worker:
             log.exception("on_worker_start hook failed in worker %d", self.id)
             sock.close()
             return 1
-        factory = state.protocol_factory if cfg.tls is None else cfg.tls.protocol_factory(state)
-        server = await rt.start_server(loop, cfg.runtime.name, factory, sock)
+        server = await rt.start_server(loop, cfg.runtime.name, Acceptor(state, cfg.tls), sock)
         self._stop = loop.create_future()
         loop.add_signal_handler(signal.SIGTERM, self._request_stop, DEFAULT_GRACE)
         loop.add_reader(self.control_fd, self._on_control)

@@ -8,10 +8,11 @@ header blocks decoded by a caching HPACK decoder and encoded statelessly by the 
 Every protocol violation has a defined answer: a stream error (RST_STREAM) or a
 connection error (GOAWAY then close, reported as ``ConnectionTerminated``).
 
-Abuse limits (docs/security.md, "HTTP/2 frame level"): frames that make us work without
-serving anything (SETTINGS, PRIORITY, empty DATA/HEADERS/CONTINUATION, frames for closed
-streams, streams we are made to reset) draw on a budget that refills whenever we send
-response HEADERS or DATA; PINGs follow grpc-core's ping-strike policy; control responses
+The events it returns are in :mod:`.h2events`, the per-stream state in :mod:`.h2stream`, the
+abuse limits (docs/security.md, "HTTP/2 frame level") in :mod:`.h2limits`: frames that make
+us work without serving anything (SETTINGS, PRIORITY, empty DATA/HEADERS/CONTINUATION, frames
+for closed streams, streams we are made to reset) draw on a budget that refills whenever we
+send response HEADERS or DATA; PINGs follow grpc-core's ping-strike policy; control responses
 waiting in the output are capped; header blocks far beyond the advertised header list size
 are cut off while decoding. Each check is an int compare on the receive path. Time (for
 PINGs only) comes from the ``clock`` callable: the runtime passes its loop's clock, tests a fake.
@@ -21,178 +22,37 @@ from __future__ import annotations
 
 import struct
 import time
-from collections import deque
 from collections.abc import Callable
 
 from hpack import HPACKError, OversizedHeaderListError
 
 from . import frames as f
-from .hpack_codec import CachingDecoder, HeaderList, MalformedHeaderBlock
+from .h2events import (
+    ConnectionTerminated,
+    DataReceived,
+    Event,
+    GoAwayReceived,
+    H2ConnectionError,
+    RequestReceived,
+    StreamEnded,
+    StreamReset,
+    WindowUpdated,
+)
+from .h2limits import HEADER_HARD_FACTOR, RESET_BURST, RESET_MEMORY, AbuseGuard, AbuseLimits
+from .h2stream import Stream
+from .hpack_codec import CachingDecoder, MalformedHeaderBlock
+
+__all__ = [
+    "HEADER_HARD_FACTOR", "ConnectionTerminated", "DataReceived", "Event", "GoAwayReceived", "H2ServerConnection",
+    "RequestReceived", "StreamEnded", "StreamReset", "WindowUpdated",
+]
 
 _U32 = struct.Struct(">L")
-_RESET_BURST = 1000  # client resets tolerated before the reset/open ratio is enforced
-_RESET_MEMORY = 128  # streams we reset whose in-flight frames are still ignored (most recent;
-# a forgotten one only costs an extra RST_STREAM, and the record stays a few KiB per connection)
 _SETTING = struct.Struct(">HL")
-# A header block whose encoded size or decoded header list goes beyond this many times the
-# advertised SETTINGS_MAX_HEADER_LIST_SIZE is not materialized: the connection is cut off
-# (its HPACK state cannot be kept consistent without decoding the rest). Blocks between the
-# limit and this are decoded and the request alone is refused (RESOURCE_EXHAUSTED above).
-HEADER_HARD_FACTOR = 4
-_NEVER = float("-inf")
-
 _SHUTDOWN_PING = b"gmfdrain"  # the opaque data of the PING that ends a graceful shutdown
 
 
-# ---------------------------------------------------------------------------- events
-
-class Event:
-    __slots__ = ()
-
-
-class RequestReceived(Event):
-    """A new stream opened with a complete header block."""
-
-    __slots__ = ("stream_id", "headers", "end_stream")
-
-    def __init__(self, stream_id: int, headers: HeaderList, end_stream: bool) -> None:
-        self.stream_id = stream_id
-        self.headers = headers
-        self.end_stream = end_stream
-
-
-class DataReceived(Event):
-    """DATA payload (padding removed). ``flow_length`` is what to acknowledge once consumed."""
-
-    __slots__ = ("stream_id", "data", "flow_length", "end_stream")
-
-    def __init__(self, stream_id: int, data: bytes, flow_length: int, end_stream: bool) -> None:
-        self.stream_id = stream_id
-        self.data = data
-        self.flow_length = flow_length
-        self.end_stream = end_stream
-
-
-class StreamEnded(Event):
-    """The client half-closed the stream with a trailing HEADERS frame."""
-
-    __slots__ = ("stream_id",)
-
-    def __init__(self, stream_id: int) -> None:
-        self.stream_id = stream_id
-
-
-class StreamReset(Event):
-    """The stream is gone: reset by the client, or by us for a stream-level error."""
-
-    __slots__ = ("stream_id", "error_code", "remote")
-
-    def __init__(self, stream_id: int, error_code: int, remote: bool) -> None:
-        self.stream_id = stream_id
-        self.error_code = error_code
-        self.remote = remote
-
-
-class WindowUpdated(Event):
-    """Buffered outbound data of this stream made progress (flow-control credit arrived)."""
-
-    __slots__ = ("stream_id",)
-
-    def __init__(self, stream_id: int) -> None:
-        self.stream_id = stream_id
-
-
-class GoAwayReceived(Event):
-    __slots__ = ("last_stream_id", "error_code")
-
-    def __init__(self, last_stream_id: int, error_code: int) -> None:
-        self.last_stream_id = last_stream_id
-        self.error_code = error_code
-
-
-class ConnectionTerminated(Event):
-    """A connection error: GOAWAY is queued; flush ``data_to_send()`` and close."""
-
-    __slots__ = ("error_code", "reason")
-
-    def __init__(self, error_code: int, reason: str) -> None:
-        self.error_code = error_code
-        self.reason = reason
-
-
-class _ConnectionError(Exception):
-    def __init__(self, code: int, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
-
-
-# ---------------------------------------------------------------------------- limits
-class _Limits:
-    """Abuse-limit settings and the PING state: only unusual frames touch them. (Kept off the
-    connection object: more than 30 instance attributes would cost CPython's fast
-    attribute access on every frame.)"""
-
-    __slots__ = (
-        "max_unproductive",
-        "max_pending_control",
-        "min_ping_interval",
-        "max_ping_strikes",
-        "clock",
-        "ping_strikes",
-        "last_ping",
-        "settings_unacked",
-        "reset_ids",
-    )
-
-    def __init__(
-        self,
-        max_unproductive: int,
-        max_pending_control: int,
-        min_ping_interval: float,
-        max_ping_strikes: int,
-        clock: Callable[[], float],
-    ) -> None:
-        self.max_unproductive = max_unproductive
-        self.max_pending_control = max_pending_control
-        self.min_ping_interval = min_ping_interval
-        self.max_ping_strikes = max_ping_strikes
-        self.clock = clock
-        self.ping_strikes = 0
-        self.last_ping = _NEVER
-        self.settings_unacked = False
-        # Streams we reset: the client may have frames for them in flight, which are ignored
-        # (RFC 9113 5.1). Frames on any other closed stream are answered with STREAM_CLOSED.
-        self.reset_ids: dict[int, None] = {}
-
-
-# ---------------------------------------------------------------------------- streams
-class _Stream:
-    __slots__ = (
-        "send_window",
-        "recv_window",
-        "recv_unacked",
-        "remote_closed",
-        "local_closed",
-        "pending",
-        "pending_bytes",
-        "pending_end",
-        "pending_trailers",
-    )
-
-    def __init__(self, send_window: int, recv_window: int) -> None:
-        self.send_window = send_window
-        self.recv_window = recv_window
-        self.recv_unacked = 0
-        self.remote_closed = False
-        self.local_closed = False
-        self.pending: deque[memoryview] = deque()
-        self.pending_bytes = 0
-        self.pending_end = False
-        self.pending_trailers: bytes | None = None
-
-
-class H2ServerConnection:
+class H2ServerConnection(AbuseGuard):
     """State of one server-side HTTP/2 connection."""
 
     def __init__(
@@ -208,7 +68,7 @@ class H2ServerConnection:
         max_pending_control_frames: int = 10000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.streams: dict[int, _Stream] = {}
+        self.streams: dict[int, Stream] = {}
         self.highest_stream_id = 0
         self.terminated = False
         self.goaway_sent = False  # the final GOAWAY: streams above highest_stream_id are refused
@@ -245,7 +105,7 @@ class H2ServerConnection:
         self._responded = False
         self._budget = max_unproductive_frames  # unproductive frames left; < 0: cut off
         self._pending_control = 0
-        self._limits = _Limits(
+        self._limits = AbuseLimits(
             max_unproductive_frames, max_pending_control_frames, keepalive_min_ping_interval, max_ping_strikes, clock
         )
         self._settings = {
@@ -398,7 +258,7 @@ class H2ServerConnection:
             if not self._preface_ok:
                 n = min(len(buf), len(f.PREFACE))
                 if buf[:n] != f.PREFACE[:n]:
-                    raise _ConnectionError(f.PROTOCOL_ERROR, "invalid connection preface (not an HTTP/2 client?)")
+                    raise H2ConnectionError(f.PROTOCOL_ERROR, "invalid connection preface (not an HTTP/2 client?)")
                 if n < len(f.PREFACE):
                     return events
                 self._preface_ok = True
@@ -408,7 +268,7 @@ class H2ServerConnection:
             while end - pos >= 9:
                 length = (buf[pos] << 16) | (buf[pos + 1] << 8) | buf[pos + 2]
                 if length > max_frame:
-                    raise _ConnectionError(f.FRAME_SIZE_ERROR, f"frame of {length} bytes exceeds {max_frame}")
+                    raise H2ConnectionError(f.FRAME_SIZE_ERROR, f"frame of {length} bytes exceeds {max_frame}")
                 if end - pos - 9 < length:
                     break
                 ftype = buf[pos + 3]
@@ -417,7 +277,7 @@ class H2ServerConnection:
                 payload = bytes(buf[pos + 9 : pos + 9 + length])
                 pos += 9 + length
                 self._frame(ftype, flags, sid, payload, events)
-        except _ConnectionError as exc:
+        except H2ConnectionError as exc:
             self._terminate(exc.code, exc.reason, events)
             buf.clear()
             return events
@@ -438,21 +298,21 @@ class H2ServerConnection:
         if self._continuation is not None:
             cont_sid, cont_flags, block = self._continuation
             if ftype != f.CONTINUATION or sid != cont_sid:
-                raise _ConnectionError(f.PROTOCOL_ERROR, "expected CONTINUATION")
+                raise H2ConnectionError(f.PROTOCOL_ERROR, "expected CONTINUATION")
             end_headers = flags & f.FLAG_END_HEADERS
             if not payload and not end_headers:
                 self._waste("empty CONTINUATION frames")
                 return
             block += payload
             if len(block) > self._max_header_block:  # CONTINUATION flood: cut off, not decoded
-                raise _ConnectionError(f.ENHANCE_YOUR_CALM, "header block too large")
+                raise H2ConnectionError(f.ENHANCE_YOUR_CALM, "header block too large")
             if end_headers:
                 self._continuation = None
                 self._header_block(sid, cont_flags, bytes(block), events)
             return
         if not self._settings_seen:
             if ftype != f.SETTINGS or flags & f.FLAG_ACK:
-                raise _ConnectionError(f.PROTOCOL_ERROR, "first frame must be SETTINGS")
+                raise H2ConnectionError(f.PROTOCOL_ERROR, "first frame must be SETTINGS")
             self._settings_seen = True
             self._on_settings(flags, sid, payload, events)
             return
@@ -473,9 +333,9 @@ class H2ServerConnection:
             self._on_settings(flags, sid, payload, events)
         elif ftype == f.PING:
             if len(payload) != 8:
-                raise _ConnectionError(f.FRAME_SIZE_ERROR, "PING payload must be 8 bytes")
+                raise H2ConnectionError(f.FRAME_SIZE_ERROR, "PING payload must be 8 bytes")
             if sid:
-                raise _ConnectionError(f.PROTOCOL_ERROR, "PING on a stream")
+                raise H2ConnectionError(f.PROTOCOL_ERROR, "PING on a stream")
             if flags & f.FLAG_ACK:
                 if payload == _SHUTDOWN_PING:
                     self.finish_shutdown()
@@ -488,9 +348,9 @@ class H2ServerConnection:
             self._on_rst(sid, payload, events)
         elif ftype == f.GOAWAY:
             if sid:
-                raise _ConnectionError(f.PROTOCOL_ERROR, "GOAWAY on a stream")
+                raise H2ConnectionError(f.PROTOCOL_ERROR, "GOAWAY on a stream")
             if len(payload) < 8:
-                raise _ConnectionError(f.FRAME_SIZE_ERROR, "short GOAWAY")
+                raise H2ConnectionError(f.FRAME_SIZE_ERROR, "short GOAWAY")
             if self.goaway_received:
                 self._waste("repeated GOAWAY frames")
             self.goaway_received = True
@@ -498,81 +358,41 @@ class H2ServerConnection:
             events.append(GoAwayReceived(last & 0x7FFFFFFF, code))
         elif ftype == f.PRIORITY:
             if sid == 0:
-                raise _ConnectionError(f.PROTOCOL_ERROR, "PRIORITY on stream 0")
+                raise H2ConnectionError(f.PROTOCOL_ERROR, "PRIORITY on stream 0")
             if len(payload) != 5:
-                raise _ConnectionError(f.FRAME_SIZE_ERROR, "PRIORITY payload must be 5 bytes")
+                raise H2ConnectionError(f.FRAME_SIZE_ERROR, "PRIORITY payload must be 5 bytes")
             self._waste("PRIORITY frames")  # priorities are ignored (CVE-2019-9513)
         elif ftype == f.PUSH_PROMISE:
-            raise _ConnectionError(f.PROTOCOL_ERROR, "clients must not send PUSH_PROMISE")
+            raise H2ConnectionError(f.PROTOCOL_ERROR, "clients must not send PUSH_PROMISE")
         elif ftype == f.CONTINUATION:
-            raise _ConnectionError(f.PROTOCOL_ERROR, "unexpected CONTINUATION")
+            raise H2ConnectionError(f.PROTOCOL_ERROR, "unexpected CONTINUATION")
         else:  # unknown frame types are ignored (RFC 9113 4.1), but not without end
             self._waste("unknown frame types")
-
-    # ------------------------------------------------------------------ abuse limits
-    def _waste(self, what: str) -> None:
-        """A frame that makes us work without serving anything: SETTINGS, PRIORITY, empty
-        fragments, frames for closed streams, streams we must reset (CVE-2019-9513/9514/
-        9515/9518). The budget refills whenever we send response HEADERS or DATA."""
-        if self._responded:
-            self._rearm()
-        self._budget -= 1
-        if self._budget < 0:
-            raise _ConnectionError(f.ENHANCE_YOUR_CALM, f"too many frames without useful work ({what})")
-
-    def _rearm(self) -> None:
-        self._responded = False
-        limits = self._limits
-        self._budget = limits.max_unproductive
-        limits.ping_strikes = 0
-        limits.last_ping = _NEVER
-
-    def _on_ping(self) -> None:
-        """grpc-core's ping policy: a PING sooner than ``keepalive_min_ping_interval`` after
-        the previous one is a strike unless we sent HEADERS/DATA in between; more than
-        ``max_ping_strikes`` strikes -> GOAWAY ENHANCE_YOUR_CALM "too_many_pings"."""
-        if self._responded:
-            self._rearm()
-        limits = self._limits
-        now = limits.clock()
-        if now - limits.last_ping < limits.min_ping_interval:
-            limits.ping_strikes += 1
-            if limits.ping_strikes > limits.max_ping_strikes:
-                raise _ConnectionError(f.ENHANCE_YOUR_CALM, "too_many_pings")
-        limits.last_ping = now
-
-    def _control(self, frame: bytes) -> None:
-        """Queue a control response (PING/SETTINGS ACK, RST_STREAM): at most
-        ``max_pending_control_frames`` wait for the runtime to take the output."""
-        self._pending_control += 1
-        if self._pending_control > self._limits.max_pending_control:
-            raise _ConnectionError(f.ENHANCE_YOUR_CALM, "too many control frames queued")
-        self._out.append(frame)
 
     @staticmethod
     def _strip_padding(flags: int, payload: bytes) -> bytes:
         if flags & f.FLAG_PADDED:
             if not payload:
-                raise _ConnectionError(f.PROTOCOL_ERROR, "padded frame without pad length")
+                raise H2ConnectionError(f.PROTOCOL_ERROR, "padded frame without pad length")
             pad = payload[0]
             if pad >= len(payload):
-                raise _ConnectionError(f.PROTOCOL_ERROR, "padding exceeds frame payload")
+                raise H2ConnectionError(f.PROTOCOL_ERROR, "padding exceeds frame payload")
             return payload[1 : len(payload) - pad]
         return payload
 
     def _on_data(self, flags: int, sid: int, payload: bytes, events: list[Event]) -> None:
         if sid == 0:
-            raise _ConnectionError(f.PROTOCOL_ERROR, "DATA on stream 0")
+            raise H2ConnectionError(f.PROTOCOL_ERROR, "DATA on stream 0")
         flow = len(payload)
         self._recv_conn_window -= flow
         if self._recv_conn_window < 0:
-            raise _ConnectionError(f.FLOW_CONTROL_ERROR, "connection flow-control window exceeded")
+            raise H2ConnectionError(f.FLOW_CONTROL_ERROR, "connection flow-control window exceeded")
         self._credit_connection(flow)
         data = self._strip_padding(flags, payload)
         s = self.streams.get(sid)
         if s is None:
             if sid > self.highest_stream_id or not sid & 1:  # even ids: we open none (no push)
-                raise _ConnectionError(f.PROTOCOL_ERROR, f"DATA on idle stream {sid}")
+                raise H2ConnectionError(f.PROTOCOL_ERROR, f"DATA on idle stream {sid}")
             if sid not in self._limits.reset_ids:  # the client had ended it: DATA after END_STREAM
                 self._stream_error(sid, f.STREAM_CLOSED, events)
             elif not flow:  # in flight after our reset: ignored (non-empty ones are flow-controlled)
@@ -608,11 +428,11 @@ class H2ServerConnection:
 
     def _on_headers(self, flags: int, sid: int, payload: bytes, events: list[Event]) -> None:
         if sid == 0 or sid % 2 == 0:
-            raise _ConnectionError(f.PROTOCOL_ERROR, f"HEADERS on invalid stream id {sid}")
+            raise H2ConnectionError(f.PROTOCOL_ERROR, f"HEADERS on invalid stream id {sid}")
         block = self._strip_padding(flags, payload)
         if flags & f.FLAG_PRIORITY:
             if len(block) < 5:
-                raise _ConnectionError(f.FRAME_SIZE_ERROR, "HEADERS priority field truncated")
+                raise H2ConnectionError(f.FRAME_SIZE_ERROR, "HEADERS priority field truncated")
             block = block[5:]
         if flags & f.FLAG_END_HEADERS:
             self._header_block(sid, flags, block, events)
@@ -627,7 +447,7 @@ class H2ServerConnection:
         except OversizedHeaderListError:
             # An HPACK bomb: a block expanding far beyond the advertised limit. Decoding
             # stopped at the hard cap; the rest of the block (and the HPACK state) is lost.
-            raise _ConnectionError(f.ENHANCE_YOUR_CALM, "header list far beyond the limit") from None
+            raise H2ConnectionError(f.ENHANCE_YOUR_CALM, "header list far beyond the limit") from None
         except MalformedHeaderBlock:
             # Decoded completely (HPACK state intact) but not a valid request: stream error.
             if sid > self.highest_stream_id:
@@ -635,9 +455,9 @@ class H2ServerConnection:
             self._stream_error(sid, f.PROTOCOL_ERROR, events)
             return
         except HPACKError as exc:
-            raise _ConnectionError(f.COMPRESSION_ERROR, f"HPACK: {exc}") from None
+            raise H2ConnectionError(f.COMPRESSION_ERROR, f"HPACK: {exc}") from None
         except Exception as exc:  # any decoder failure leaves HPACK state unknown
-            raise _ConnectionError(f.COMPRESSION_ERROR, f"HPACK: {exc!r}") from None
+            raise H2ConnectionError(f.COMPRESSION_ERROR, f"HPACK: {exc!r}") from None
         end = bool(flags & f.FLAG_END_STREAM)
         s = self.streams.get(sid)
         if s is not None:
@@ -653,7 +473,7 @@ class H2ServerConnection:
             return
         if sid <= self.highest_stream_id:
             if not end:  # not trailers in flight after our reset: a request reusing a closed id
-                raise _ConnectionError(f.PROTOCOL_ERROR, f"HEADERS on closed stream {sid}")
+                raise H2ConnectionError(f.PROTOCOL_ERROR, f"HEADERS on closed stream {sid}")
             if sid not in self._limits.reset_ids:  # the client had ended it: trailers after END_STREAM
                 self._stream_error(sid, f.STREAM_CLOSED, events)
             else:  # trailers in flight after our reset: decoded, ignored
@@ -668,22 +488,22 @@ class H2ServerConnection:
             self._send_rst(sid, f.REFUSED_STREAM, control=True)
             return
         if self._budget < 0:  # spent by streams the application reset (malformed requests)
-            raise _ConnectionError(f.ENHANCE_YOUR_CALM, "too many malformed requests")
-        s = _Stream(self.peer_initial_window, self.local_initial_window)
+            raise H2ConnectionError(f.ENHANCE_YOUR_CALM, "too many malformed requests")
+        s = Stream(self.peer_initial_window, self.local_initial_window)
         s.remote_closed = end
         self.streams[sid] = s
         events.append(RequestReceived(sid, headers, end))
 
     def _on_window_update(self, sid: int, payload: bytes, events: list[Event]) -> None:
         if len(payload) != 4:
-            raise _ConnectionError(f.FRAME_SIZE_ERROR, "WINDOW_UPDATE payload must be 4 bytes")
+            raise H2ConnectionError(f.FRAME_SIZE_ERROR, "WINDOW_UPDATE payload must be 4 bytes")
         inc = _U32.unpack(payload)[0] & 0x7FFFFFFF
         if sid == 0:
             if inc == 0:
-                raise _ConnectionError(f.PROTOCOL_ERROR, "WINDOW_UPDATE with 0 increment")
+                raise H2ConnectionError(f.PROTOCOL_ERROR, "WINDOW_UPDATE with 0 increment")
             self.send_conn_window += inc
             if self.send_conn_window > f.MAX_WINDOW:
-                raise _ConnectionError(f.FLOW_CONTROL_ERROR, "connection window overflow")
+                raise H2ConnectionError(f.FLOW_CONTROL_ERROR, "connection window overflow")
             for bsid in list(self._blocked):
                 bs = self.streams.get(bsid)
                 if bs is not None:
@@ -694,7 +514,7 @@ class H2ServerConnection:
         s = self.streams.get(sid)
         if s is None:
             if sid > self.highest_stream_id or not sid & 1:  # even ids: we open none (no push)
-                raise _ConnectionError(f.PROTOCOL_ERROR, f"WINDOW_UPDATE on idle stream {sid}")
+                raise H2ConnectionError(f.PROTOCOL_ERROR, f"WINDOW_UPDATE on idle stream {sid}")
             self._waste("WINDOW_UPDATE on closed streams")
             return
         if inc == 0:
@@ -709,31 +529,31 @@ class H2ServerConnection:
 
     def _on_settings(self, flags: int, sid: int, payload: bytes, events: list[Event]) -> None:
         if sid:
-            raise _ConnectionError(f.PROTOCOL_ERROR, "SETTINGS on a stream")
+            raise H2ConnectionError(f.PROTOCOL_ERROR, "SETTINGS on a stream")
         if flags & f.FLAG_ACK:
             if payload:
-                raise _ConnectionError(f.FRAME_SIZE_ERROR, "SETTINGS ACK with payload")
+                raise H2ConnectionError(f.FRAME_SIZE_ERROR, "SETTINGS ACK with payload")
             return
         if len(payload) % 6:
-            raise _ConnectionError(f.FRAME_SIZE_ERROR, "SETTINGS length not a multiple of 6")
+            raise H2ConnectionError(f.FRAME_SIZE_ERROR, "SETTINGS length not a multiple of 6")
         for i in range(0, len(payload), 6):
             key, value = _SETTING.unpack_from(payload, i)
             if key == f.SETTINGS_INITIAL_WINDOW_SIZE:
                 if value > f.MAX_WINDOW:
-                    raise _ConnectionError(f.FLOW_CONTROL_ERROR, "SETTINGS_INITIAL_WINDOW_SIZE too large")
+                    raise H2ConnectionError(f.FLOW_CONTROL_ERROR, "SETTINGS_INITIAL_WINDOW_SIZE too large")
                 delta = value - self.peer_initial_window
                 self.peer_initial_window = value
                 for s in self.streams.values():
                     s.send_window += delta
                     if s.send_window > f.MAX_WINDOW:
-                        raise _ConnectionError(f.FLOW_CONTROL_ERROR, "stream window overflow")
+                        raise H2ConnectionError(f.FLOW_CONTROL_ERROR, "stream window overflow")
             elif key == f.SETTINGS_MAX_FRAME_SIZE:
                 if not f.DEFAULT_MAX_FRAME <= value <= 16777215:
-                    raise _ConnectionError(f.PROTOCOL_ERROR, "SETTINGS_MAX_FRAME_SIZE out of range")
+                    raise H2ConnectionError(f.PROTOCOL_ERROR, "SETTINGS_MAX_FRAME_SIZE out of range")
                 self.peer_max_frame = value
             elif key == f.SETTINGS_ENABLE_PUSH:
                 if value > 1:
-                    raise _ConnectionError(f.PROTOCOL_ERROR, "SETTINGS_ENABLE_PUSH must be 0 or 1")
+                    raise H2ConnectionError(f.PROTOCOL_ERROR, "SETTINGS_ENABLE_PUSH must be 0 or 1")
             # HEADER_TABLE_SIZE: our encoder never uses the dynamic table; others are advisory.
         self._control(f.SETTINGS_ACK)
         for bsid in list(self._blocked):
@@ -743,9 +563,9 @@ class H2ServerConnection:
 
     def _on_rst(self, sid: int, payload: bytes, events: list[Event]) -> None:
         if len(payload) != 4:
-            raise _ConnectionError(f.FRAME_SIZE_ERROR, "RST_STREAM payload must be 4 bytes")
+            raise H2ConnectionError(f.FRAME_SIZE_ERROR, "RST_STREAM payload must be 4 bytes")
         if sid == 0 or sid > self.highest_stream_id or not sid & 1:
-            raise _ConnectionError(f.PROTOCOL_ERROR, f"RST_STREAM on idle stream {sid}")
+            raise H2ConnectionError(f.PROTOCOL_ERROR, f"RST_STREAM on idle stream {sid}")
         if self._discard(sid) is None:
             self._waste("RST_STREAM on closed streams")
             return
@@ -754,8 +574,8 @@ class H2ServerConnection:
         # without ever counting against MAX_CONCURRENT_STREAMS. Allow a burst, then
         # require that most streams a client opens are not cancelled by it.
         self._remote_resets += 1
-        if self._remote_resets > _RESET_BURST and self._remote_resets * 2 > self.highest_stream_id // 2:
-            raise _ConnectionError(f.ENHANCE_YOUR_CALM, "too many streams reset by the client")
+        if self._remote_resets > RESET_BURST and self._remote_resets * 2 > self.highest_stream_id // 2:
+            raise H2ConnectionError(f.ENHANCE_YOUR_CALM, "too many streams reset by the client")
 
     def _stream_error(self, sid: int, code: int, events: list[Event]) -> None:
         self._waste("stream errors")  # CVE-2019-9514: requests made to draw RST_STREAM
@@ -774,10 +594,10 @@ class H2ServerConnection:
             self._out.append(frame)
         reset = self._limits.reset_ids
         reset[sid] = None
-        if len(reset) > _RESET_MEMORY:
+        if len(reset) > RESET_MEMORY:
             del reset[next(iter(reset))]
 
-    def _discard(self, sid: int) -> _Stream | None:
+    def _discard(self, sid: int) -> Stream | None:
         """Forget a stream and the response data it still had buffered."""
         s = self.streams.pop(sid, None)
         if s is not None:
@@ -786,7 +606,7 @@ class H2ServerConnection:
         return s
 
     # ------------------------------------------------------------------ flow control
-    def _end_local(self, sid: int, s: _Stream) -> None:
+    def _end_local(self, sid: int, s: Stream) -> None:
         s.local_closed = True
         self._blocked.pop(sid, None)
         if s.remote_closed:
@@ -797,7 +617,7 @@ class H2ServerConnection:
             self.streams.pop(sid, None)
             self._send_rst(sid, f.NO_ERROR)
 
-    def _flush_stream(self, sid: int, s: _Stream, events: list[Event] | None = None) -> None:
+    def _flush_stream(self, sid: int, s: Stream, events: list[Event] | None = None) -> None:
         out = self._out
         progressed = False
         while s.pending:

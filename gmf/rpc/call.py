@@ -1,4 +1,9 @@
-"""One RPC on one HTTP/2 stream: request messages in, response messages and status out."""
+"""One RPC: request messages in, response messages and a status out.
+
+The connection that parsed the request drives a ``Call`` (``feed``, ``cancel``, ``wake_writer``,
+``on_deadline``); the call writes its response only through its :class:`~gmf.rpc.sink.CallSink`
+(``self.conn``), in gRPC's terms: it never sees frames or flow-control windows.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +11,18 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..protocol import grpc as g
 from ..protocol.hpack_codec import Header
 from .registry import Method
-
-if TYPE_CHECKING:
-    from .connection import GrpcConnection
+from .sink import CallSink
 
 log = logging.getLogger("gmf")
 
 # Complete-but-unread request bytes a call may hold before we stop returning flow-control
 # credit to the client (backpressure for slow request-stream consumers).
 _QUEUE_LIMIT = 1 << 20
-# Response bytes buffered behind flow control before a writer waits.
-_WRITE_HIGH_WATER = 1 << 20
 
 _EOF = object()
 
@@ -66,7 +67,7 @@ class Call:
     )
     started_at: float
 
-    def __init__(self, conn: GrpcConnection, stream_id: int, method: Method, headers: list[Header], encoding: str | None) -> None:
+    def __init__(self, conn: CallSink, stream_id: int, method: Method, headers: list[Header], encoding: str | None) -> None:
         self.conn = conn
         self.stream_id = stream_id
         self.method = method
@@ -77,7 +78,7 @@ class Call:
         self.encoding = encoding
         self.accept_encoding: str | None = None
         self.send_encoding: str | None = None
-        self.decoder = g.MessageDecoder(conn.server.max_receive_message_length)
+        self.decoder = g.MessageDecoder(conn.max_receive_message_length)
         self.messages: deque[tuple[bytes, int]] = deque()
         self.ended = False
         self.waiter: asyncio.Future[None] | None = None
@@ -105,50 +106,52 @@ class Call:
         return self._metadata
 
     # ------------------------------------------------------------------ request side
-    def feed(self, data: bytes, flow_length: int, end_stream: bool) -> None:
-        """DATA for this stream arrived (called by the connection)."""
+    def feed(self, data: bytes, flow_length: int, end_stream: bool) -> int:
+        """Request bytes of this call arrived (called by the connection). Returns how many of
+        the ``flow_length`` flow-controlled bytes the connection may credit to the peer now:
+        all of them unless the handler is far behind reading; those held back are released
+        through ``conn.release`` as it catches up."""
         if self.finished:
-            self.conn.h2.acknowledge_received_data(self.stream_id, flow_length)
-            return
+            return flow_length
         try:
             decoded = self.decoder.feed(data) if data else ()
         except g.GrpcError as exc:
             self.fail(exc.code, exc.message)
-            return
+            return 0
         complete = 0
         for compressed, payload in decoded:
             if compressed:
                 if self.encoding is None or self.encoding == "identity":
                     self.fail(g.INTERNAL, "Compressed message received without grpc-encoding")
-                    return
+                    return 0
                 try:
-                    payload = g.decompress(self.encoding, payload, self.conn.server.max_receive_message_length)
+                    payload = g.decompress(self.encoding, payload, self.conn.max_receive_message_length)
                 except g.GrpcError as exc:
                     self.fail(exc.code, exc.message)
-                    return
+                    return 0
             self.messages.append((payload, len(payload)))
             complete += len(payload)
         # Flow control: credit what arrived unless the reader is far behind.
-        if self.queued_bytes < _QUEUE_LIMIT:
-            self.conn.h2.acknowledge_received_data(self.stream_id, flow_length)
-        else:
+        credit = flow_length
+        if self.queued_bytes >= _QUEUE_LIMIT:
             self.deferred_ack += flow_length
+            credit = 0
         self.queued_bytes += complete
         if end_stream:
             self.ended = True
             if self.decoder.buffered:
                 self.fail(g.INTERNAL, "Incomplete message at end of stream")
-                return
+                return credit
         if self.messages or self.ended:
             self.wake_reader()
+        return credit
 
     def _take(self) -> bytes:
         payload, size = self.messages.popleft()
         self.queued_bytes -= size
         if self.deferred_ack and self.queued_bytes < _QUEUE_LIMIT:
-            self.conn.h2.acknowledge_received_data(self.stream_id, self.deferred_ack)
+            self.conn.release(self.stream_id, self.deferred_ack)
             self.deferred_ack = 0
-            self.conn.schedule_flush()
         return payload
 
     async def wait_readable(self) -> None:
@@ -188,8 +191,7 @@ class Call:
         if self.finished:
             return
         self.headers_sent = True
-        self.conn.h2.send_headers(self.stream_id, g.response_headers(metadata, self.send_encoding))
-        self.conn.schedule_flush()
+        self.conn.send_headers(self.stream_id, metadata, self.send_encoding)
 
     def send_response(self, message: Any) -> None:
         """Serialize and queue one response message."""
@@ -200,7 +202,8 @@ class Call:
         except Exception as exc:
             log.error("could not serialize response of %s: %r", self.path, exc)
             raise g.GrpcError(g.INTERNAL, "Failed to serialize response!") from None
-        limit = self.conn.server.max_send_message_length
+        conn = self.conn
+        limit = conn.max_send_message_length
         if limit is not None and len(payload) > limit:
             raise g.GrpcError(g.RESOURCE_EXHAUSTED, f"Sent message larger than max ({len(payload)} vs. {limit})")
         compressed = False
@@ -210,9 +213,8 @@ class Call:
         self.compress_next = True
         if not self.headers_sent:
             self.headers_sent = True
-            self.conn.h2.send_headers(self.stream_id, g.response_headers(None, self.send_encoding))
-        self.conn.h2.send_data(self.stream_id, g.frame_message(payload, compressed))
-        self.conn.schedule_flush()
+            conn.send_headers(self.stream_id, None, self.send_encoding)
+        conn.send_message(self.stream_id, payload, compressed)
 
     async def write(self, message: Any) -> None:
         """Send one message of a response stream, waiting when the peer is not reading."""
@@ -220,12 +222,8 @@ class Call:
             raise asyncio.InvalidStateError("the RPC has finished")
         self.send_response(message)
         conn = self.conn
-        if conn.h2.buffered_bytes > conn.outbound_limit:
-            conn.check_outbound()
-        # Wait while this stream is backed up, the socket is, or the whole connection holds more
-        # than max_outbound_buffer for the peer (the connection wakes us when that clears).
-        while not self.finished and (conn.h2.pending_bytes(self.stream_id) > _WRITE_HIGH_WATER or conn.write_paused
-                                     or conn.outbound_full):
+        # Wait while the peer is not taking what we send (the connection wakes us when it does).
+        while not self.finished and conn.write_blocked(self.stream_id):
             self.write_waiter = conn.loop.create_future()
             await self.write_waiter
 
@@ -247,12 +245,10 @@ class Call:
             self.timer = None
         conn = self.conn
         if not self.cancelled:
-            block = g.trailers(code, details, metadata, trailers_only=not self.headers_sent)
-            conn.h2.send_headers(self.stream_id, block, end_stream=True)
-            conn.schedule_flush()
+            conn.send_status(self.stream_id, code, details, metadata, not self.headers_sent)
         self.wake_writer()
         self.wake_reader()
-        conn.call_finished(self, code)
+        conn.call_finished(self.stream_id, code)
         if self.done_callbacks:
             for callback in self.done_callbacks:
                 try:

@@ -1,8 +1,12 @@
 """The gRPC server connection: an ``asyncio.Protocol`` over the sans-IO HTTP/2 core.
 
 It works with any runtime that provides asyncio transports (asyncio, uvloop, and GMF's
-io_uring loop). Outbound bytes produced while handling one read, or by handlers finishing in
-the same loop iteration, are coalesced into a single ``transport.write``.
+io_uring loop). Bytes in go to :class:`~gmf.protocol.h2conn.H2ServerConnection`; each event
+that comes out has one handler here; a request becomes a :class:`~gmf.rpc.call.Call` that
+the runner serves. The call answers through this connection's :class:`~gmf.rpc.sink.CallSink`
+methods (the section "CallSink"), which turn gRPC metadata, messages and status into HTTP/2.
+Outbound bytes produced while handling one read, or by handlers finishing in the same loop
+iteration, are coalesced into a single ``transport.write``.
 """
 
 from __future__ import annotations
@@ -10,16 +14,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from typing import TYPE_CHECKING, Any, cast
+from concurrent.futures import Executor
+from typing import TYPE_CHECKING, cast
 
 from ..logs import log_access
 from ..metrics import UNKNOWN_METHOD
 from ..protocol import frames as fr
 from ..protocol import grpc as g
-from ..protocol import h2conn as h2
+from ..protocol import h2events as ev
+from ..protocol.h2conn import H2ServerConnection
+from . import runner
 from .call import Call
 from .context import ServicerContext
-from .runner import run, run_unary_inline
+from .peer import auth_context, format_peer
 
 SHUTDOWN_ACK_TIMEOUT = 1.0  # seconds a draining connection waits for its GOAWAY PING's ACK
 
@@ -33,13 +40,8 @@ _CLOSE_GRACE = 5.0
 # Bytes a peer must take from us per outbound_stall_timeout while above max_outbound_buffer
 # not to count as stalled (dribbling a few bytes of window does not keep the memory pinned).
 _STALL_MIN_PROGRESS = 65535
-
-
-def _format_peer(peername: Any) -> str:
-    if isinstance(peername, tuple) and len(peername) >= 2:
-        host, port = peername[0], peername[1]
-        return f"ipv6:[{host}]:{port}" if ":" in str(host) else f"ipv4:{host}:{port}"
-    return f"unix:{peername}" if peername else "unknown"
+# Response bytes of one stream buffered behind flow control before its writer waits.
+_WRITE_HIGH_WATER = 1 << 20
 
 
 class _RequestSummary:
@@ -76,12 +78,16 @@ class _RequestSummary:
 
 
 class GrpcConnection(asyncio.Protocol):
+    """One client connection: gRPC over HTTP/2, and the :class:`CallSink` of its calls."""
+
     def __init__(self, server: ServerState) -> None:
         self.server = server
         self.metrics = server.metrics
         self.loop = server.loop
+        self.max_receive_message_length = server.max_receive_message_length
+        self.max_send_message_length = server.max_send_message_length
         self.transport: asyncio.Transport | None = None
-        self.h2 = h2.H2ServerConnection(clock=self.loop.time, **server.h2_limits)
+        self.h2 = H2ServerConnection(clock=self.loop.time, **server.h2_limits)
         self.calls: dict[int, Call] = {}
         self.peer = "unknown"
         self.write_paused = False
@@ -102,8 +108,8 @@ class GrpcConnection(asyncio.Protocol):
 
     # ------------------------------------------------------------------ transport callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        self.peer = _format_peer(transport.get_extra_info("peername"))
+        self.transport = cast(asyncio.Transport, transport)
+        self.peer = format_peer(transport.get_extra_info("peername"))
         self.server.connection_opened(self)
         self.h2.initiate_connection()
         self._idle_since = self.loop.time()
@@ -118,8 +124,21 @@ class GrpcConnection(asyncio.Protocol):
             events = self.h2.receive_data(data)
             if self._awaiting_handshake and self.h2.handshake_done:
                 self._handshake_complete()
-            for event in events:
-                self._handle(event)
+            for event in events:  # one handler per event class, the frequent ones first
+                if type(event) is ev.DataReceived:
+                    self._on_data(event)
+                elif type(event) is ev.RequestReceived:
+                    self._on_request(event)
+                elif type(event) is ev.StreamEnded:
+                    self._on_stream_ended(event)
+                elif type(event) is ev.WindowUpdated:
+                    self._on_window_updated(event)
+                elif type(event) is ev.StreamReset:
+                    self._on_stream_reset(event)
+                elif type(event) is ev.ConnectionTerminated:
+                    self._on_terminated(event)
+                elif type(event) is ev.GoAwayReceived:
+                    self._on_goaway(event)
         except Exception:  # a bug must cost one connection, never the worker
             log.exception("internal error on connection from %s", self.peer)
             self.h2.start_shutdown(fr.INTERNAL_ERROR)
@@ -246,46 +265,50 @@ class GrpcConnection(asyncio.Protocol):
         self.h2.start_shutdown(fr.ENHANCE_YOUR_CALM, b"peer does not read its responses")
         self.closing = True
         self._flush()
-        self._close()
+        self.close()
         if self._timer is not None:
             self._timer.cancel()
         self._timer = self.loop.call_later(_CLOSE_GRACE, self._abort)
 
     # ------------------------------------------------------------------ HTTP/2 events
-    def _handle(self, event: h2.Event) -> None:
-        kind = type(event)
-        if kind is h2.DataReceived:
-            call = self.calls.get(event.stream_id)  # type: ignore[attr-defined]
-            if call is not None:
-                call.feed(event.data, event.flow_length, event.end_stream)  # type: ignore[attr-defined]
-                if event.end_stream:  # type: ignore[attr-defined]
-                    self._request_complete(call)
-            else:
-                self.h2.acknowledge_received_data(event.stream_id, event.flow_length)  # type: ignore[attr-defined]
-        elif kind is h2.RequestReceived:
-            self._on_request(event)  # type: ignore[arg-type]
-        elif kind is h2.StreamEnded:
-            call = self.calls.get(event.stream_id)  # type: ignore[attr-defined]
-            if call is not None:
-                call.feed(b"", 0, True)
-                self._request_complete(call)
-        elif kind is h2.WindowUpdated:
-            call = self.calls.get(event.stream_id)  # type: ignore[attr-defined]
-            if call is not None:
-                call.wake_writer()
-        elif kind is h2.StreamReset:
-            call = self.calls.get(event.stream_id)  # type: ignore[attr-defined]
-            if call is not None:
-                call.cancel()
-        elif kind is h2.ConnectionTerminated:
-            log.info("closing connection from %s: %s", self.peer, event.reason)  # type: ignore[attr-defined]
-            self._flush()
-            self._close()
-        elif kind is h2.GoAwayReceived:
-            self.closing = True
-            self._maybe_close()
+    def _on_data(self, event: ev.DataReceived) -> None:
+        sid = event.stream_id
+        call = self.calls.get(sid)
+        if call is None:  # a call that has finished: the bytes still count for flow control
+            self.h2.acknowledge_received_data(sid, event.flow_length)
+            return
+        credit = call.feed(event.data, event.flow_length, event.end_stream)
+        if credit:
+            self.h2.acknowledge_received_data(sid, credit)
+        if event.end_stream:
+            self._request_complete(call)
 
-    def _on_request(self, event: h2.RequestReceived) -> None:
+    def _on_stream_ended(self, event: ev.StreamEnded) -> None:
+        call = self.calls.get(event.stream_id)
+        if call is not None:
+            call.feed(b"", 0, True)
+            self._request_complete(call)
+
+    def _on_window_updated(self, event: ev.WindowUpdated) -> None:
+        call = self.calls.get(event.stream_id)
+        if call is not None:
+            call.wake_writer()
+
+    def _on_stream_reset(self, event: ev.StreamReset) -> None:
+        call = self.calls.get(event.stream_id)
+        if call is not None:
+            call.cancel()
+
+    def _on_terminated(self, event: ev.ConnectionTerminated) -> None:
+        log.info("closing connection from %s: %s", self.peer, event.reason)
+        self._flush()
+        self.close()
+
+    def _on_goaway(self, event: ev.GoAwayReceived) -> None:
+        self.closing = True
+        self._maybe_close()
+
+    def _on_request(self, event: ev.RequestReceived) -> None:
         sid = event.stream_id
         summary = cast(_RequestSummary | None, event.headers.summary)
         if summary is None:  # parsed once per distinct header block (the decoder caches blocks)
@@ -346,7 +369,7 @@ class GrpcConnection(asyncio.Protocol):
             call.deadline = self.loop.time() + seconds
             call.timer = self.loop.call_at(call.deadline, call.on_deadline)
         if method.request_streaming:
-            self._start(call)
+            runner.start(call)
         if event.end_stream:
             call.feed(b"", 0, True)
             self._request_complete(call)
@@ -354,14 +377,61 @@ class GrpcConnection(asyncio.Protocol):
     def _request_complete(self, call: Call) -> None:
         """The client half-closed: a unary-request handler can start now."""
         if not call.method.request_streaming and call.task is None and not call.finished:
-            self._start(call)
+            runner.start(call)
 
-    def _start(self, call: Call) -> None:
-        method = call.method
-        if not method.is_async and not method.request_streaming and not method.response_streaming:
-            run_unary_inline(call)
-        else:
-            call.task = self.loop.create_task(run(call))
+    # ------------------------------------------------------------------ CallSink (gmf.rpc.sink)
+    @property
+    def executor(self) -> Executor:
+        return self.server.executor
+
+    def auth_context(self) -> dict[str, list[bytes]]:
+        """grpcio's ``auth_context()`` of this connection (from the TLS peer certificate)."""
+        transport = self.transport
+        return auth_context(transport.get_extra_info("ssl_object") if transport is not None else None)
+
+    def release(self, stream_id: int, nbytes: int) -> None:
+        self.h2.acknowledge_received_data(stream_id, nbytes)
+        if not self._flush_scheduled:
+            self.schedule_flush()
+
+    def send_headers(self, stream_id: int, metadata: list[g.Header] | None, encoding: str | None) -> None:
+        self.h2.send_headers(stream_id, g.response_headers(metadata, encoding))
+        if not self._flush_scheduled:
+            self.schedule_flush()
+
+    def send_message(self, stream_id: int, payload: bytes, compressed: bool) -> None:
+        self.h2.send_data(stream_id, g.frame_message(payload, compressed))
+        if not self._flush_scheduled:
+            self.schedule_flush()
+
+    def send_status(self, stream_id: int, code: int, details: str, metadata: list[g.Header] | None,
+                    trailers_only: bool) -> None:
+        self.h2.send_headers(stream_id, g.trailers(code, details, metadata, trailers_only=trailers_only),
+                             end_stream=True)
+        if not self._flush_scheduled:
+            self.schedule_flush()
+
+    def write_blocked(self, stream_id: int) -> bool:
+        """This stream is backed up, the socket is, or the whole connection holds more than
+        max_outbound_buffer for the peer (``resume_writing``/``check_outbound``/a
+        WINDOW_UPDATE wake the writer when that clears)."""
+        h = self.h2
+        if h.buffered_bytes > self.outbound_limit:
+            self.check_outbound()
+        return h.pending_bytes(stream_id) > _WRITE_HIGH_WATER or self.write_paused or self.outbound_full
+
+    def call_finished(self, stream_id: int, code: int) -> None:
+        calls = self.calls
+        call = calls.pop(stream_id, None)
+        if call is None:
+            return
+        self.metrics.rpc_finished(call.path, code)
+        if self.server.access_log:
+            log_access(call.path, code, self.loop.time() - call.started_at, self.peer)
+        if not calls:
+            self._idle_since = self.loop.time()
+            if self.closing:
+                self.schedule_flush()
 
     # ------------------------------------------------------------------ output
     def schedule_flush(self) -> None:
@@ -383,17 +453,6 @@ class GrpcConnection(asyncio.Protocol):
             self.check_outbound()
         if self.closing:
             self._maybe_close()
-
-    def call_finished(self, call: Call, code: int) -> None:
-        calls = self.calls
-        calls.pop(call.stream_id, None)
-        self.metrics.rpc_finished(call.path, code)
-        if self.server.access_log:
-            log_access(call.path, code, self.loop.time() - call.started_at, self.peer)
-        if not calls:
-            self._idle_since = self.loop.time()
-            if self.closing:
-                self.schedule_flush()
 
     def _rejected(self, path: str, code: int, method: str = UNKNOWN_METHOD) -> None:
         """An RPC answered with a status before any handler: counted (unregistered paths
@@ -425,9 +484,9 @@ class GrpcConnection(asyncio.Protocol):
         if self.h2.shutdown_pending and not self.h2.goaway_received:
             return  # the client may still open streams it sent before seeing our GOAWAY
         if not self.calls and not self.h2.has_data_to_send():
-            self._close()
+            self.close()
 
-    def _close(self) -> None:
+    def close(self) -> None:
         transport = self.transport
         if transport is not None and not transport.is_closing():
             transport.close()

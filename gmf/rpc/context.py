@@ -13,9 +13,9 @@ from typing import Any, NoReturn
 
 import grpc
 
-from .. import tls
 from ..protocol import grpc as g
 from .call import _EOF, Call
+from .peer import peer_identity_key
 
 
 class AbortError(Exception):
@@ -141,16 +141,15 @@ class ServicerContext:
     def peer_identities(self) -> list[bytes] | None:
         """The client certificate's subjectAltNames (else its common name); None without one."""
         auth = self.auth_context()
-        key = tls.peer_identity_key(auth)
+        key = peer_identity_key(auth)
         return auth[key] if key else None
 
     def peer_identity_key(self) -> str | None:
-        return tls.peer_identity_key(self.auth_context())
+        return peer_identity_key(self.auth_context())
 
     def auth_context(self) -> dict[str, list[bytes]]:
         """grpcio's keys: transport_security_type, x509_common_name, x509_pem_cert, ..."""
-        transport = self._call.conn.transport
-        return tls.auth_context(transport.get_extra_info("ssl_object") if transport is not None else None)
+        return self._call.conn.auth_context()
 
     # -- compression ----------------------------------------------------------
     def set_compression(self, compression: grpc.Compression) -> None:

@@ -81,6 +81,15 @@ def finish_error(call: Call, exc: BaseException) -> None:
         call.finish(g.UNKNOWN, f"Unexpected {type(exc)}: {exc}")
 
 
+def start(call: Call) -> None:
+    """Run the call's handler: a plain-def unary one inline, now; every other kind as a task."""
+    method = call.method
+    if not method.is_async and not method.request_streaming and not method.response_streaming:
+        run_unary_inline(call)
+    else:
+        call.task = call.conn.loop.create_task(run(call))
+
+
 def run_unary_inline(call: Call) -> None:
     """Fast path: unary request, plain-def unary response handler, run on the loop now."""
     try:
@@ -112,7 +121,7 @@ async def run(call: Call) -> None:
             else:
                 loop = call.conn.loop
                 blocking = BlockingRequestIterator(call, loop)
-                result = await loop.run_in_executor(call.conn.server.executor, _call_sync, call, method.func, blocking, ctx)
+                result = await loop.run_in_executor(call.conn.executor, _call_sync, call, method.func, blocking, ctx)
         else:
             result = method.func(call.single_request(), ctx)
         if method.response_streaming:

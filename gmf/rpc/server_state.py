@@ -5,14 +5,12 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Sized
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypedDict
+from typing import Any, Protocol, TypedDict
 
 from ..metrics import WorkerMetrics
-from .connection import GrpcConnection
 from .interceptors import InterceptedMethods
 from .registry import MethodCache, MethodRegistry
 
@@ -72,6 +70,19 @@ class ServerOptions:
 DRAIN_CALLBACK_TIMEOUT = 2.0
 
 
+class OpenConnection(Protocol):
+    """What the worker's state does with each open connection (drain, counts)."""
+
+    @property
+    def calls(self) -> Sized: ...  # the RPCs in progress
+
+    def start_shutdown(self) -> None: ...  # graceful GOAWAY; closes once its calls are done
+
+    def cancel_all(self) -> None: ...  # end every call with UNAVAILABLE
+
+    def close(self) -> None: ...
+
+
 class ServerState:
     """Everything one worker's connections share (nothing is shared across workers)."""
 
@@ -92,12 +103,10 @@ class ServerState:
         self.max_header_list_size = options.max_header_list_size
         self.h2_limits = options.h2_limits()
         self.compression = options.compression
-        self.connections: set[GrpcConnection] = set()
+        self.connections: set[OpenConnection] = set()
         self.draining = False
         self.metrics = WorkerMetrics()
         self.access_log = options.access_log
-        self.handshaking = 0  # TLS connections still in their handshake (gmf.tls)
-        self._last_refusal_log = 0.0
         self._executor: ThreadPoolExecutor | None = None
         self._idle: asyncio.Event | None = None
 
@@ -108,31 +117,22 @@ class ServerState:
             self._executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="gmf-handler")
         return self._executor
 
-    def protocol_factory(self) -> asyncio.Protocol:
-        """One protocol per accepted connection; over max_connections it is closed at once."""
-        if len(self.connections) + self.handshaking >= self.options.max_connections:
-            return _Refused(self)
-        return GrpcConnection(self)
+    def protocol_factory(self) -> asyncio.BaseProtocol:
+        """One plaintext connection as the worker's :class:`~gmf.rpc.accept.Acceptor` makes it.
+        Kept for bench/micro/test_connection.py, which builds its connection this way; the
+        worker itself serves an ``Acceptor``."""
+        from .accept import Acceptor
 
-    def connection_opened(self, conn: GrpcConnection) -> None:
+        return Acceptor(self)()
+
+    def connection_opened(self, conn: OpenConnection) -> None:
         self.connections.add(conn)
         self.metrics.accepted += 1
 
-    def connection_closed(self, conn: GrpcConnection) -> None:
+    def connection_closed(self, conn: OpenConnection) -> None:
         self.connections.discard(conn)
         if self._idle is not None and self.idle():
             self._idle.set()
-
-    def refused(self) -> None:
-        self.metrics.refused += 1
-        now = time.monotonic()
-        if now - self._last_refusal_log >= 1.0:
-            self._last_refusal_log = now
-            log.warning(
-                "max_connections=%d reached: refusing new connections (%d refused so far)",
-                self.options.max_connections,
-                self.metrics.refused,
-            )
 
     def idle(self) -> bool:
         """Every connection is gone (each closes itself after GOAWAY once its calls finish)."""
@@ -157,7 +157,7 @@ class ServerState:
                 conn.cancel_all()
             await asyncio.sleep(0.05)
         for conn in list(self.connections):
-            conn._close()
+            conn.close()
         await asyncio.sleep(0)
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
@@ -175,14 +175,3 @@ class ServerState:
                 log.info("drain callback %r did not finish within %.1fs", callback, timeout)
             except Exception:
                 log.exception("drain callback %r failed", callback)
-
-
-class _Refused(asyncio.Protocol):
-    """Protocol for a connection over the limit: counted, logged (rate-limited), closed."""
-
-    def __init__(self, server: ServerState) -> None:
-        self._server = server
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._server.refused()
-        transport.abort()  # type: ignore[attr-defined]

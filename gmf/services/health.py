@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import grpc
 
+from ..rpc.registry import MethodRegistry
 from ._deps import require
+from .host import ServiceHost
 
 require("grpc_health", "grpcio-health-checking")
 
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
-
-if TYPE_CHECKING:
-    from ..rpc.registry import MethodRegistry
-    from ..server import GmfServer
 
 SERVICE_NAME = "grpc.health.v1.Health"
 _Status = health_pb2.HealthCheckResponse.ServingStatus
@@ -142,7 +140,11 @@ async def _all_gone(watchers: list[_Watcher], timeout: float) -> None:
         await asyncio.wait([w.gone for w in watchers], timeout=timeout)
 
 
-def enable_health(server: GmfServer) -> Health:
+class HealthHost(ServiceHost, Protocol):
+    health: Health | None  # set by enable_health
+
+
+def enable_health(server: HealthHost) -> Health:
     """Serve grpc.health.v1.Health on ``server``; returns the status object (also
     ``server.health`` and, inside workers, :func:`health_status`)."""
     global _current

@@ -10,20 +10,18 @@ that reflection can describe itself under both names.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool
 
 from ._deps import require
+from .host import ServiceHost
 
 require("grpc_reflection", "grpcio-reflection")
 
 from grpc_reflection.v1alpha import reflection_pb2 as v1alpha_pb2  # noqa: E402
 from grpc_reflection.v1alpha.reflection import aio as reflection_aio  # noqa: E402
-
-if TYPE_CHECKING:
-    from ..server import GmfServer
 
 V1_SERVICE = "grpc.reflection.v1.ServerReflection"
 V1ALPHA_SERVICE = "grpc.reflection.v1alpha.ServerReflection"
@@ -74,7 +72,7 @@ class Reflection:
             yield response
 
 
-def enable_reflection(server: GmfServer, service_names: Iterable[str] | None = None) -> Reflection:
+def enable_reflection(server: ServiceHost, service_names: Iterable[str] | None = None) -> Reflection:
     """Serve reflection (v1 and v1alpha) on ``server``. ``service_names``: what ``list``
     shows; None = every service registered when serving starts (reflection and health too)."""
     register_v1_descriptor()
