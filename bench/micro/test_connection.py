@@ -42,11 +42,12 @@ class Sink(asyncio.Transport):
 def test_gmf_connection_unary(benchmark, wire: Wire) -> None:
     registry_mod = pytest.importorskip("gmf.rpc.registry")
     state_mod = pytest.importorskip("gmf.rpc.server_state")
+    accept_mod = pytest.importorskip("gmf.rpc.accept")
     registry = registry_mod.MethodRegistry()
     helloworld_pb2_grpc.add_GreeterServicer_to_server(SyncGreeter(), registry)
     loop = asyncio.new_event_loop()
     state = state_mod.ServerState(loop, registry, state_mod.ServerOptions())
-    conn = state.protocol_factory()
+    conn = accept_mod.Acceptor(state)()
     sink = Sink()
     conn.connection_made(sink)
     reply = helloworld_pb2.HelloReply(message="Hello world!").SerializeToString()

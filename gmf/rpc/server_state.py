@@ -117,14 +117,6 @@ class ServerState:
             self._executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="gmf-handler")
         return self._executor
 
-    def protocol_factory(self) -> asyncio.BaseProtocol:
-        """One plaintext connection as the worker's :class:`~gmf.rpc.accept.Acceptor` makes it.
-        Kept for bench/micro/test_connection.py, which builds its connection this way; the
-        worker itself serves an ``Acceptor``."""
-        from .accept import Acceptor
-
-        return Acceptor(self)()
-
     def connection_opened(self, conn: OpenConnection) -> None:
         self.connections.add(conn)
         self.metrics.accepted += 1
