@@ -1,10 +1,10 @@
 """``invoke bench``: GMF side by side with grpcio and grpclib under h2load (see docs/benchmarking.md).
 
-python -m gmf.toolkit.bench --quick                  # ~1 minute smoke run
-python -m gmf.toolkit.bench                          # the full run (~15 minutes)
-python -m gmf.toolkit.bench --servers gmf,peers --shapes 16x16,fixed --duration 3
-python -m gmf.toolkit.bench --micro                  # pytest-benchmark microbenchmarks
-python -m gmf.toolkit.bench --compare OLD.json NEW.json
+python -m bench --quick                  # ~1 minute smoke run
+python -m bench                          # the full run (~15 minutes)
+python -m bench --servers gmf,peers --shapes 16x16,fixed --duration 3
+python -m bench --micro                  # pytest-benchmark microbenchmarks
+python -m bench --compare OLD.json NEW.json
 """
 
 from __future__ import annotations
@@ -23,12 +23,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .benchlib import machine, report
-from .benchlib.h2load import H2loadError, H2loadResult, LoadSpec, Shape, hello_request_body, run_h2load
-from .benchlib.memory import hold_idle
-from .benchlib.results import Point, add_ratios, reduce_runs
-from .benchlib.servers import (
-    ROOT,
+from . import ROOT, machine, report
+from .h2load import H2loadError, H2loadResult, LoadSpec, Shape, hello_request_body, run_h2load
+from .memory import hold_idle
+from .results import Point, add_ratios, reduce_runs
+from .servers import (
     SERVERS,
     ServerError,
     ServerSpec,
@@ -391,7 +390,7 @@ def run(
 ) -> int:
     """Run the load benchmark (or, with ``micro``, the microbenchmarks); returns an exit status."""
     if micro:
-        from .benchlib.micro import run_micro
+        from .microbench import run_micro
 
         return run_micro(Path(results_dir) if Path(results_dir).is_absolute() else ROOT / results_dir)
     try:
@@ -428,7 +427,7 @@ def compare(old: Path, new: Path, out: Callable[[str], None] = log) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m gmf.toolkit.bench",
+        prog="python -m bench",
         description="GMF vs grpcio/grpclib under h2load (docs/benchmarking.md)",
     )
     parser.add_argument("--quick", action="store_true", help="~1 minute smoke run: fewer servers, 1s points")

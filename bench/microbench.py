@@ -15,9 +15,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from . import ROOT
 from .report import PALETTE, svg_bars
 
-ROOT = Path(__file__).resolve().parents[3]
 MICRO_DIR = ROOT / "bench" / "micro"
 
 

@@ -22,13 +22,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import ROOT
 from .h2load import GRPC_HEADERS, GRPC_PATH
 from .machine import proc_stats
 
-ROOT = Path(__file__).resolve().parents[3]
 GMF_SERVER = Path("examples/helloworld/server.py")
 PEERS = Path("bench/peers")
-VALIDATE = Path(__file__).resolve().with_name("validate.py")
 BASELINE = "grpcio-aio"
 
 
@@ -248,9 +247,9 @@ def wait_ready(server: RunningServer, timeout: float = 30.0) -> None:
 
 def validate(port: int, calls: int = 4, timeout: float = 30.0) -> None:
     """A real grpcio client call (in a child process) must get 'Hello world!' and status OK."""
-    cmd = [sys.executable, str(VALIDATE), "--port", str(port), "--calls", str(calls)]
+    cmd = [sys.executable, "-m", "bench.validate", "--port", str(port), "--calls", str(calls)]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False, cwd=ROOT)
     except subprocess.TimeoutExpired as exc:
         raise ServerError(f"grpcio validation call timed out after {timeout:.0f}s") from exc
     if proc.returncode != 0:

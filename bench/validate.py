@@ -5,7 +5,7 @@ so the harness calls SayHello once per fresh channel before loading a server and
 both the status and the reply.  It runs in a child process: grpcio's C-core threads must
 not live in the harness, which starts (forks) servers.
 
-    python gmf/toolkit/benchlib/validate.py --port 50051 [--calls 4]
+    python -m bench.validate --port 50051 [--calls 4]
 
 Exit status 0 when every call returned OK with message "Hello world!".
 """
@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[3]
+from bench import add_helloworld_to_path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=4, help="calls, each on a new channel/connection")
     parser.add_argument("--timeout", type=float, default=5.0)
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(ROOT / "examples" / "helloworld"))
+    add_helloworld_to_path()
     import grpc
     import helloworld_pb2  # type: ignore[import-not-found]
     import helloworld_pb2_grpc  # type: ignore[import-not-found]

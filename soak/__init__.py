@@ -1,4 +1,6 @@
-"""Pieces of ``invoke soak``: the server it loads and the client processes that load it.
+"""The soak run behind ``invoke soak`` (see docs/security.md); not installed.
 
-The entry point is :func:`gmf.toolkit.soak.run`; see docs/security.md.
+``harness`` is the entry point (``python -m soak``); ``server`` is the GMF server it loads and
+``client`` one of the client processes that load it. Servers start the way ``invoke bench``
+starts them (:mod:`bench.servers`).
 """

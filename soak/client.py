@@ -1,7 +1,7 @@
 """One soak client process: grpcio aio, many channels (one TCP connection each), many
 concurrent calls, every call accounted.
 
-    python gmf/toolkit/soaklib/client.py --port P --rpcs N --streaming S --channels C --concurrency K
+    python -m soak.client --port P --rpcs N --streaming S --channels C --concurrency K
 
 Prints ``P <json>`` (running totals) every second and ``F <json>`` once at the end:
 ``{"kinds": {"unary": {"sent": n, "ok": n, "failed": {"UNAVAILABLE": n, ...}}, ...}, "messages": n}``.
@@ -23,11 +23,11 @@ import os
 import random
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(ROOT / "examples" / "helloworld"))
+from bench import add_helloworld_to_path
+
+add_helloworld_to_path()
 
 import grpc  # noqa: E402
 import helloworld_pb2 as pb  # noqa: E402

@@ -1,10 +1,10 @@
 """``invoke soak``: a long load run with workers killed now and then; every RPC accounted.
 
-python -m gmf.toolkit.soak --rpcs 1000000 --connections 64 --streaming 1000 --kill-every 10 --workers 2
+python -m soak --rpcs 1000000 --connections 64 --streaming 1000 --kill-every 10 --workers 2
 
-Starts the soak server (gmf/toolkit/soaklib/server.py: GMF, ``--workers`` workers) the way
+Starts the soak server (soak/server.py: GMF, ``--workers`` workers) the way
 ``invoke bench`` starts servers, loads it from ``--clients`` grpcio aio client processes
-(soaklib/client.py: many channels, concurrent unary calls each with a deadline, plus server-
+(soak/client.py: many channels, concurrent unary calls each with a deadline, plus server-
 and bidi-streaming calls that check every message), and SIGKILLs a random worker every
 ``--kill-every`` seconds (the supervisor restarts it). Prints progress every few seconds and
 a final report: sent, succeeded, failed by status code, per kind.
@@ -32,10 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .benchlib.servers import ROOT, ServerSpec, launch, raise_nofile_limit, server_env
+from bench import ROOT
+from bench.servers import ServerSpec, launch, raise_nofile_limit, server_env
 
-CLIENT = Path(__file__).resolve().parent / "soaklib" / "client.py"
-SERVER = Path("gmf/toolkit/soaklib/server.py")
+SERVER = Path("soak/server.py")  # relative to the checkout
 # A call cut by a worker kill (grpcio aio reports a write on a cut stream as INTERNAL: the
 # client counts those as WRITE_CUT_INTERNAL, grpc/grpc#36066), or a deadline.
 EXPECTED_FAILURES = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "WRITE_CUT_INTERNAL"})
@@ -120,7 +120,7 @@ class _ClientProcess:
 
     def __init__(self, index: int, port: int, rpcs: int, streaming: int, channels: int, config: SoakConfig,
                  seed: int) -> None:
-        cmd = [sys.executable, str(CLIENT), "--port", str(port), "--rpcs", str(rpcs), "--streaming", str(streaming),
+        cmd = [sys.executable, "-m", "soak.client", "--port", str(port), "--rpcs", str(rpcs), "--streaming", str(streaming),
                "--channels", str(channels), "--concurrency", str(config.concurrency),
                "--deadline", str(config.deadline), "--seed", str(seed), *(["--fail-fast"] if config.fail_fast else [])]
         self.index = index
@@ -256,7 +256,7 @@ def run(config: SoakConfig, out: Callable[[str], None] = print) -> SoakReport:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m soak", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     d = SoakConfig()
     parser.add_argument("--rpcs", type=int, default=d.rpcs, help="unary RPCs")
     parser.add_argument("--connections", type=int, default=d.connections)

@@ -1,6 +1,6 @@
 """The soak server: helloworld's Greeter plus two streaming methods, served by GMF.
 
-    python gmf/toolkit/soaklib/server.py --port P [--workers 2]
+    PYTHONPATH=. python soak/server.py --port P [--workers 2]
 
 - ``/soak.Stream/Count`` (unary-stream): HelloRequest(name="N") -> N HelloReply messages.
 - ``/soak.Stream/Echo`` (stream-stream): one HelloReply per HelloRequest, same name.
@@ -10,11 +10,10 @@ The helloworld messages are reused, so the client needs no other generated code.
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[3]
-sys.path[:0] = [str(ROOT / "examples" / "helloworld"), str(ROOT)]
+from bench import add_helloworld_to_path
+
+add_helloworld_to_path()
 
 import grpc  # noqa: E402
 import helloworld_pb2 as pb  # noqa: E402

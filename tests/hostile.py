@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import grpc
 import helloworld_pb2
 import helloworld_pb2_grpc
 
-from gmf.toolkit.benchlib.servers import rss_kib as benchlib_rss_kib
-
 
 def rss_kib(pid: int) -> int:
-    rss = benchlib_rss_kib(pid)
-    assert rss is not None, f"no VmRSS for pid {pid} (the worker is gone)"
-    return rss
+    """VmRSS of a process in KiB (from /proc/PID/status)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        raise AssertionError(f"no VmRSS for pid {pid} (the worker is gone)") from None
+    return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
 
 
 def channel(port: int, credentials: grpc.ChannelCredentials | None = None) -> grpc.Channel:

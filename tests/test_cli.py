@@ -22,7 +22,7 @@ import pytest
 
 from gmf import Placement
 from gmf.cli import OPTIONS, Option, build_parser, parse_bool, read_options
-from gmf.toolkit.benchlib.servers import free_port
+from tests.helpers.net import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = """

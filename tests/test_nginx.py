@@ -20,7 +20,7 @@ import helloworld_pb2
 import pytest
 from hyperframe.frame import GoAwayFrame, HeadersFrame, PingFrame, SettingsFrame
 
-from gmf.toolkit.benchlib.servers import free_port
+from tests.helpers.net import free_port
 from tests.rawh2 import RawClient, frame
 from tests.servers import ServerProcess, spawn
 

@@ -22,7 +22,7 @@ import helloworld_pb2_grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gmf.toolkit.benchlib.servers import free_port
+from tests.helpers.net import free_port
 from tests.servers import ServerProcess, runtime_available, spawn
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -19,7 +19,7 @@ import grpc
 import helloworld_pb2
 import pytest
 
-from gmf.toolkit.benchlib.servers import free_port, wait_port
+from tests.helpers.net import free_port, wait_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -142,11 +142,10 @@ def test_grace_expiry_cancels_rpc():
 
 
 def test_generated_code_is_current(tmp_path):
-    from gmf.toolkit.proto import ROOT as PROTO_ROOT
     from gmf.toolkit.proto import generate
 
     for path in generate(out_root=tmp_path, verbose=False):
-        committed = PROTO_ROOT / path.relative_to(tmp_path)
+        committed = ROOT / path.relative_to(tmp_path)
         assert committed.read_text() == path.read_text(), f"{committed} is stale: run `invoke proto`"
     assert os.path.exists(ROOT / "proto/helloworld/helloworld.proto")
 

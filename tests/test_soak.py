@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from gmf.toolkit import soak
+from soak import harness as soak
 
 
 @pytest.mark.slow

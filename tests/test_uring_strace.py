@@ -20,8 +20,8 @@ import helloworld_pb2
 import helloworld_pb2_grpc
 import pytest
 
-from gmf.toolkit.benchlib.servers import free_port, wait_port
 from tests.conftest import require_runtime
+from tests.helpers.net import free_port, wait_port
 
 ROOT = Path(__file__).resolve().parents[1]
 SOCKET_IO = ("recvfrom", "sendto", "recvmsg", "sendmsg", "read", "write", "readv", "writev", "recv", "send")

@@ -19,7 +19,7 @@ import pytest
 
 from gmf import GmfServer, Placement
 from gmf import runtime as rt
-from gmf.toolkit.benchlib.servers import free_port, wait_port
+from tests.helpers.net import free_port, wait_port
 from tests.rawh2 import RawClient
 from tests.servers import spawn
 

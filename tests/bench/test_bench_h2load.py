@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gmf.toolkit.benchlib import h2load
-from gmf.toolkit.benchlib.h2load import LoadSpec, Shape
+from bench import h2load
+from bench.h2load import LoadSpec, Shape
 
 ROOT = Path(__file__).resolve().parents[2]
 

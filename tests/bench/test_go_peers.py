@@ -25,7 +25,7 @@ from typing import Any
 import grpc
 import pytest
 
-from gmf.toolkit.benchlib.servers import free_port, wait_port
+from tests.helpers.net import free_port, wait_port
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "examples" / "streambench"))

@@ -1,38 +1,25 @@
 """``invoke fuzz``: the HTTP/2 fuzz target of tests/test_fuzz_h2.py, run longer.
 
-python -m gmf.toolkit.fuzz --examples 20000          # a fixed number of examples
-python -m gmf.toolkit.fuzz --minutes 30              # as many as fit in the time
-python -m gmf.toolkit.fuzz --seed 1234 --examples 500   # replay one batch exactly
+python -m tests.fuzzing --examples 20000          # a fixed number of examples
+python -m tests.fuzzing --minutes 30              # as many as fit in the time
+python -m tests.fuzzing --seed 1234 --examples 500   # replay one batch exactly
 
 Examples run in batches of ``--batch`` with consecutive seeds, so any failure is replayed by
 its batch's seed; the report also shows the shrunk failing scenario and a
-``@reproduce_failure`` blob. The strategies and invariants live in tests/fuzzing/ (they need
-the ``hypothesis`` package of the ``dev`` extra).
+``@reproduce_failure`` blob. The strategies and invariants are this package's
+``h2_strategies`` and ``h2_target`` (they need the ``hypothesis`` package of the ``dev`` extra).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import random
 import sys
 import time
 import traceback
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
 PROGRESS_EVERY_S = 5.0
-
-
-def _target() -> tuple[Callable[..., Any], Callable[[Any], None]]:
-    """(the scenario strategy factory, the check) from tests/fuzzing/."""
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    strategies = importlib.import_module("tests.fuzzing.h2_strategies")
-    target = importlib.import_module("tests.fuzzing.h2_target")
-    return strategies.scenarios, target.run_scenario
 
 
 class _Progress:
@@ -66,7 +53,9 @@ def run(examples: int | None = None, minutes: float | None = None, seed: int | N
     from hypothesis import HealthCheck, given, settings
     from hypothesis import seed as hseed
 
-    scenarios, run_scenario = _target()
+    from .h2_strategies import scenarios  # hypothesis is imported only when the fuzzer runs
+    from .h2_target import run_scenario
+
     if examples is None and minutes is None:
         examples = 10_000
     deadline = time.monotonic() + minutes * 60 if minutes is not None else None
@@ -103,7 +92,7 @@ def run(examples: int | None = None, minutes: float | None = None, seed: int | N
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m tests.fuzzing", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--examples", type=int, default=None, help="number of examples (default 10000)")
     parser.add_argument("--minutes", type=float, default=None, help="run for this long instead")
     parser.add_argument("--seed", type=int, default=None, help="first batch seed (default random)")

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from gmf.toolkit.benchlib.servers import free_port
+from tests.helpers.net import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUIRE = os.environ.get("GMF_REQUIRE_DOCKER") == "1"

@@ -25,8 +25,8 @@ from pathlib import Path
 import pytest
 
 from gmf.protocol import grpc as g
-from gmf.toolkit.benchlib.servers import free_port
 from gmf.web import connect, grpcweb
+from tests.helpers.net import free_port
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]

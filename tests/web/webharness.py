@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gmf.toolkit.benchlib.servers import free_port, wait_port
+from tests.helpers.net import free_port, wait_port
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
