@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-import tests.apps  # noqa: F401  (generated code on sys.path)
+import tests.helpers  # noqa: F401  (generated code on sys.path)
 from gmf.protocol import grpc as g
 from gmf.web import connect, grpcweb
 from gmf.web.cors import CorsPolicy

@@ -1,7 +1,8 @@
 """Generate Python code from the .proto sources with grpcio-tools.
 
 Generated files are committed (so a fresh clone runs the examples without a build step);
-``invoke proto`` regenerates them and ``tests/test_proto.py`` checks they are current.
+``invoke proto`` regenerates them and ``tests/peers/test_peers.py::test_generated_code_is_current``
+checks they are current.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 For each: the reply (GOAWAY / RST_STREAM code, gRPC status), the worker's RSS grows less
 than RSS_MIB while a grpcio bystander on another connection gets every call served
-(tests/hostile.py), and a fresh connection is served afterwards. docs/security.md lists them.
+(tests/helpers/hostile.py), and a fresh connection is served afterwards. docs/security.md lists them.
 """
 
 from __future__ import annotations
@@ -19,10 +19,9 @@ import pytest
 from hpack import NeverIndexedHeaderTuple
 from hyperframe.frame import Frame, GoAwayFrame, HeadersFrame, PingFrame, RstStreamFrame, SettingsFrame
 
-from tests.conftest import require_runtime
-from tests.hostile import Bystander, RssBound
-from tests.rawh2 import RawClient, frame
-from tests.servers import ServerProcess, spawn
+from tests.helpers.hostile import Bystander, RssBound
+from tests.helpers.rawh2 import RawClient, frame
+from tests.helpers.servers import ServerProcess, require_runtime, spawn
 
 RSS_MIB = 8  # what ROUNDS of one attack may add to the worker's RSS (~25-30 MiB at rest)
 ROUNDS = 10  # each attack is repeated on fresh connections

@@ -19,10 +19,9 @@ import helloworld_pb2_grpc
 import pytest
 from hyperframe.frame import DataFrame, GoAwayFrame, HeadersFrame, RstStreamFrame
 
-from tests.conftest import require_runtime
-from tests.hostile import Bystander, RssBound, rss_kib, still_serving
-from tests.rawh2 import PREFACE, RawClient, frame
-from tests.servers import ServerProcess, spawn
+from tests.helpers.hostile import Bystander, RssBound, rss_kib, still_serving
+from tests.helpers.rawh2 import PREFACE, RawClient, frame
+from tests.helpers.servers import ServerProcess, require_runtime, spawn
 
 RUNTIMES = ["uring", "asyncio"]
 NO_ERROR, REFUSED_STREAM, ENHANCE_YOUR_CALM = 0x0, 0x7, 0xB

@@ -2,7 +2,7 @@
 answer (RFC 9113 GOAWAY / RST_STREAM code, or the gRPC status), never an exception in the
 worker; the worker's RSS stays bounded and a grpcio client is served throughout.
 
-(tests/test_protocol_errors.py has the first set of bad inputs; these are the ones it lacks.)"""
+(tests/protocol/test_protocol_errors.py has the first set of bad inputs; these are the ones it lacks.)"""
 
 from __future__ import annotations
 
@@ -17,10 +17,9 @@ import helloworld_pb2
 import pytest
 from hyperframe.frame import DataFrame, GoAwayFrame, HeadersFrame, RstStreamFrame
 
-from tests.conftest import require_runtime
-from tests.hostile import Bystander, RssBound, still_serving
-from tests.rawh2 import PREFACE, SETTINGS_EMPTY, RawClient, frame
-from tests.servers import ServerProcess, spawn
+from tests.helpers.hostile import Bystander, RssBound, still_serving
+from tests.helpers.rawh2 import PREFACE, SETTINGS_EMPTY, RawClient, frame
+from tests.helpers.servers import ServerProcess, require_runtime, spawn
 
 RUNTIMES = ["uring", "asyncio"]
 NO_ERROR, PROTOCOL_ERROR, INTERNAL_ERROR, FLOW_CONTROL_ERROR = 0x0, 0x1, 0x2, 0x3

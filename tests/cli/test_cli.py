@@ -22,9 +22,9 @@ import pytest
 
 from gmf import Placement
 from gmf.cli import OPTIONS, Option, build_parser, parse_bool, read_options
+from tests.helpers import ROOT
 from tests.helpers.net import free_port
 
-ROOT = Path(__file__).resolve().parents[1]
 APP = """
 from gmf import GmfServer, Placement
 
@@ -257,7 +257,7 @@ def test_health_reflection_metrics_and_access_log_from_the_command_line() -> Non
 def test_tls_and_mutual_tls_from_the_command_line(tmp_path: Path) -> None:
     """--tls-cert/--tls-key serve TLS; --tls-client-ca makes it mutual (a client without a
     certificate is refused, one from the CA is served); a missing file is a usage error."""
-    from tests.tlscerts import make_pki
+    from tests.helpers.tlscerts import make_pki
 
     pki = make_pki(tmp_path)
     served = Served(gmf("examples.helloworld.server:create_server", "--bind", "127.0.0.1:0", "--workers", "1",

@@ -1,4 +1,4 @@
-"""``invoke fuzz``: the HTTP/2 fuzz target of tests/test_fuzz_h2.py, run longer.
+"""``invoke fuzz``: the HTTP/2 fuzz target of tests/fuzzing/test_fuzz_h2.py, run longer.
 
 python -m tests.fuzzing --examples 20000          # a fixed number of examples
 python -m tests.fuzzing --minutes 30              # as many as fit in the time

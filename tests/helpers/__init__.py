@@ -1,3 +1,21 @@
-"""What the tests share: starting test servers, ports, waiting on conditions, hostile-input
-checks, a raw HTTP/2 client, test certificates and the test services. The tests' own code:
-neither the installed package nor the dev harness (bench/, soak/) depends on it, nor it on them."""
+"""What the tests share: starting test servers (``servers``, which run ``serve_app`` with the
+services of ``apps`` and ``faults_app``), ports (``net``), waiting on a condition (``poll``),
+hostile-input checks (``hostile``), a raw HTTP/2 client (``rawh2``) and test certificates
+(``tlscerts``). The tests' own code: neither the installed package nor the dev harness
+(bench/, soak/) depends on it, nor it on them.
+
+Importing it makes the committed generated code importable (``helloworld_pb2``,
+``route_guide_pb2``, ``gmftest_pb2``, ...), in the test process and in test servers alike.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]  # the checkout the tests run in
+GENERATED = ("examples/helloworld", "examples/routeguide", "examples", "tests/protos")
+
+for _sub in GENERATED:
+    if str(ROOT / _sub) not in sys.path:
+        sys.path.insert(0, str(ROOT / _sub))

@@ -7,22 +7,13 @@ import asyncio
 import inspect
 import json
 import os
-import sys
 import time
 
+import gmftest_pb2  # importable: tests/helpers/__init__.py put the generated code on sys.path
+import gmftest_pb2_grpc
 import grpc
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-for sub in ("examples/helloworld", "examples/routeguide", "examples", "tests/protos"):
-    path = os.path.join(ROOT, sub)
-    if path not in sys.path:
-        sys.path.insert(0, path)
-
-import gmftest_pb2  # noqa: E402
-import gmftest_pb2_grpc  # noqa: E402
-import helloworld_pb2  # noqa: E402
-import helloworld_pb2_grpc  # noqa: E402
+import helloworld_pb2
+import helloworld_pb2_grpc
 
 # Per-worker record of handlers that saw their cancellation (tests use one worker).
 CANCELLED: dict[str, str] = {}
@@ -276,7 +267,7 @@ def build_server(**kwargs):
     gmftest_pb2_grpc.add_TestServiceServicer_to_server(TestService(), server)
     route_guide_pb2_grpc.add_RouteGuideServicer_to_server(RouteGuideServicer(), server)
     server.add_generic_rpc_handlers((sync_handlers(),))
-    from tests.faults_app import fault_handlers  # gmftest.FaultService / SyncFaultService
+    from tests.helpers.faults_app import fault_handlers  # gmftest.FaultService / SyncFaultService
 
     server.add_generic_rpc_handlers(fault_handlers())
     if stock:  # grpcio's own reflection and health servicers, registered the way grpcio documents

@@ -1,5 +1,5 @@
-"""Faulty handlers of every kind, async and plain def, for tests/test_faults.py and the
-watchdog test. Registered by tests/apps.py as ``gmftest.FaultService`` (async) and
+"""Faulty handlers of every kind, async and plain def, for tests/rpc/test_faults.py and the
+watchdog test. Registered by tests/helpers/apps.py as ``gmftest.FaultService`` (async) and
 ``gmftest.SyncFaultService`` (plain def); the request's ``action`` picks the fault:
 
 - ``raise``: an exception (after two replies for response streams)

@@ -1,4 +1,5 @@
-"""Runs the test server in its own process (tests never fork next to grpcio channels).
+"""Runs the test server in its own process (tests never fork next to grpcio channels):
+``python -m tests.helpers.serve_app`` from the checkout (``servers.spawn`` does).
 
 Prints ``PORT <n>`` when all workers listen; SIGTERM or closing stdin -> graceful stop.
 """
@@ -7,15 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
 import threading
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from gmf import Placement  # noqa: E402
-from tests.apps import build_server  # noqa: E402
+from gmf import Placement
+from tests.helpers.apps import build_server
 
 
 def hook_kwargs(path: str) -> dict:

@@ -14,7 +14,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+import pytest
+
+from tests.helpers import ROOT
+
+RUNTIMES = ["uring", "uvloop", "asyncio"]
 
 
 def runtime_available(name: str) -> str | None:
@@ -29,6 +33,16 @@ def runtime_available(name: str) -> str | None:
         except ImportError:
             return "uvloop not installed"
     return None
+
+
+def require_runtime(name: str) -> None:
+    """Skip the test when runtime ``name`` cannot run here; fail instead for io_uring under
+    GMF_REQUIRE_URING=1 (CI, where the kernel has it)."""
+    why = runtime_available(name)
+    if why:
+        if os.environ.get("GMF_REQUIRE_URING") == "1" and name == "uring":
+            pytest.fail(f"io_uring runtime required (GMF_REQUIRE_URING=1) but unavailable: {why}")
+        pytest.skip(f"runtime {name} unavailable: {why}")
 
 
 @dataclass
@@ -68,7 +82,7 @@ def spawn(runtime: str = "asyncio", workers: int = 1, options: dict | None = Non
           address: str = "127.0.0.1:0", env: dict[str, str] | None = None, placement: str | None = None,
           hooks_file: str | None = None) -> ServerProcess:
     log = Path(tempfile.mkstemp(prefix=f"gmf-{runtime}-", suffix=".log")[1])
-    cmd = [sys.executable, str(ROOT / "tests" / "serve_app.py"), "--runtime", runtime, "--workers", str(workers),
+    cmd = [sys.executable, "-m", "tests.helpers.serve_app", "--runtime", runtime, "--workers", str(workers),
            "--grace", str(grace), "--address", address, "--options", json.dumps(options or {})]
     if placement:
         cmd += ["--placement", placement]

@@ -12,7 +12,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import gmftest_pb2 as tpb
 import gmftest_pb2_grpc
@@ -22,10 +21,10 @@ import helloworld_pb2_grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.helpers import ROOT
 from tests.helpers.net import free_port
-from tests.servers import ServerProcess, runtime_available, spawn
+from tests.helpers.servers import ServerProcess, runtime_available, spawn
 
-ROOT = Path(__file__).resolve().parents[1]
 GREETER = "/helloworld.Greeter/SayHello"
 SYNC = "/gmftest.SyncService/Unary"
 TEST_UNARY = "/gmftest.TestService/Unary"
@@ -207,9 +206,9 @@ def test_stats_without_a_server_names_the_fix() -> None:
 HANDLE_STATS = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
-from tests.apps import build_server
+from tests.helpers.apps import build_server
 handle = build_server(workers=2, runtime="asyncio").start("127.0.0.1:0")  # fork before any channel
-from tests.test_observability import make_traffic
+from tests.observability.test_observability import make_traffic
 make_traffic(f"127.0.0.1:{handle.port}", 10, 2)
 live = handle.stats()
 handle.stop(grace=5)

@@ -20,11 +20,11 @@ import helloworld_pb2
 import pytest
 from hyperframe.frame import GoAwayFrame, HeadersFrame, PingFrame, SettingsFrame
 
+from tests.helpers import ROOT
 from tests.helpers.net import free_port
-from tests.rawh2 import RawClient, frame
-from tests.servers import ServerProcess, spawn
+from tests.helpers.rawh2 import RawClient, frame
+from tests.helpers.servers import ServerProcess, spawn
 
-ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "nginx" / "nginx.conf"
 CLIENTS = 4  # threads, each with its own channel (its own HTTP/2 connection to nginx)
 

@@ -11,7 +11,6 @@ import struct
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import gmftest_pb2 as tpb
 import gmftest_pb2_grpc
@@ -19,9 +18,8 @@ import grpc
 import helloworld_pb2
 import pytest
 
+from tests.helpers import ROOT
 from tests.helpers.net import free_port, wait_port
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def need(tool: str) -> str:
@@ -103,7 +101,7 @@ def test_example_server_and_client(example):
 def test_graceful_shutdown_finishes_inflight_rpc():
     """SIGTERM to serve(): GOAWAY, the in-flight RPC completes, new connections are refused,
     the process exits 0."""
-    from tests.servers import spawn
+    from tests.helpers.servers import spawn
 
     srv = spawn("asyncio", workers=2, grace=5.0)
     try:
@@ -122,7 +120,7 @@ def test_graceful_shutdown_finishes_inflight_rpc():
 
 
 def test_grace_expiry_cancels_rpc():
-    from tests.servers import spawn
+    from tests.helpers.servers import spawn
 
     srv = spawn("asyncio", workers=1, grace=0.5)
     try:
@@ -168,7 +166,7 @@ def test_grpcio_reflection_and_health_servicers():
     """grpcio's stock reflection and health servicers run on GMF unchanged: grpcurl discovers
     services without a .proto, and the grpcio health client gets SERVING. (GMF's own services,
     which the other tests' servers use, are tested in test_services.py.)"""
-    from tests.servers import spawn
+    from tests.helpers.servers import spawn
 
     srv = spawn("asyncio", options={"stock_services": True})
     target = srv.target

@@ -18,7 +18,7 @@ from gmf.protocol.h2conn import (
     RequestReceived,
     StreamReset,
 )
-from tests.rawh2 import PREFACE, SETTINGS_EMPTY, frame
+from tests.helpers.rawh2 import PREFACE, SETTINGS_EMPTY, frame
 
 REQUEST = [(":method", "POST"), (":scheme", "http"), (":path", "/helloworld.Greeter/SayHello"),
            (":authority", "x"), ("content-type", "application/grpc"), ("te", "trailers")]

@@ -11,8 +11,8 @@ import helloworld_pb2
 import pytest
 from hyperframe.frame import DataFrame, GoAwayFrame, HeadersFrame, PingFrame, RstStreamFrame
 
-from tests.hostile import rss_kib, still_serving
-from tests.rawh2 import PREFACE, SETTINGS_EMPTY, RawClient, frame
+from tests.helpers.hostile import rss_kib, still_serving
+from tests.helpers.rawh2 import PREFACE, SETTINGS_EMPTY, RawClient, frame
 
 HELLO = helloworld_pb2.HelloRequest(name="raw").SerializeToString()
 HELLO_BODY = struct.pack(">BL", 0, len(HELLO)) + HELLO
@@ -167,7 +167,7 @@ def test_data_beyond_stream_window_is_flow_control_error(port):
 
 
 def test_too_many_streams_refused(server):
-    from tests.servers import spawn
+    from tests.helpers.servers import spawn
 
     small = spawn(server.runtime, options={"max_concurrent_streams": 2})
     try:
@@ -186,7 +186,7 @@ def test_too_many_streams_refused(server):
 
 
 def test_graceful_shutdown_sends_goaway_no_error(server):
-    from tests.servers import spawn
+    from tests.helpers.servers import spawn
 
     srv = spawn(server.runtime, workers=1)
     try:
@@ -225,9 +225,9 @@ def test_rapid_reset_gets_enhance_your_calm(port):
 def test_client_that_never_reads_does_not_stop_others(server):
     """A client floods PINGs and never reads the ACKs: the server stops reading from it once
     its answers back up (bounded memory), and keeps serving everyone else. The PING limits
-    (strikes, queued control frames: tests/test_attacks_h2.py) are off here, so transport
+    (strikes, queued control frames: tests/attacks/test_attacks_h2.py) are off here, so transport
     backpressure alone must bound the server."""
-    from tests.servers import spawn
+    from tests.helpers.servers import spawn
 
     srv = spawn(server.runtime, options={"keepalive_min_ping_interval": 0, "max_pending_control_frames": 10**9})
     try:
@@ -259,7 +259,7 @@ def test_client_that_never_reads_does_not_stop_others(server):
 def test_silent_connection_closed_after_handshake_timeout(server):
     """A client that connects and never sends the preface (slowloris) is closed after
     handshake_timeout, and the worker keeps serving."""
-    from tests.servers import spawn
+    from tests.helpers.servers import spawn
 
     srv = spawn(server.runtime, workers=1, options={"handshake_timeout": 0.5})
     try:

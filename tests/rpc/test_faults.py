@@ -1,7 +1,7 @@
 """Handler faults against a real worker and real grpcio clients: exceptions in every RPC kind,
 handlers that never return (ended by the client's deadline or cancel, cancelled when async,
 abandoned when plain def), and a handler blocking the event loop (the watchdog's warning).
-The faulty handlers are tests/faults_app.py; an exception in an async unary handler is
+The faulty handlers are tests/helpers/faults_app.py; an exception in an async unary handler is
 covered by test_grpc_core.py::test_handler_exception_is_unknown_and_logged."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import helloworld_pb2
 import helloworld_pb2_grpc
 import pytest
 
-from tests.hostile import still_serving
-from tests.servers import runtime_available, spawn
+from tests.helpers.hostile import still_serving
+from tests.helpers.servers import runtime_available, spawn
 
 RUNTIME = "uring" if runtime_available("uring") is None else "asyncio"
 ASYNC, SYNC = "gmftest.FaultService", "gmftest.SyncFaultService"

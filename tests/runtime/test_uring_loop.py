@@ -28,7 +28,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT
+
 URING_PATH = ROOT / "gmf" / "runtime" / "uring.py"
 T = TypeVar("T")
 pytestmark = pytest.mark.timeout(120)

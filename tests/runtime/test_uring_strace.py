@@ -20,10 +20,10 @@ import helloworld_pb2
 import helloworld_pb2_grpc
 import pytest
 
-from tests.conftest import require_runtime
+from tests.helpers import ROOT
 from tests.helpers.net import free_port, wait_port
+from tests.helpers.servers import require_runtime
 
-ROOT = Path(__file__).resolve().parents[1]
 SOCKET_IO = ("recvfrom", "sendto", "recvmsg", "sendmsg", "read", "write", "readv", "writev", "recv", "send")
 READINESS = ("epoll_wait", "epoll_pwait", "epoll_pwait2", "epoll_ctl", "poll", "ppoll", "select", "pselect6")
 LINE = re.compile(r"^(\d+)\s+(?:<\.\.\. )?(\w+)(?: resumed>)?\(?(.*)$")

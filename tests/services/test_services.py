@@ -17,9 +17,8 @@ import helloworld_pb2_grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.conftest import RUNTIMES, require_runtime
-from tests.rawh2 import RawClient, frame
-from tests.servers import ServerProcess, spawn
+from tests.helpers.rawh2 import RawClient, frame
+from tests.helpers.servers import RUNTIMES, ServerProcess, require_runtime, spawn
 
 Status = health_pb2.HealthCheckResponse
 UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED

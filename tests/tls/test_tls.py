@@ -24,11 +24,11 @@ import helloworld_pb2_grpc
 import pytest
 
 from gmf import GmfServer, ServerCredentials, ssl_server_credentials
-from tests.conftest import ROOT, RUNTIMES, require_runtime
-from tests.hostile import Bystander, RssBound, still_serving
-from tests.rawh2 import PREFACE, SETTINGS_EMPTY, RawClient, frame
-from tests.servers import ServerProcess, spawn
-from tests.tlscerts import Pki, issue, make_pki
+from tests.helpers import ROOT
+from tests.helpers.hostile import Bystander, RssBound, still_serving
+from tests.helpers.rawh2 import PREFACE, SETTINGS_EMPTY, RawClient, frame
+from tests.helpers.servers import RUNTIMES, ServerProcess, require_runtime, spawn
+from tests.helpers.tlscerts import Pki, issue, make_pki
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +109,7 @@ def _grpcio_reference_auth_context(pki: Pki) -> dict:
     code = f"""
 import asyncio, sys
 sys.path.insert(0, {str(ROOT)!r})
-import grpc, tests.apps as apps, gmftest_pb2, gmftest_pb2_grpc
+import grpc, tests.helpers.apps as apps, gmftest_pb2, gmftest_pb2_grpc
 async def main():
     server = grpc.aio.server()
     gmftest_pb2_grpc.add_TestServiceServicer_to_server(apps.TestService(), server)

@@ -6,10 +6,11 @@ import subprocess
 from typing import Any
 
 import pytest
-from toolkit_helpers import ROOT, exec_out, invoke
 
 from gmf.toolkit import image, proxy, seccomp
+from tests.helpers import ROOT
 from tests.helpers.net import free_port, wait_port
+from tests.toolkit.toolkit_helpers import exec_out, invoke
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]  # the first test builds the images
 

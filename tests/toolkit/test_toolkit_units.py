@@ -12,10 +12,11 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from toolkit_helpers import ROOT, invoke, need
 
 from gmf.toolkit import aptsources, checkout, container, deps, devcontainer, proxy, seccomp
 from gmf.toolkit.errors import ToolkitError
+from tests.helpers import ROOT
+from tests.toolkit.toolkit_helpers import invoke, need
 
 TASKS = ["base-image", "build-image", "container.up", "container.status", "container.shell",
          "container.logs", "container.down", "run", "test", "check", "bench", "fuzz", "soak", "proto",

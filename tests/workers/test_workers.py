@@ -19,11 +19,11 @@ import pytest
 
 from gmf import GmfServer, Placement
 from gmf import runtime as rt
+from tests.helpers import ROOT
 from tests.helpers.net import free_port, wait_port
-from tests.rawh2 import RawClient
-from tests.servers import spawn
+from tests.helpers.rawh2 import RawClient
+from tests.helpers.servers import spawn
 
-ROOT = Path(__file__).resolve().parents[1]
 CPUS = sorted(os.sched_getaffinity(0))
 
 
@@ -113,7 +113,7 @@ def test_max_connections_refuses_extra_keeps_existing():
             assert extra.closed(wait=3)
             extra.close()
         elapsed = time.monotonic() - started
-        from tests.test_protocol_errors import HELLO_BODY
+        from tests.protocol.test_protocol_errors import HELLO_BODY
 
         for i, c in enumerate(held):  # the existing connections are still served
             c.grpc_request(1, "/helloworld.Greeter/SayHello", HELLO_BODY)
@@ -254,7 +254,7 @@ def test_bad_address_one_clear_error():
 def test_failing_start_hook_is_a_startup_error():
     code = (
         "import sys; sys.path.insert(0, '.')\n"
-        "from tests.apps import build_server\n"
+        "from tests.helpers.apps import build_server\n"
         "def boom(info): raise RuntimeError('no database')\n"
         "build_server(workers=2, on_worker_start=boom).serve('127.0.0.1:0')"
     )
