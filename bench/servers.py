@@ -12,7 +12,6 @@ import os
 import resource
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,6 +20,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.helpers.net import free_port, port_open  # the one copy, shared with the tests
 
 from . import ROOT
 from .h2load import GRPC_HEADERS, GRPC_PATH
@@ -145,30 +146,6 @@ def raise_nofile_limit() -> int:
         return soft if soft != resource.RLIM_INFINITY else hard
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return hard
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.2) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def wait_port(port: int, timeout: float = 20.0, host: str = "127.0.0.1") -> None:
-    """Return once something accepts connections on ``host:port``; AssertionError after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if port_open(port, host):
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"nothing listens on {host}:{port} after {timeout}s")
 
 
 def children_of(pid: int) -> list[int]:

@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 # Importing tests.helpers puts the generated code on sys.path, before any test module imports it.
-from tests.helpers.servers import RUNTIMES, ServerProcess, require_runtime, spawn
+from tests.helpers.servers import ServerProcess, server_fixture
 
-
-@pytest.fixture(scope="session", params=RUNTIMES)
-def server(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
-    """The test server, one worker, on each runtime (the whole core suite runs on each)."""
-    require_runtime(request.param)
-    proc = spawn(request.param, workers=1, options={"max_send_message_length": 5 * 1024 * 1024})
-    yield proc
-    proc.stop()
+session_server = server_fixture(
+    "The test server with default limits, one worker, on each runtime, for the whole session (the core suites "
+    "run on each runtime).", scope="session", options={"max_send_message_length": 5 * 1024 * 1024})
 
 
 @pytest.fixture(scope="session")
-def target(server: ServerProcess) -> str:
-    return server.target
+def target(session_server: ServerProcess) -> str:
+    """``127.0.0.1:PORT`` of the session's test server."""
+    return session_server.target

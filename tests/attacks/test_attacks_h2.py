@@ -15,13 +15,14 @@ import gmftest_pb2_grpc
 import grpc
 import helloworld_pb2
 import helloworld_pb2_grpc
-import pytest
 from hpack import NeverIndexedHeaderTuple
 from hyperframe.frame import Frame, GoAwayFrame, HeadersFrame, PingFrame, RstStreamFrame, SettingsFrame
 
+from tests.helpers import poll
+from tests.helpers.apps import wait_handler_started
 from tests.helpers.hostile import Bystander, RssBound
 from tests.helpers.rawh2 import RawClient, frame
-from tests.helpers.servers import ServerProcess, require_runtime, spawn
+from tests.helpers.servers import server_fixture
 
 RSS_MIB = 8  # what ROUNDS of one attack may add to the worker's RSS (~25-30 MiB at rest)
 ROUNDS = 10  # each attack is repeated on fresh connections
@@ -31,13 +32,8 @@ RESET_BURST = 1000  # h2conn._RESET_BURST
 MAX_STREAMS = 100  # max_concurrent_streams default
 
 
-@pytest.fixture(scope="module", params=["uring", "asyncio"])
-def srv(request) -> ServerProcess:
-    """A one-worker server with the default limits, per runtime."""
-    require_runtime(request.param)
-    proc = spawn(request.param, workers=1)
-    yield proc
-    proc.stop()
+attack_server = server_fixture("A one-worker server with the default limits, per runtime.", ["uring", "asyncio"],
+                               workers=1)
 
 
 def request_headers(path: str, extra: list[tuple[str, str]] | None = None) -> list[tuple[str, str]]:
@@ -81,11 +77,11 @@ def status_of(client: RawClient, stream_id: int) -> dict[str, str]:
 
 
 # ------------------------------------------------------------------------ control-frame floods
-def test_ping_flood_cve_2019_9512(srv):
+def test_ping_flood_cve_2019_9512(attack_server):
     """PINGs with nothing served in between: grpc-core's ping strikes; GOAWAY after the third."""
-    with Bystander(srv.port), RssBound(srv.pids[0], mib=RSS_MIB):
+    with Bystander(attack_server.port), RssBound(attack_server.pids[0], mib=RSS_MIB):
         for _ in range(ROUNDS):  # again and again: no leak, the bystander served throughout
-            client = connect(srv.port)
+            client = connect(attack_server.port)
             send_until_closed(client, frame(0x6, 0, 0, b"flooding") * 5000)
             last, frames = goaway(client)
             assert last.error_code == ENHANCE_YOUR_CALM and last.additional_data == b"too_many_pings"
@@ -93,10 +89,10 @@ def test_ping_flood_cve_2019_9512(srv):
             client.close()
 
 
-def test_settings_flood_cve_2019_9515(srv):
-    with Bystander(srv.port), RssBound(srv.pids[0], mib=RSS_MIB):
+def test_settings_flood_cve_2019_9515(attack_server):
+    with Bystander(attack_server.port), RssBound(attack_server.pids[0], mib=RSS_MIB):
         for _ in range(ROUNDS):  # again and again: no leak, the bystander served throughout
-            client = connect(srv.port)
+            client = connect(attack_server.port)
             settings = frame(0x4, 0, 0, struct.pack(">HL", 4, 70000))
             send_until_closed(client, settings * (BUDGET + 500))
             last, frames = goaway(client)
@@ -106,27 +102,28 @@ def test_settings_flood_cve_2019_9515(srv):
             client.close()
 
 
-def test_cut_off_connection_cancels_its_calls(srv):
+def test_cut_off_connection_cancels_its_calls(attack_server):
     """The calls in flight on a connection that gets GOAWAY ENHANCE_YOUR_CALM are cancelled
     (their handlers see CancelledError); the worker serves others."""
     key = f"cut-off-{time.monotonic()}"
-    client = connect(srv.port)
+    client = connect(attack_server.port)
     body = message(tpb.EchoRequest(action="sleep", message=key, sleep_seconds=30))
     client.send(client.headers(1, request_headers("/gmftest.TestService/Unary")) + frame(0x0, 0x1, 1, body))
-    time.sleep(0.2)  # the handler is sleeping
+    with grpc.insecure_channel(attack_server.target) as channel:  # one worker: the one running the handler
+        wait_handler_started(channel, key)
     send_until_closed(client, frame(0x4, 0, 0, b"") * (BUDGET + 1))
     assert goaway(client)[0].error_code == ENHANCE_YOUR_CALM
     client.close()
-    with grpc.insecure_channel(srv.target) as channel:
+    with grpc.insecure_channel(attack_server.target) as channel:
         stub = gmftest_pb2_grpc.TestServiceStub(channel)
         assert stub.Unary(tpb.EchoRequest(action="was_cancelled", message=key), timeout=10).message == "cancelled"
 
 
-def test_priority_shuffling_cve_2019_9513(srv):
+def test_priority_shuffling_cve_2019_9513(attack_server):
     """Resource loop: PRIORITY frames reshuffling the dependency tree of open streams."""
-    with Bystander(srv.port), RssBound(srv.pids[0], mib=RSS_MIB):
+    with Bystander(attack_server.port), RssBound(attack_server.pids[0], mib=RSS_MIB):
         for _ in range(ROUNDS):  # again and again: no leak, the bystander served throughout
-            client = connect(srv.port)
+            client = connect(attack_server.port)
             open_streams = [client.headers(sid, request_headers("/gmftest.TestService/ClientStream")) for sid in range(1, 21, 2)]
             shuffle = b"".join(frame(0x2, 0, sid, struct.pack(">LB", 0x80000000 | (sid % 19 + 2), 255))
                                for sid in range(1, 21, 2))
@@ -136,17 +133,17 @@ def test_priority_shuffling_cve_2019_9513(srv):
             client.close()
 
 
-def test_empty_frames_flood_cve_2019_9518(srv):
-    with Bystander(srv.port), RssBound(srv.pids[0], mib=RSS_MIB):
+def test_empty_frames_flood_cve_2019_9518(attack_server):
+    with Bystander(attack_server.port), RssBound(attack_server.pids[0], mib=RSS_MIB):
         for _ in range(ROUNDS):  # again and again: no leak, the bystander served throughout
-            client = connect(srv.port)
+            client = connect(attack_server.port)
             client.send(client.headers(1, request_headers("/gmftest.TestService/ClientStream")))
             send_until_closed(client, frame(0x0, 0, 1, b"") * (BUDGET + 500))
             last, _ = goaway(client)
             assert last.error_code == ENHANCE_YOUR_CALM
             client.close()
             # the same with empty CONTINUATION fragments of a header block that never ends
-            client = connect(srv.port)
+            client = connect(attack_server.port)
             block = client.encoder.encode(request_headers("/helloworld.Greeter/SayHello"))
             send_until_closed(client, frame(0x1, 0, 1, block) + frame(0x9, 0, 1, b"") * (BUDGET + 500))
             last, _ = goaway(client)
@@ -154,12 +151,12 @@ def test_empty_frames_flood_cve_2019_9518(srv):
             client.close()
 
 
-def test_reset_flood_cve_2019_9514(srv):
+def test_reset_flood_cve_2019_9514(attack_server):
     """Malformed requests (no :path) that each draw a RST_STREAM PROTOCOL_ERROR, sent in
     batches within MAX_CONCURRENT_STREAMS: cut off once the budget is spent."""
-    with Bystander(srv.port), RssBound(srv.pids[0], mib=RSS_MIB):
+    with Bystander(attack_server.port), RssBound(attack_server.pids[0], mib=RSS_MIB):
         for _ in range(ROUNDS):  # again and again: no leak, the bystander served throughout
-            client = connect(srv.port)
+            client = connect(attack_server.port)
             bad = [(":method", "POST"), (":scheme", "http"), (":authority", "x"), ("content-type", "application/grpc")]
             sid, frames, batch = 1, [], 50
             for _ in range(BUDGET // batch + 5):
@@ -182,14 +179,14 @@ def test_reset_flood_cve_2019_9514(srv):
 
 
 # ------------------------------------------------------------------------ header blocks
-def test_zero_length_headers_cve_2019_9516(srv):
+def test_zero_length_headers_cve_2019_9516(attack_server):
     """Empty values cost 32 bytes each: a block of them over the limit gets RESOURCE_EXHAUSTED
     (the connection lives on), an empty name is a malformed request (RST_STREAM
     PROTOCOL_ERROR), and far over the limit the connection is cut off."""
     hello = message(helloworld_pb2.HelloRequest(name="z"))
-    with Bystander(srv.port), RssBound(srv.pids[0], mib=RSS_MIB):
+    with Bystander(attack_server.port), RssBound(attack_server.pids[0], mib=RSS_MIB):
         for _ in range(ROUNDS):  # again and again: no leak, the bystander served throughout
-            client = connect(srv.port)
+            client = connect(attack_server.port)
             path = "/helloworld.Greeter/SayHello"
             client.send(client.headers(1, request_headers(path, [("x-e", "")] * 2500)) + frame(0x0, 0x1, 1, hello))
             assert status_of(client, 1)["grpc-status"] == "8"  # ~87 KB of header list > 64 KiB
@@ -205,13 +202,13 @@ def test_zero_length_headers_cve_2019_9516(srv):
             client.close()
 
 
-def test_hpack_bomb(srv):
+def test_hpack_bomb(attack_server):
     """A 4 KB dynamic-table entry, then a 16 KB block of 1-byte references to it (64 MB if
     decoded): decoding stops at 4 x the 64 KiB limit and the connection is cut off; memory
     stays flat. A block moderately over the limit only fails its call."""
-    with Bystander(srv.port), RssBound(srv.pids[0], mib=RSS_MIB):
+    with Bystander(attack_server.port), RssBound(attack_server.pids[0], mib=RSS_MIB):
         for _ in range(ROUNDS):  # again and again: no leak, the bystander served throughout
-            client = connect(srv.port)
+            client = connect(attack_server.port)
             hello = message(helloworld_pb2.HelloRequest(name="b"))
             path = "/helloworld.Greeter/SayHello"
             client.send(client.headers(1, request_headers(path, [("x-bomb", "b" * 4000)])) + frame(0x0, 0x1, 1, hello))
@@ -226,12 +223,12 @@ def test_hpack_bomb(srv):
             client.close()
 
 
-def test_continuation_flood(srv):
+def test_continuation_flood(attack_server):
     """HEADERS then endless CONTINUATION frames without END_HEADERS: the block is never
     decoded and past 4 x the header list limit (256 KiB) the connection is cut off."""
-    with Bystander(srv.port), RssBound(srv.pids[0], mib=RSS_MIB):
+    with Bystander(attack_server.port), RssBound(attack_server.pids[0], mib=RSS_MIB):
         for _ in range(ROUNDS):  # again and again: no leak, the bystander served throughout
-            client = connect(srv.port)
+            client = connect(attack_server.port)
             block = client.encoder.encode(request_headers("/helloworld.Greeter/SayHello"))
             client.send(frame(0x1, 0, 1, block))
             piece = frame(0x9, 0, 1, b"\x00" * 16384)
@@ -250,14 +247,14 @@ def test_continuation_flood(srv):
 
 
 # ------------------------------------------------------------------------ rapid reset
-def test_rapid_reset_cve_2023_44487(srv):
+def test_rapid_reset_cve_2023_44487(attack_server):
     """Rounds of MAX_STREAMS requests whose handlers start, then RST_STREAM for all of them:
     GOAWAY after RESET_BURST resets, and the handlers started (and cancelled) on that
     connection stay under RESET_BURST + MAX_STREAMS."""
     key = f"rapid-{time.monotonic()}"
     body = message(tpb.EchoRequest(action="count_start", message=key, sleep_seconds=30))
-    with Bystander(srv.port), RssBound(srv.pids[0], mib=RSS_MIB):
-        client = connect(srv.port)
+    with Bystander(attack_server.port), RssBound(attack_server.pids[0], mib=RSS_MIB):
+        client = connect(attack_server.port)
         hdrs = request_headers("/gmftest.TestService/Unary")
         sid, got = 1, []
         for _ in range(RESET_BURST // MAX_STREAMS + 5):
@@ -276,38 +273,34 @@ def test_rapid_reset_cve_2023_44487(srv):
         assert [f.error_code for f in got if isinstance(f, GoAwayFrame)] == [ENHANCE_YOUR_CALM]
         assert client.closed(wait=5)
         client.close()
-    with grpc.insecure_channel(srv.target) as channel:
+    with grpc.insecure_channel(attack_server.target) as channel:
         stub = gmftest_pb2_grpc.TestServiceStub(channel)
         started = int(stub.Unary(tpb.EchoRequest(action="started", message=key), timeout=10).message)
     assert MAX_STREAMS <= started <= RESET_BURST + MAX_STREAMS, started
 
 
 # ------------------------------------------------------------------------ keepalive with grpcio
-def test_grpcio_aggressive_keepalive_gets_too_many_pings(srv, capfd):
+def test_grpcio_aggressive_keepalive_gets_too_many_pings(attack_server, capfd):
     """A grpcio client pinging every 100 ms without calls against the default 300 s minimum:
     GOAWAY ENHANCE_YOUR_CALM "too_many_pings" (grpcio logs it and backs off), and the
     channel's next call works after it reconnects."""
     options = [("grpc.keepalive_time_ms", 100), ("grpc.keepalive_permit_without_calls", 1),
                ("grpc.http2.max_pings_without_data", 0)]
-    with Bystander(srv.port), grpc.insecure_channel(srv.target, options=options) as channel:
+    with Bystander(attack_server.port), grpc.insecure_channel(attack_server.target, options=options) as channel:
         stub = helloworld_pb2_grpc.GreeterStub(channel)
         assert stub.SayHello(helloworld_pb2.HelloRequest(name="a"), timeout=10).message == "Hello a!"
         # The server logs the cut; grpcio logs the GOAWAY it got (either is seen first under load).
-        seen_before = srv.log().count("too_many_pings")
-        deadline = time.monotonic() + 20
-        client_saw = server_sent = False
-        while not (client_saw and server_sent) and time.monotonic() < deadline:
-            client_saw = client_saw or "too_many_pings" in capfd.readouterr().err
-            server_sent = server_sent or srv.log().count("too_many_pings") > seen_before
-            time.sleep(0.2)
-        assert server_sent, f"the server never sent GOAWAY too_many_pings: {srv.log()[-2000:]}"
-        assert client_saw, "grpcio never reported the GOAWAY too_many_pings the server sent"
+        seen_before = attack_server.log().count("too_many_pings")
+        poll.until(lambda: attack_server.log().count("too_many_pings") > seen_before,
+                   lambda: f"the server to send GOAWAY too_many_pings; its log: {attack_server.log()[-2000:]}", timeout=20)
+        poll.until(lambda: "too_many_pings" in capfd.readouterr().err,
+                   "grpcio to report the GOAWAY too_many_pings the server sent", timeout=20, interval=0.2)
         assert stub.SayHello(helloworld_pb2.HelloRequest(name="b"), timeout=10).message == "Hello b!"
 
 
-def test_default_grpcio_long_stream_is_never_cut_off(srv, capfd):
+def test_default_grpcio_long_stream_is_never_cut_off(attack_server, capfd):
     """A default grpcio client (BDP pings as data arrives) on a 3 s server stream."""
-    with grpc.insecure_channel(srv.target) as channel:
+    with grpc.insecure_channel(attack_server.target) as channel:
         stub = gmftest_pb2_grpc.TestServiceStub(channel)
         request = tpb.EchoRequest(message="s", payload=b"p" * 20000, count=300, sleep_seconds=0.01)
         replies = list(stub.ServerStream(request, timeout=60))

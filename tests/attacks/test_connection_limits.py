@@ -7,7 +7,6 @@ and that a grpcio client (Bystander) is served during and after the attack."""
 
 from __future__ import annotations
 
-import socket
 import struct
 import threading
 import time
@@ -19,9 +18,11 @@ import helloworld_pb2_grpc
 import pytest
 from hyperframe.frame import DataFrame, GoAwayFrame, HeadersFrame, RstStreamFrame
 
+from tests.helpers import poll
 from tests.helpers.hostile import Bystander, RssBound, rss_kib, still_serving
-from tests.helpers.rawh2 import PREFACE, RawClient, frame
-from tests.helpers.servers import ServerProcess, require_runtime, spawn
+from tests.helpers.net import socket_held
+from tests.helpers.rawh2 import PREFACE, RawClient, frame, refused
+from tests.helpers.servers import server_fixture
 
 RUNTIMES = ["uring", "asyncio"]
 NO_ERROR, REFUSED_STREAM, ENHANCE_YOUR_CALM = 0x0, 0x7, 0xB
@@ -32,25 +33,8 @@ SLOTS = 8
 TIMEOUT = 2.5  # handshake_timeout and idle_timeout of the slowloris server
 
 
-@pytest.fixture(scope="module", params=RUNTIMES)
-def slow_server(request) -> ServerProcess:
-    require_runtime(request.param)
-    srv = spawn(request.param, options={"max_connections": SLOTS, "handshake_timeout": TIMEOUT, "idle_timeout": TIMEOUT})
-    yield srv
-    srv.stop()
-
-
-def _refused(port: int) -> bool:
-    """A connection over max_connections is closed at once, before any SETTINGS."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=3)
-    try:
-        return s.recv(100) == b""
-    except ConnectionResetError:
-        return True
-    except TimeoutError:
-        return False
-    finally:
-        s.close()
+slow_server = server_fixture(f"{SLOTS} connection slots, handshake_timeout and idle_timeout {TIMEOUT}s.", RUNTIMES,
+                             options={"max_connections": SLOTS, "handshake_timeout": TIMEOUT, "idle_timeout": TIMEOUT})
 
 
 def _dribble(client: RawClient, data: bytes, interval: float, stop: threading.Event) -> None:
@@ -97,8 +81,7 @@ def test_slowloris_holds_slots_only_until_the_timeouts(slow_server):
         unfinished.handshake()
         block = unfinished.encoder.encode([(":method", "POST"), (":path", "/helloworld.Greeter/SayHello")])
         unfinished.send(frame(0x1, 0, 1, block))
-        time.sleep(0.3)
-        assert _refused(port), "all slots are held: a new connection must be refused"
+        poll.until(lambda: refused(port), "all slots held: a new connection refused", timeout=TIMEOUT)
         assert time.monotonic() - started < TIMEOUT, "machine too slow to observe the held slots"
 
         for c in silent + partial:  # closed by the handshake timeout, no GOAWAY (no HTTP/2 yet)
@@ -108,8 +91,7 @@ def test_slowloris_holds_slots_only_until_the_timeouts(slow_server):
         stop.set()
         elapsed = time.monotonic() - started
         assert TIMEOUT <= elapsed < TIMEOUT + 10
-        time.sleep(0.2)
-        assert not _refused(port), "the slots must be free once the slow clients are closed"
+        poll.until(lambda: not refused(port), "the slots to be free once the slow clients are closed", timeout=5)
         for c in silent + partial + dribblers + [unfinished]:
             c.close()
     assert bystander.ok > 10
@@ -141,7 +123,8 @@ def test_grpcio_channel_reconnects_after_idle_goaway(slow_server):
     with grpc.insecure_channel(slow_server.target) as ch:
         stub = helloworld_pb2_grpc.GreeterStub(ch)
         assert stub.SayHello(helloworld_pb2.HelloRequest(name="a"), timeout=10).message == "Hello a!"
-        time.sleep(TIMEOUT + 1.5)  # the server closes it TIMEOUT after the call
+        poll.until(lambda: slow_server.log().count("idle for") > idle_closes,  # TIMEOUT after the call
+                   "the server to close the idle connection", timeout=TIMEOUT + 10)
         assert slow_server.log().count("idle for") == idle_closes + 1
         assert stub.SayHello(helloworld_pb2.HelloRequest(name="b"), timeout=10).message == "Hello b!"
 
@@ -161,13 +144,9 @@ STALL = 2.0
 PAYLOAD = b"w" * 16000  # one response message: fits one request DATA frame
 
 
-@pytest.fixture(scope="module", params=RUNTIMES)
-def cap_server(request) -> ServerProcess:
-    require_runtime(request.param)
-    srv = spawn(request.param, options={"max_outbound_buffer": CAP, "outbound_stall_timeout": STALL,
-                                        "max_send_message_length": 8 * MIB})
-    yield srv
-    srv.stop()
+cap_server = server_fixture(f"max_outbound_buffer {CAP >> 20} MiB, outbound_stall_timeout {STALL}s.", RUNTIMES,
+                            options={"max_outbound_buffer": CAP, "outbound_stall_timeout": STALL,
+                                     "max_send_message_length": 8 * MIB})
 
 
 def _message(**fields) -> bytes:
@@ -252,7 +231,7 @@ def test_window_never_opened_is_bounded_refused_then_goaway(cap_server, window):
         assert started_ids | refused_ids == set(range(1, 2 * streams, 2)), "each stream is served or refused"
         assert client.closed(wait=5)
         client.close()
-        time.sleep(0.3)
+        still_serving(cap_server.port)  # the worker's loop has run since: the connection's buffers are freed
     # Without the cap each stream holds ~1 MiB (its own write high-water): 64 MiB here.
     assert peak.peak_mib < 24, f"worker RSS grew by up to {peak.peak_mib:.1f} MiB"
     assert bystander.ok > 10
@@ -271,7 +250,7 @@ def test_slow_reader_over_the_cap_recovers(cap_server):
     client.send(b"".join(_request(client, sid, "ServerStream", _message(count=count, payload=PAYLOAD)) for sid in (1, 3, 5))
                 + _request(client, 7, "Unary", _message(action="big", count=big)))
     client.frames(until=5, stop=lambda f: isinstance(f, HeadersFrame) and f.stream_id == 7)
-    time.sleep(0.3)
+    client.ping_roundtrip()  # the server has handled the four requests: stream 7's response holds the buffer
     client.grpc_request(9, "/gmftest.TestService/Unary", _message(message="x"))
     frames = client.frames(until=5, stop=lambda f: isinstance(f, RstStreamFrame) and f.stream_id == 9)
     assert any(isinstance(f, RstStreamFrame) and f.stream_id == 9 and f.error_code == REFUSED_STREAM for f in frames)
@@ -313,14 +292,14 @@ def test_peer_not_reading_its_socket_is_cut_after_the_stall(cap_server):
                     + frame(0x8, 0, 0, struct.pack(">L", 2**31 - 1 - 65535)))
         client.send(b"".join(_request(client, 2 * i + 1, "Unary", _message(action="big", count=MIB)) for i in range(16)))
         started = time.monotonic()
-        deadline = started + STALL + 20
-        while cap_server.log().count("peer takes none") == stalls_before and time.monotonic() < deadline:
-            time.sleep(0.2)
+        poll.until(lambda: cap_server.log().count("peer takes none") > stalls_before,
+                   "the server to log the stalled peer", timeout=STALL + 20, interval=0.2)
         assert cap_server.log().count("peer takes none") == stalls_before + 1
         # GOAWAY and a graceful close first; the peer still does not read, so 5 s later the
         # worker aborts it: what the worker still buffered is dropped, only what the kernel
         # already holds (a few MiB of socket buffers) arrives, then EOF or RST.
-        time.sleep(6)
+        here = client.sock.getsockname()[1]
+        poll.until(lambda: not socket_held(cap_server.port, here), "the worker to abort the connection", timeout=15)
         client.sock.settimeout(10)
         received = 0
         try:
@@ -331,5 +310,5 @@ def test_peer_not_reading_its_socket_is_cut_after_the_stall(cap_server):
         assert time.monotonic() - started < STALL + 30
         assert received < 12 * MIB, f"{received} bytes delivered: the worker kept its buffer"
         client.close()
-        time.sleep(0.3)
+        still_serving(cap_server.port)  # the worker's loop has run since: the connection's buffers are freed
     assert bystander.ok > 10

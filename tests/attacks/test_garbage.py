@@ -19,7 +19,7 @@ from hyperframe.frame import DataFrame, GoAwayFrame, HeadersFrame, RstStreamFram
 
 from tests.helpers.hostile import Bystander, RssBound, still_serving
 from tests.helpers.rawh2 import PREFACE, SETTINGS_EMPTY, RawClient, frame
-from tests.helpers.servers import ServerProcess, require_runtime, spawn
+from tests.helpers.servers import ServerProcess, server_fixture
 
 RUNTIMES = ["uring", "asyncio"]
 NO_ERROR, PROTOCOL_ERROR, INTERNAL_ERROR, FLOW_CONTROL_ERROR = 0x0, 0x1, 0x2, 0x3
@@ -40,12 +40,7 @@ def request_headers(path: str = SAY_HELLO, content_type: str = "application/grpc
             ("content-type", content_type), ("te", "trailers")]
 
 
-@pytest.fixture(scope="module", params=RUNTIMES)
-def server(request) -> ServerProcess:
-    require_runtime(request.param)
-    srv = spawn(request.param)
-    yield srv
-    srv.stop()
+garbage_server = server_fixture("A one-worker server with the default limits, per runtime.", RUNTIMES)
 
 
 @contextlib.contextmanager
@@ -94,11 +89,11 @@ def _attack(port: int, data: bytes) -> int | None:
 
 
 @pytest.mark.parametrize("kind", ["bytes", "after_preface", "frames"])
-def test_random_garbage(server, kind):
+def test_random_garbage(garbage_server, kind):
     """Seeded random input: raw bytes, random bytes after a valid preface, and well-delimited
     frames of random type, flags, stream and payload. Every GOAWAY carries an RFC 9113 code."""
     codes = []
-    with hostile(server):
+    with hostile(garbage_server):
         for seed in range(8):
             rng = random.Random(f"{kind}-{seed}")
             if kind == "bytes":
@@ -107,7 +102,7 @@ def test_random_garbage(server, kind):
                 data = OPEN + rng.randbytes(rng.randrange(1, 4096))
             else:
                 data = OPEN + _random_frames(rng, 40)
-            code = _attack(server.port, data)
+            code = _attack(garbage_server.port, data)
             assert code is None or code in RFC_CODES
             assert code != INTERNAL_ERROR, f"seed {seed}: INTERNAL_ERROR means an exception in the worker"
             codes.append(code)
@@ -134,10 +129,10 @@ CONNECTION_ERRORS = {
 
 
 @pytest.mark.parametrize("name", sorted(CONNECTION_ERRORS))
-def test_malformed_frame_gets_goaway(server, name):
+def test_malformed_frame_gets_goaway(garbage_server, name):
     data, code = CONNECTION_ERRORS[name]
-    with hostile(server):
-        client = RawClient(server.port)
+    with hostile(garbage_server):
+        client = RawClient(garbage_server.port)
         client.send(OPEN + data)
         frames = client.frames(stop=lambda f: isinstance(f, GoAwayFrame))
         goaways = [f for f in frames if isinstance(f, GoAwayFrame)]
@@ -146,18 +141,18 @@ def test_malformed_frame_gets_goaway(server, name):
         client.close()
 
 
-def test_stream_frames_after_request(server):
+def test_stream_frames_after_request(garbage_server):
     """Frames that need an open stream first: bad DATA padding (connection error), HEADERS
     reusing a closed stream id for a new request (RFC 9113 5.1.1: PROTOCOL_ERROR)."""
-    with hostile(server):
-        client = RawClient(server.port)
+    with hostile(garbage_server):
+        client = RawClient(garbage_server.port)
         client.handshake()
         client.send(client.headers(1, request_headers()) + frame(0x0, 0x8, 1, b"\x05ab"))
         frames = client.frames(stop=lambda f: isinstance(f, GoAwayFrame))
         assert [f.error_code for f in frames if isinstance(f, GoAwayFrame)] == [PROTOCOL_ERROR]
         client.close()
 
-        client = RawClient(server.port)
+        client = RawClient(garbage_server.port)
         client.handshake()
         served(client, 1)
         client.send(client.headers(1, request_headers()))  # stream 1 is closed: not trailers, a new request
@@ -166,14 +161,14 @@ def test_stream_frames_after_request(server):
         client.close()
 
 
-def test_truncated_frame_then_close(server):
+def test_truncated_frame_then_close(garbage_server):
     """A frame cut short, then EOF or RST from the client: nothing to answer, nothing logged."""
-    with hostile(server):
+    with hostile(garbage_server):
         cuts = [OPEN + frame(0x0, 0, 1, b"abcdef")[:12],
                 OPEN + frame(0x1, 0x4, 1, b"\x82\x86\x84")[:10],
                 OPEN + frame(0x4, 0, 0, struct.pack(">HL", 4, 100))[:13]]
         for i, data in enumerate(cuts):
-            s = socket.create_connection(("127.0.0.1", server.port))
+            s = socket.create_connection(("127.0.0.1", garbage_server.port))
             s.sendall(data)
             if i % 2:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST
@@ -183,14 +178,14 @@ def test_truncated_frame_then_close(server):
                 while s.recv(65536):
                     pass
             s.close()
-        still_serving(server.port)
+        still_serving(garbage_server.port)
 
 
-def test_unknown_frame_types_are_ignored(server):
+def test_unknown_frame_types_are_ignored(garbage_server):
     """RFC 9113 4.1: unknown types (and unknown flags) are ignored, on stream 0 and on a stream,
     also between a request's HEADERS and its DATA; the request is served."""
-    with hostile(server):
-        client = RawClient(server.port)
+    with hostile(garbage_server):
+        client = RawClient(garbage_server.port)
         client.handshake()
         unknown = frame(0x21, 0xFF, 0, b"x" * 100) + frame(0xFA, 0, 1, b"") + frame(0x0B, 0, 3, b"\x00" * 9)
         client.send(unknown)
@@ -204,12 +199,12 @@ def test_unknown_frame_types_are_ignored(server):
         client.close()
 
 
-def test_frames_on_closed_streams(server):
+def test_frames_on_closed_streams(garbage_server):
     """Half-closed (remote) stream: DATA or HEADERS after the client's END_STREAM is a stream error
     STREAM_CLOSED (RFC 9113 5.1); a second HEADERS without END_STREAM is a stream PROTOCOL_ERROR.
     DATA or trailers on a stream both sides ended: STREAM_CLOSED too. The connection serves on."""
-    with hostile(server):
-        client = RawClient(server.port, timeout=10)
+    with hostile(garbage_server):
+        client = RawClient(garbage_server.port, timeout=10)
         client.handshake()
         sleep = tpb.EchoRequest(action="sleep", sleep_seconds=1.0).SerializeToString()
         path = "/gmftest.TestService/Unary"
@@ -255,15 +250,15 @@ GRPC_CASES = {
 
 
 @pytest.mark.parametrize("name", sorted(GRPC_CASES))
-def test_grpc_level_bad_message_leaves_other_streams(server, name):
+def test_grpc_level_bad_message_leaves_other_streams(garbage_server, name):
     """On one connection: a good streaming call opened first, then the bad request. The bad
     stream gets its status (at once: the good one is still open), then the good one completes.
     grpcio's server differs in places: it answers a missing or truncated unary request with
     UNIMPLEMENTED and ignores bytes after the first message; GMF answers INTERNAL for every
     framing violation (as grpc-java and the gRPC spec do) instead of dropping input."""
     headers, body, end, grpc_status, http_status = GRPC_CASES[name]
-    with hostile(server):
-        client = RawClient(server.port)
+    with hostile(garbage_server):
+        client = RawClient(garbage_server.port)
         client.handshake()
         bidi = request_headers("/gmftest.TestService/Bidi")
         client.send(client.headers(1, bidi) + frame(0x0, 0, 1, message(tpb.EchoRequest(message="first").SerializeToString())))
@@ -282,11 +277,11 @@ def test_grpc_level_bad_message_leaves_other_streams(server, name):
         client.close()
 
 
-def test_huge_declared_length_never_buffered(server):
+def test_huge_declared_length_never_buffered(garbage_server):
     """Many streams each declaring a 2 GiB message and sending 64 KB of it: each is refused with
     RESOURCE_EXHAUSTED at the 5-byte prefix, nothing is buffered, grpcio is served meanwhile."""
-    with hostile(server):
-        client = RawClient(server.port, timeout=10)
+    with hostile(garbage_server):
+        client = RawClient(garbage_server.port, timeout=10)
         client.handshake()
         chunk = b"y" * 16000
         for i in range(20):

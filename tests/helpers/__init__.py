@@ -1,8 +1,9 @@
 """What the tests share: starting test servers (``servers``, which run ``serve_app`` with the
 services of ``apps`` and ``faults_app``), ports (``net``), waiting on a condition (``poll``),
 hostile-input checks (``hostile``), a raw HTTP/2 client (``rawh2``) and test certificates
-(``tlscerts``). The tests' own code: neither the installed package nor the dev harness
-(bench/, soak/) depends on it, nor it on them.
+(``tlscerts``). The tests' own code: it depends on neither the installed package's toolkit
+nor the dev harness; the installed package does not depend on it (bench/ takes its port
+helpers from ``net``).
 
 Importing it makes the committed generated code importable (``helloworld_pb2``,
 ``route_guide_pb2``, ``gmftest_pb2``, ...), in the test process and in test servers alike.

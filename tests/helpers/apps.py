@@ -15,9 +15,11 @@ import grpc
 import helloworld_pb2
 import helloworld_pb2_grpc
 
+from tests.helpers import poll
+
 # Per-worker record of handlers that saw their cancellation (tests use one worker).
 CANCELLED: dict[str, str] = {}
-# Per-worker count of handler starts by request message ("count_start"; read by "started").
+# Per-worker count of handler starts by request message ("count_start", "sleep"; read by "started").
 STARTED: dict[str, int] = {}
 
 
@@ -46,6 +48,7 @@ class TestService(gmftest_pb2_grpc.TestServiceServicer):
             context.set_details(request.details)
             return gmftest_pb2.EchoReply(message="ignored")
         if action == "sleep":
+            STARTED[request.message] = STARTED.get(request.message, 0) + 1  # "started" tells a test it runs
             try:
                 await asyncio.sleep(request.sleep_seconds)
             except asyncio.CancelledError:
@@ -279,3 +282,15 @@ def build_server(**kwargs):
         reflection.enable_server_reflection(names, server)
         health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(), server)
     return server
+
+
+# -- what a test asks the test service -----------------------------------------------------------
+def wait_handler_started(channel: grpc.Channel, key: str, timeout: float = 10.0) -> None:
+    """Wait until the handler of a "sleep" (or "count_start") call with message ``key`` runs in
+    the worker that ``channel``'s connection reaches (counts are per worker)."""
+    stub = gmftest_pb2_grpc.TestServiceStub(channel)
+
+    def started() -> bool:
+        return stub.Unary(gmftest_pb2.EchoRequest(action="started", message=key), timeout=timeout).message != "0"
+
+    poll.until(started, f"the handler of the call {key!r} to start", timeout)

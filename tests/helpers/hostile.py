@@ -9,12 +9,13 @@ bounded and a well-behaved grpcio client is served during and after the attack.
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import grpc
 import helloworld_pb2
 import helloworld_pb2_grpc
+
+from tests.helpers import poll
 
 
 def rss_kib(pid: int) -> int:
@@ -70,9 +71,11 @@ class Bystander:
 
     def __enter__(self) -> Bystander:
         self._thread.start()
-        deadline = time.monotonic() + 10
-        while self.ok == 0 and not self.failures and time.monotonic() < deadline:
-            time.sleep(0.01)  # the bystander is connected and served before the attack starts
+        try:  # the bystander is connected and served before the attack starts
+            poll.until(lambda: self.ok or self.failures, "the bystander's first call", timeout=10, interval=0.01)
+        except AssertionError:
+            self._stop.set()
+            raise
         return self
 
     def __exit__(self, exc_type: object, *rest: object) -> None:

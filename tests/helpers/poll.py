@@ -9,14 +9,16 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def until(condition: Callable[[], T], what: str, timeout: float = 10.0, interval: float = 0.02) -> T:
-    """Call ``condition`` until it returns something true and return that; AssertionError naming
-    ``what`` (the awaited condition, e.g. "the worker restarted") after ``timeout`` seconds."""
+def until(condition: Callable[[], T], what: str | Callable[[], str], timeout: float = 10.0,
+          interval: float = 0.02) -> T:
+    """Call ``condition`` until it returns something true and return that. After ``timeout``
+    seconds, AssertionError naming ``what`` was awaited (e.g. "the worker to restart"; a
+    function is called then, so the message can show the state at the timeout)."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
         if value:
             return value
         if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what if isinstance(what, str) else what()}")
         time.sleep(interval)

@@ -21,6 +21,20 @@ def frame(ftype: int, flags: int, stream_id: int, payload: bytes) -> bytes:
 SETTINGS_EMPTY = frame(0x4, 0, 0, b"")
 
 
+def refused(port: int, wait: float = 3.0) -> bool:
+    """True when a new connection is closed at once, before any SETTINGS (over max_connections);
+    False when the server sends something or nothing within ``wait`` (a TLS server waits)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=wait)
+    try:
+        return s.recv(100) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+    finally:
+        s.close()
+
+
 class RawClient:
     def __init__(self, port: int, timeout: float = 5.0) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
@@ -68,6 +82,15 @@ class RawClient:
                 break
             self._buf += chunk
         return out
+
+    def ping_roundtrip(self, timeout: float = 5.0) -> list[Frame]:
+        """Send a PING and read frames until its ACK (returned with the frames before it): the
+        server has then handled everything this client sent before the PING."""
+        payload = struct.pack(">Q", time.monotonic_ns())
+        self.send(frame(0x6, 0, 0, payload))
+        frames = self.frames(until=timeout, stop=lambda f: f.type == 0x6 and "ACK" in f.flags and f.opaque_data == payload)
+        assert frames and frames[-1].type == 0x6 and "ACK" in frames[-1].flags, f"no PING ACK within {timeout}s: {frames}"
+        return frames
 
     def decode(self, block: bytes) -> dict[str, str]:
         return {k: v for k, v in self.decoder.decode(block)}

@@ -1,4 +1,10 @@
-"""Start GMF servers in subprocesses for tests (never fork beside live grpcio channels)."""
+"""Start GMF servers in subprocesses for tests (never fork beside live grpcio channels).
+
+``spawn`` starts one (the services of ``apps``, with GmfServer options); ``serving`` is the
+same as a context manager that skips when the runtime cannot run here and stops the server
+afterwards; ``server_fixture`` makes the pytest fixture a test module shares, one server per
+runtime. Each module names its fixture for what its server is (``attack_server``, ``cap_server``, ...).
+"""
 
 from __future__ import annotations
 
@@ -11,8 +17,11 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -77,6 +86,12 @@ class ServerProcess:
                 self.proc.stdout.close()
         return self.proc.returncode
 
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
 
 def spawn(runtime: str = "asyncio", workers: int = 1, options: dict | None = None, grace: float = 5.0,
           address: str = "127.0.0.1:0", env: dict[str, str] | None = None, placement: str | None = None,
@@ -113,3 +128,31 @@ def spawn(runtime: str = "asyncio", workers: int = 1, options: dict | None = Non
         proc.wait()
         raise RuntimeError(f"test server did not start: {log.read_text()}")
     return ServerProcess(proc, port, pids, log, runtime)
+
+
+@contextmanager
+def serving(runtime: str = "asyncio", **kwargs: Any) -> Iterator[ServerProcess]:
+    """``spawn(runtime, **kwargs)`` when the runtime can run here (else skip, see
+    require_runtime); the server is stopped when the block ends."""
+    require_runtime(runtime)
+    with spawn(runtime, **kwargs) as proc:
+        yield proc
+
+
+Options = dict[str, Any] | Callable[[pytest.FixtureRequest], dict[str, Any]]
+
+
+def server_fixture(doc: str, runtimes: Sequence[str] = RUNTIMES, *, options: Options | None = None,
+                   scope: str = "module", **kwargs: Any) -> Any:
+    """A pytest fixture, parametrized over ``runtimes``: one test server per runtime for the
+    ``scope``, started by ``serving(runtime, options=options, **kwargs)``; ``doc`` says what it
+    is (``pytest --fixtures``). ``options`` may be a function of the fixture request, for options
+    made by other fixtures. Assign it to the name the tests use:
+    ``cap_server = server_fixture("...", options={...})``."""
+
+    def fixture(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
+        with serving(request.param, options=options(request) if callable(options) else options, **kwargs) as proc:
+            yield proc
+
+    fixture.__doc__ = doc
+    return pytest.fixture(scope=scope, params=list(runtimes))(fixture)  # type: ignore[call-overload]

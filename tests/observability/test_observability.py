@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 
 import gmftest_pb2 as tpb
@@ -21,9 +20,9 @@ import helloworld_pb2_grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import ROOT
+from tests.helpers import ROOT, poll
 from tests.helpers.net import free_port
-from tests.helpers.servers import ServerProcess, runtime_available, spawn
+from tests.helpers.servers import ServerProcess, server_fixture, spawn
 
 GREETER = "/helloworld.Greeter/SayHello"
 SYNC = "/gmftest.SyncService/Unary"
@@ -80,33 +79,18 @@ def make_traffic(target: str, connections: int, greets: int) -> None:
             assert err.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-@pytest.fixture(scope="module", params=["asyncio", "uring"])
-def observed(request) -> ServerProcess:
-    why = runtime_available(request.param)
-    if why:
-        pytest.skip(why)
-    proc = spawn(request.param, workers=2, options={"metrics_port": free_port(), "access_log": True})
-    yield proc
-    proc.stop()
+observed_server = server_fixture("Two workers with the metrics endpoint and the access log on.", ["asyncio", "uring"],
+                                 workers=2, options=lambda request: {"metrics_port": free_port(), "access_log": True})
 
 
 def metrics_port(proc: ServerProcess) -> int:
     return int(re.search(r'"metrics_port": (\d+)', " ".join(proc.proc.args))[1])  # type: ignore[arg-type,index]
 
 
-def wait_for(predicate, timeout: float = 20.0):  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.1)
-
-
-def test_counters_add_up_over_two_workers_and_survive_a_killed_worker(observed: ServerProcess) -> None:
-    port = metrics_port(observed)
+def test_counters_add_up_over_two_workers_and_survive_a_killed_worker(observed_server: ServerProcess) -> None:
+    port = metrics_port(observed_server)
     greets = 3
-    make_traffic(observed.target, CONNECTIONS, greets)
+    make_traffic(observed_server.target, CONNECTIONS, greets)
     samples = scrape(port)
 
     assert total(samples, "gmf_rpcs_finished_total", method=GREETER, code="OK") == CONNECTIONS * greets
@@ -138,27 +122,27 @@ def test_counters_add_up_over_two_workers_and_survive_a_killed_worker(observed: 
     assert re.search(r"^0\s+\d+", cli.stdout, re.M) and re.search(r"^1\s+\d+", cli.stdout, re.M), cli.stdout
 
     # A SIGKILLed worker's counts stay (the scrape above just fetched them fresh).
-    victim = observed.pids[0]
+    victim = observed_server.pids[0]
     os.kill(victim, signal.SIGKILL)
 
     def restarted() -> dict | None:
         s = scrape(port)
         return s if total(s, "gmf_worker_restarts_total") == 1 and total(s, "gmf_workers_alive") == 2 else None
 
-    after = wait_for(restarted)
-    assert after, "the killed worker was not restarted"
+    after = poll.until(restarted, "the killed worker to be restarted (gmf_worker_restarts_total 1, 2 alive)",
+                       timeout=20, interval=0.1)
     for name in ("gmf_rpcs_finished_total", "gmf_rpcs_started_total", "gmf_connections_accepted_total"):
         assert total(after, name) == total(samples, name), name
     assert total(after, "gmf_connections_open") == 0
     more = 8
-    make_traffic(observed.target, more, 1)
+    make_traffic(observed_server.target, more, 1)
     final = scrape(port)
     assert total(final, "gmf_rpcs_finished_total", method=GREETER, code="OK") == CONNECTIONS * greets + more
     assert total(final, "gmf_connections_accepted_total") == CONNECTIONS + more
     assert total(final, "gmf_rpcs_started_total") == total(final, "gmf_rpcs_finished_total") == calls + more * 4
 
     # Access log: one line per finished RPC, tagged with the worker.
-    log = observed.log()
+    log = observed_server.log()
     ok_line = re.compile(r"^\S+ \S+ gmf\[\d+\] w[01] INFO /helloworld\.Greeter/SayHello OK \d+\.\d{3}ms "
                          r"ipv4:127\.0\.0\.1:\d+$", re.M)
     assert len(ok_line.findall(log)) == CONNECTIONS * greets + more, log[-2000:]

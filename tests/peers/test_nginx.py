@@ -20,7 +20,7 @@ import helloworld_pb2
 import pytest
 from hyperframe.frame import GoAwayFrame, HeadersFrame, PingFrame, SettingsFrame
 
-from tests.helpers import ROOT
+from tests.helpers import ROOT, poll
 from tests.helpers.net import free_port
 from tests.helpers.rawh2 import RawClient, frame
 from tests.helpers.servers import ServerProcess, spawn
@@ -83,9 +83,9 @@ class Load:
                     self.failures.append(f"{exc.code()}: {exc.details()}")
 
     def wait_for(self, count: int, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.replies) < count and time.monotonic() < deadline and not self.failures:
-            time.sleep(0.05)
+        """Until ``count`` replies came back (or a call failed: the caller reports it)."""
+        poll.until(lambda: len(self.replies) >= count or self.failures, f"{count} replies through nginx", timeout,
+                   interval=0.05)
 
     def stop(self) -> None:
         self._stop.set()

@@ -19,6 +19,7 @@ import helloworld_pb2
 import pytest
 
 from tests.helpers import ROOT
+from tests.helpers.apps import wait_handler_started
 from tests.helpers.net import free_port, wait_port
 
 
@@ -109,7 +110,7 @@ def test_graceful_shutdown_finishes_inflight_rpc():
             stub = gmftest_pb2_grpc.TestServiceStub(ch)
             stub.Unary(tpb.EchoRequest(message="warm"), timeout=10)
             future = stub.Unary.future(tpb.EchoRequest(message="slow", action="sleep", sleep_seconds=1.0), timeout=10)
-            time.sleep(0.2)
+            wait_handler_started(ch, "slow")  # the same connection: the worker running it
             srv.proc.send_signal(signal.SIGTERM)
             assert future.result().message == "slow"
         assert srv.proc.wait(timeout=20) == 0
@@ -127,7 +128,7 @@ def test_grace_expiry_cancels_rpc():
         with grpc.insecure_channel(srv.target) as ch:
             stub = gmftest_pb2_grpc.TestServiceStub(ch)
             future = stub.Unary.future(tpb.EchoRequest(message="slow", action="sleep", sleep_seconds=10), timeout=20)
-            time.sleep(0.3)
+            wait_handler_started(ch, "slow")
             started = time.monotonic()
             srv.proc.send_signal(signal.SIGTERM)
             with pytest.raises(grpc.RpcError) as err:

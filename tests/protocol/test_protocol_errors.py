@@ -13,6 +13,7 @@ from hyperframe.frame import DataFrame, GoAwayFrame, HeadersFrame, PingFrame, Rs
 
 from tests.helpers.hostile import rss_kib, still_serving
 from tests.helpers.rawh2 import PREFACE, SETTINGS_EMPTY, RawClient, frame
+from tests.helpers.servers import RUNTIMES, serving
 
 HELLO = helloworld_pb2.HelloRequest(name="raw").SerializeToString()
 HELLO_BODY = struct.pack(">BL", 0, len(HELLO)) + HELLO
@@ -28,8 +29,8 @@ def goaway_of(frames) -> GoAwayFrame:
 
 
 @pytest.fixture
-def port(server):
-    return server.port
+def port(session_server):
+    return session_server.port
 
 
 BAD_INPUTS = {
@@ -166,11 +167,9 @@ def test_data_beyond_stream_window_is_flow_control_error(port):
     still_serving(port)
 
 
-def test_too_many_streams_refused(server):
-    from tests.helpers.servers import spawn
-
-    small = spawn(server.runtime, options={"max_concurrent_streams": 2})
-    try:
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_too_many_streams_refused(runtime):
+    with serving(runtime, options={"max_concurrent_streams": 2}) as small:
         client = RawClient(small.port)
         client.handshake()
         hdrs = [(":method", "POST"), (":scheme", "http"), (":path", "/gmftest.TestService/ClientStream"),
@@ -181,15 +180,11 @@ def test_too_many_streams_refused(server):
         assert any(isinstance(f, RstStreamFrame) and f.stream_id == 5 and f.error_code == REFUSED_STREAM for f in frames)
         client.close()
         still_serving(small.port)
-    finally:
-        small.stop()
 
 
-def test_graceful_shutdown_sends_goaway_no_error(server):
-    from tests.helpers.servers import spawn
-
-    srv = spawn(server.runtime, workers=1)
-    try:
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_graceful_shutdown_sends_goaway_no_error(runtime):
+    with serving(runtime, workers=1) as srv:
         client = RawClient(srv.port)
         client.handshake()
         client.frames(until=1, stop=lambda f: f.type == 0x4)
@@ -200,8 +195,6 @@ def test_graceful_shutdown_sends_goaway_no_error(server):
         assert client.closed(wait=10)
         client.close()
         assert srv.proc.wait(timeout=20) == 0
-    finally:
-        srv.stop()
 
 
 def test_rapid_reset_gets_enhance_your_calm(port):
@@ -222,15 +215,13 @@ def test_rapid_reset_gets_enhance_your_calm(port):
     still_serving(port)
 
 
-def test_client_that_never_reads_does_not_stop_others(server):
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_client_that_never_reads_does_not_stop_others(runtime):
     """A client floods PINGs and never reads the ACKs: the server stops reading from it once
     its answers back up (bounded memory), and keeps serving everyone else. The PING limits
     (strikes, queued control frames: tests/attacks/test_attacks_h2.py) are off here, so transport
     backpressure alone must bound the server."""
-    from tests.helpers.servers import spawn
-
-    srv = spawn(server.runtime, options={"keepalive_min_ping_interval": 0, "max_pending_control_frames": 10**9})
-    try:
+    with serving(runtime, options={"keepalive_min_ping_interval": 0, "max_pending_control_frames": 10**9}) as srv:
         worker = srv.pids[0]
         before = rss_kib(worker)
         client = RawClient(srv.port)
@@ -245,24 +236,19 @@ def test_client_that_never_reads_does_not_stop_others(server):
                 pushed += len(chunk)
         except TimeoutError:
             pass  # the server stopped reading from us
-        time.sleep(0.5)
+        still_serving(srv.port)  # the worker's loop has run since: what it read is handled
         grown_mib = (rss_kib(worker) - before) / 1024
-        still_serving(srv.port)
         client.close()
         still_serving(srv.port)
         assert pushed < 60_000_000, "the server kept reading from a peer that does not read its answers"
         assert grown_mib < 16, f"worker RSS grew by {grown_mib:.0f} MiB for a peer that never reads"
-    finally:
-        srv.stop()
 
 
-def test_silent_connection_closed_after_handshake_timeout(server):
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_silent_connection_closed_after_handshake_timeout(runtime):
     """A client that connects and never sends the preface (slowloris) is closed after
     handshake_timeout, and the worker keeps serving."""
-    from tests.helpers.servers import spawn
-
-    srv = spawn(server.runtime, workers=1, options={"handshake_timeout": 0.5})
-    try:
+    with serving(runtime, workers=1, options={"handshake_timeout": 0.5}) as srv:
         silent = socket.create_connection(("127.0.0.1", srv.port))
         partial = RawClient(srv.port)
         partial.send(PREFACE[:10])
@@ -275,9 +261,7 @@ def test_silent_connection_closed_after_handshake_timeout(server):
         partial.close()
         healthy = RawClient(srv.port)
         healthy.handshake()
-        time.sleep(0.8)  # past the timeout: a connection that did its handshake stays open
+        time.sleep(0.8)  # the interval under test: past the timeout, a connection that did its handshake stays open
         assert not healthy.closed(wait=0.2)
         healthy.close()
         still_serving(srv.port)
-    finally:
-        srv.stop()

@@ -2,7 +2,7 @@
 handlers that never return (ended by the client's deadline or cancel, cancelled when async,
 abandoned when plain def), and a handler blocking the event loop (the watchdog's warning).
 The faulty handlers are tests/helpers/faults_app.py; an exception in an async unary handler is
-covered by test_grpc_core.py::test_handler_exception_is_unknown_and_logged."""
+covered by tests/rpc/test_grpc_core.py::test_handler_exception_is_unknown_and_logged."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ import helloworld_pb2
 import helloworld_pb2_grpc
 import pytest
 
+from tests.helpers import poll
 from tests.helpers.hostile import still_serving
-from tests.helpers.servers import runtime_available, spawn
+from tests.helpers.servers import runtime_available, serving, spawn
 
 RUNTIME = "uring" if runtime_available("uring") is None else "asyncio"
 ASYNC, SYNC = "gmftest.FaultService", "gmftest.SyncFaultService"
@@ -24,15 +25,15 @@ KINDS = ("Unary", "ServerStream", "ClientStream", "Bidi")
 
 
 @pytest.fixture(scope="module")
-def server():
-    proc = spawn(RUNTIME, workers=1)
-    yield proc
-    proc.stop()
+def faults_server():
+    """One worker serving the faulty handlers (and the rest of the test services)."""
+    with serving(RUNTIME, workers=1) as proc:
+        yield proc
 
 
 @pytest.fixture(scope="module")
-def channel(server):
-    with grpc.insecure_channel(server.target) as ch:
+def channel(faults_server):
+    with grpc.insecure_channel(faults_server.target) as ch:
         yield ch
 
 
@@ -69,13 +70,13 @@ def stats(channel: grpc.Channel) -> dict[str, int]:
 
 
 def wait_stats(channel: grpc.Channel, timeout: float = 10.0, **expected: int) -> dict[str, int]:
-    deadline = time.monotonic() + timeout
-    while True:
-        current = stats(channel)
-        if all(current[k] == v for k, v in expected.items()) or time.monotonic() > deadline:
-            assert all(current[k] == v for k, v in expected.items()), f"worker stats {current}, expected {expected}"
-            return current
-        time.sleep(0.05)
+    seen: list[dict[str, int]] = []
+
+    def reached() -> dict[str, int] | None:
+        seen[:] = [stats(channel)]
+        return seen[0] if all(seen[0][k] == v for k, v in expected.items()) else None
+
+    return poll.until(reached, lambda: f"worker stats {expected}, still {seen[0]}", timeout, interval=0.05)
 
 
 def worker_pid(channel: grpc.Channel) -> str:
@@ -84,7 +85,7 @@ def worker_pid(channel: grpc.Channel) -> str:
 
 # ------------------------------------------------------------------------------ exceptions
 @pytest.mark.parametrize("service,kind", [(s, k) for s in (ASYNC, SYNC) for k in KINDS if (s, k) != (ASYNC, "Unary")])
-def test_exception_in_every_kind_is_unknown_and_worker_continues(server, channel, service, kind):
+def test_exception_in_every_kind_is_unknown_and_worker_continues(faults_server, channel, service, kind):
     pid = worker_pid(channel)
     code, details, replies = call(channel, service, kind, tpb.EchoRequest(action="raise", message="m"))
     assert code == grpc.StatusCode.UNKNOWN
@@ -92,8 +93,8 @@ def test_exception_in_every_kind_is_unknown_and_worker_continues(server, channel
     assert replies == {"ServerStream": 2, "Bidi": 1}.get(kind, 0)  # replies before the fault arrive
     wait_stats(channel, open=0, active=0)
     assert worker_pid(channel) == pid  # the same worker, not a restarted one
-    still_serving(server.port)
-    assert f"Exception calling application: fault in {'async' if service == ASYNC else 'sync'}" in server.log()
+    still_serving(faults_server.port)
+    assert f"Exception calling application: fault in {'async' if service == ASYNC else 'sync'}" in faults_server.log()
 
 
 # ------------------------------------------------------------------------------ never returning
@@ -101,7 +102,7 @@ HANG_BY_DEADLINE = [(ASYNC, k) for k in KINDS] + [(SYNC, "ClientStream"), (SYNC,
 
 
 @pytest.mark.parametrize("service,kind", HANG_BY_DEADLINE)
-def test_hung_handler_ended_by_deadline(server, channel, service, kind):
+def test_hung_handler_ended_by_deadline(faults_server, channel, service, kind):
     """Async handlers are cancelled; plain-def ones (in a thread) are abandoned and their late
     result dropped. Plain-def unary-request handlers run on the loop: see the watchdog tests."""
     before = stats(channel)
@@ -114,12 +115,12 @@ def test_hung_handler_ended_by_deadline(server, channel, service, kind):
         wait_stats(channel, active=0, cancelled=before["cancelled"] + 1)
     else:  # ... the thread finishes its sleep later, and nothing it returns is sent
         wait_stats(channel, active=0, finished_late=before["finished_late"] + 1)
-    still_serving(server.port)
+    still_serving(faults_server.port)
 
 
 @pytest.mark.parametrize("service", [ASYNC, SYNC])
 @pytest.mark.parametrize("kind", ["ClientStream", "Bidi"])
-def test_handler_waiting_for_requests_that_never_come_ends_at_deadline(server, channel, service, kind):
+def test_handler_waiting_for_requests_that_never_come_ends_at_deadline(faults_server, channel, service, kind):
     """The client sends one message and never half-closes: the deadline ends the call and the
     handler's request iterator (async: cancelled; plain def: iteration stops)."""
     release = threading.Event()
@@ -134,11 +135,11 @@ def test_handler_waiting_for_requests_that_never_come_ends_at_deadline(server, c
         release.set()
     assert code == grpc.StatusCode.DEADLINE_EXCEEDED
     wait_stats(channel, open=0, active=0)
-    still_serving(server.port)
+    still_serving(faults_server.port)
 
 
 @pytest.mark.parametrize("service,kind", [(ASYNC, "Unary"), (ASYNC, "ServerStream"), (ASYNC, "Bidi"), (SYNC, "ClientStream")])
-def test_hung_handler_ended_by_client_cancel(server, channel, service, kind):
+def test_hung_handler_ended_by_client_cancel(faults_server, channel, service, kind):
     before = stats(channel)
     stub = method(channel, service, kind)
     request = tpb.EchoRequest(action="hang", sleep_seconds=1.0)
@@ -153,7 +154,7 @@ def test_hung_handler_ended_by_client_cancel(server, channel, service, kind):
         wait_stats(channel, active=0, cancelled=before["cancelled"] + 1)
     else:
         wait_stats(channel, active=0, finished_late=before["finished_late"] + 1)
-    still_serving(server.port)
+    still_serving(faults_server.port)
 
 
 # ------------------------------------------------------------------------------ loop-blocking watchdog
@@ -161,13 +162,12 @@ BLOCKED = "event loop blocked for"
 
 
 def _wait_log(proc, text: str, count: int = 1, timeout: float = 10.0) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def logged() -> str | None:
         log = proc.log()
-        if log.count(text) >= count:
-            return log
-        time.sleep(0.05)
-    raise AssertionError(f"{text!r} not logged {count} time(s):\n{proc.log()[-3000:]}")
+        return log if log.count(text) >= count else None
+
+    return poll.until(logged, lambda: f"{text!r} logged {count} time(s); the log:\n{proc.log()[-3000:]}", timeout,
+                      interval=0.05)
 
 
 def test_watchdog_names_the_blocking_handler_and_its_stack():
@@ -179,13 +179,13 @@ def test_watchdog_names_the_blocking_handler_and_its_stack():
             for i in range(200):
                 greeter.SayHello(helloworld_pb2.HelloRequest(name=str(i)), timeout=10)
             assert call(ch, ASYNC, "ServerStream", tpb.EchoRequest())[0] == grpc.StatusCode.OK
-            time.sleep(1.0)
+            time.sleep(1.0)  # the interval under test: twice the threshold, and no warning
             assert BLOCKED not in proc.log()
 
             # an async handler calling time.sleep blocks every connection of the worker
             blocker = threading.Thread(target=call, args=(ch, ASYNC, "Unary", tpb.EchoRequest(action="block_loop", sleep_seconds=1.5)))
             blocker.start()
-            time.sleep(0.3)
+            _wait_log(proc, BLOCKED)  # the loop is blocked now
             with grpc.insecure_channel(proc.target) as other:  # another client, served once it unblocks
                 reply = helloworld_pb2_grpc.GreeterStub(other).SayHello(helloworld_pb2.HelloRequest(name="x"), timeout=10)
             assert reply.message == "Hello x!"
@@ -219,7 +219,7 @@ def test_watchdog_can_be_disabled():
     try:
         with grpc.insecure_channel(proc.target) as ch:
             assert call(ch, ASYNC, "Unary", tpb.EchoRequest(action="block_loop", sleep_seconds=1.2))[0] == grpc.StatusCode.OK
-        time.sleep(0.3)
+        time.sleep(0.3)  # the interval under test: a warning would have been written by now
         assert BLOCKED not in proc.log()
     finally:
         proc.stop()

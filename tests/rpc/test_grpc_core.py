@@ -15,6 +15,9 @@ import pytest
 import route_guide_pb2 as rpb
 import route_guide_pb2_grpc
 
+from tests.helpers import poll
+from tests.helpers.apps import wait_handler_started
+
 MB = 1024 * 1024
 
 
@@ -98,16 +101,14 @@ def test_set_code(stub):
     assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS and err.value.details() == "dup"
 
 
-def test_handler_exception_is_unknown_and_logged(stub, server):
+def test_handler_exception_is_unknown_and_logged(stub, session_server):
     with pytest.raises(grpc.RpcError) as err:
         stub.Unary(tpb.EchoRequest(action="raise", details="kaboom-123"), timeout=10)
     assert err.value.code() == grpc.StatusCode.UNKNOWN
     assert "kaboom-123" in err.value.details()
     assert stub.Unary(tpb.EchoRequest(message="after"), timeout=10).message == "after"
-    deadline = time.time() + 5
-    while "kaboom-123" not in server.log() and time.time() < deadline:
-        time.sleep(0.05)
-    assert "ValueError: kaboom-123" in server.log()
+    poll.until(lambda: "kaboom-123" in session_server.log(), "the handler's exception in the server log", timeout=5)
+    assert "ValueError: kaboom-123" in session_server.log()
 
 
 def test_metadata_both_ways(stub):
@@ -163,9 +164,9 @@ def test_deadline_exceeded_cancels_handler(stub):
     assert stub.Unary(tpb.EchoRequest(message="dl-1", action="was_cancelled"), timeout=10).message == "cancelled"
 
 
-def test_client_cancel_cancels_handler(stub):
+def test_client_cancel_cancels_handler(stub, channel):
     future = stub.Unary.future(tpb.EchoRequest(message="rst-1", action="sleep", sleep_seconds=5))
-    time.sleep(0.3)
+    wait_handler_started(channel, "rst-1")
     future.cancel()
     assert stub.Unary(tpb.EchoRequest(message="rst-1", action="was_cancelled"), timeout=10).message == "cancelled"
 

@@ -28,7 +28,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from tests.helpers import ROOT
+from tests.helpers import ROOT, poll
+from tests.helpers.net import socket_held
 
 URING_PATH = ROOT / "gmf" / "runtime" / "uring.py"
 T = TypeVar("T")
@@ -330,7 +331,8 @@ def test_large_write_partial_sends_and_flow_control() -> None:
             await writer.drain()
 
         sender = asyncio.create_task(send())
-        await asyncio.sleep(0.3)  # read late: the server's unsent buffer must grow and pause
+        # read late: the server's unsent buffer must grow and pause it
+        await wait_until(lambda: bool(Echo.instances) and Echo.instances[0].paused_writing >= 1, timeout=20)
         got = await reader.readexactly(size)
         await sender
         assert got == payload
@@ -453,14 +455,14 @@ def test_pause_and_resume_reading() -> None:
         server, port = await start_echo(Lazy)
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"hello")
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.2)  # the interval under test: reading is paused, nothing is received
         proto = Echo.instances[0]
         assert proto.received == 0
         proto.transport.resume_reading()
         assert await reader.readexactly(5) == b"hello"
         proto.transport.pause_reading()
         writer.write(b"again")
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.1)  # the interval under test: paused again
         assert proto.received == 5
         proto.transport.resume_reading()
         assert await reader.readexactly(5) == b"again"
@@ -650,9 +652,10 @@ def test_strace_server_sockets_only_use_io_uring(tmp_path: Path) -> None:
             while len(got) < len(msg):
                 got += conn.recv(64)
             assert got == msg
+        ends = [conn.getsockname()[1] for conn in conns]
         for conn in conns:
             conn.close()
-        time.sleep(0.2)
+        poll.until(lambda: not any(socket_held(port, end) for end in ends), "the server to close the 4 connections")
         os.kill(server_pid, signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
     finally:

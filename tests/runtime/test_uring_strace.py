@@ -11,7 +11,6 @@ import signal
 import struct
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -55,7 +54,6 @@ def trace_helloworld(runtime: str, tmp_path: Path, requests: int = 3000) -> tupl
             stub = helloworld_pb2_grpc.GreeterStub(ch)
             for i in range(100):
                 assert stub.SayHello(helloworld_pb2.HelloRequest(name=str(i)), timeout=10).message == f"Hello {i}!"
-        time.sleep(0.2)
     finally:
         # Signal the traced server itself: SIGTERM to strace would only detach it.
         for child in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split():

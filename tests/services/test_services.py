@@ -18,7 +18,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.helpers.rawh2 import RawClient, frame
-from tests.helpers.servers import RUNTIMES, ServerProcess, require_runtime, spawn
+from tests.helpers.servers import RUNTIMES, server_fixture, serving, spawn
 
 Status = health_pb2.HealthCheckResponse
 UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
@@ -32,41 +32,31 @@ def grpcurl(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]
     return subprocess.run([tool, "-plaintext", *args], capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.fixture(scope="module")
-def srv() -> ServerProcess:
-    proc = spawn("asyncio")
-    yield proc
-    proc.stop()
-
-
-@pytest.fixture(scope="module", params=RUNTIMES)
-def secured(request) -> ServerProcess:
-    """Sync interceptor first: its continuation runs the async ones below it."""
-    require_runtime(request.param)
-    proc = spawn(request.param, options={"interceptors": ["sync_auth", "auth", "wrap"]})
-    yield proc
-    proc.stop()
+services_server = server_fixture("The test server with GMF's health and reflection services (asyncio).", ["asyncio"])
+intercepted_server = server_fixture(
+    "The test server behind three interceptors, per runtime. Sync interceptor first: its continuation runs the "
+    "async ones below it.", RUNTIMES, options={"interceptors": ["sync_auth", "auth", "wrap"]})
 
 
 # -- reflection -----------------------------------------------------------------------------
-def test_grpcurl_list_describe_and_call_without_proto(srv):
-    out = grpcurl(srv.target, "list")
+def test_grpcurl_list_describe_and_call_without_proto(services_server):
+    out = grpcurl(services_server.target, "list")
     assert out.returncode == 0, out.stderr
     assert set(out.stdout.split()) == {
         "helloworld.Greeter", "gmftest.TestService", "gmftest.SyncService", "routeguide.RouteGuide",
         "gmftest.FaultService", "gmftest.SyncFaultService", "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection",
     }
-    out = grpcurl(srv.target, "describe", "helloworld.Greeter")
+    out = grpcurl(services_server.target, "describe", "helloworld.Greeter")
     assert out.returncode == 0, out.stderr
     assert "rpc SayHello ( .helloworld.HelloRequest ) returns ( .helloworld.HelloReply )" in out.stdout
-    out = grpcurl(srv.target, "list", "routeguide.RouteGuide")
+    out = grpcurl(services_server.target, "list", "routeguide.RouteGuide")
     assert out.stdout.split() == ["routeguide.RouteGuide.GetFeature", "routeguide.RouteGuide.ListFeatures",
                                   "routeguide.RouteGuide.RecordRoute", "routeguide.RouteGuide.RouteChat"]
-    out = grpcurl("-d", '{"name":"reflect"}', srv.target, "helloworld.Greeter/SayHello")
+    out = grpcurl("-d", '{"name":"reflect"}', services_server.target, "helloworld.Greeter/SayHello")
     assert out.returncode == 0 and json.loads(out.stdout) == {"message": "Hello reflect!"}, out.stderr
-    out = grpcurl("-d", '{"message":"m","count":2}', srv.target, "gmftest.TestService/ServerStream")
+    out = grpcurl("-d", '{"message":"m","count":2}', services_server.target, "gmftest.TestService/ServerStream")
     assert out.returncode == 0 and out.stdout.count('"message": "m"') == 2, out.stderr
-    out = grpcurl(srv.target, "describe", "no.such.Service")
+    out = grpcurl(services_server.target, "describe", "no.such.Service")
     assert out.returncode != 0 and "no.such.Service" in out.stderr
 
 
@@ -81,7 +71,7 @@ def _v1_messages():
                  for name in ("ServerReflectionRequest", "ServerReflectionResponse"))
 
 
-def test_reflection_v1_with_grpcio_stub(srv):
+def test_reflection_v1_with_grpcio_stub(services_server):
     from google.protobuf import descriptor_pb2
 
     request_cls, response_cls = _v1_messages()
@@ -93,7 +83,7 @@ def test_reflection_v1_with_grpcio_stub(srv):
         request_cls(file_containing_symbol="no.such.Symbol"),
         request_cls(host="only-a-host"),  # no question asked
     ]
-    with grpc.insecure_channel(srv.target) as ch:
+    with grpc.insecure_channel(services_server.target) as ch:
         info = ch.stream_stream("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
                                 request_serializer=request_cls.SerializeToString,
                                 response_deserializer=response_cls.FromString)
@@ -114,12 +104,12 @@ def test_reflection_v1_with_grpcio_stub(srv):
 
 
 # -- health -----------------------------------------------------------------------------------
-def test_health_check_grpcurl_and_grpcio(srv):
-    out = grpcurl("-d", '{"service":"helloworld.Greeter"}', srv.target, "grpc.health.v1.Health/Check")
+def test_health_check_grpcurl_and_grpcio(services_server):
+    out = grpcurl("-d", '{"service":"helloworld.Greeter"}', services_server.target, "grpc.health.v1.Health/Check")
     assert out.returncode == 0 and json.loads(out.stdout) == {"status": "SERVING"}, out.stderr
-    out = grpcurl("-d", '{"service":"no.such.Service"}', srv.target, "grpc.health.v1.Health/Check")
+    out = grpcurl("-d", '{"service":"no.such.Service"}', services_server.target, "grpc.health.v1.Health/Check")
     assert out.returncode != 0 and "NotFound" in out.stderr
-    with grpc.insecure_channel(srv.target) as ch:
+    with grpc.insecure_channel(services_server.target) as ch:
         check = health_pb2_grpc.HealthStub(ch).Check
         assert check(health_pb2.HealthCheckRequest(), timeout=10).status == Status.SERVING
         assert check(health_pb2.HealthCheckRequest(service="gmftest.SyncService"), timeout=10).status == Status.SERVING
@@ -136,8 +126,8 @@ def _set_health(ch: grpc.Channel, service: str, status: int) -> None:
     assert reply.message == "ok"
 
 
-def test_health_watch_sees_changes_the_application_makes(srv):
-    with grpc.insecure_channel(srv.target) as ch:  # one connection, so the one worker
+def test_health_watch_sees_changes_the_application_makes(services_server):
+    with grpc.insecure_channel(services_server.target) as ch:  # one connection, so the one worker
         stub = health_pb2_grpc.HealthStub(ch)
         watch = stub.Watch(health_pb2.HealthCheckRequest(service="app.Database"), timeout=20)
         assert next(watch).status == Status.SERVICE_UNKNOWN  # not known until the app sets it
@@ -192,9 +182,7 @@ def test_health_status_is_per_worker():
 def test_health_not_serving_on_graceful_shutdown(runtime):
     """SIGTERM: open Watch streams get NOT_SERVING and end with OK before the connection
     gets GOAWAY (raw frames show the order); grpcio's stub sees the same."""
-    require_runtime(runtime)
-    proc = spawn(runtime, grace=5.0)
-    try:
+    with serving(runtime, grace=5.0) as proc:
         raw = RawClient(proc.port, timeout=10)
         raw.handshake()
         raw.grpc_request(1, "/grpc.health.v1.Health/Watch", b"\x00\x00\x00\x00\x00")  # service ""
@@ -217,13 +205,11 @@ def test_health_not_serving_on_graceful_shutdown(runtime):
         assert time.monotonic() - started < 4.5  # open Watch streams do not hold the drain for the grace period
         assert proc.proc.returncode == 0
         raw.close()
-    finally:
-        proc.stop()
 
 
 # -- interceptors -----------------------------------------------------------------------------
-def test_interceptor_rejects_missing_token_unary_and_streaming(secured):
-    with grpc.insecure_channel(secured.target) as ch:
+def test_interceptor_rejects_missing_token_unary_and_streaming(intercepted_server):
+    with grpc.insecure_channel(intercepted_server.target) as ch:
         stub = gmftest_pb2_grpc.TestServiceStub(ch)
         for metadata, details in (((), "missing api key"), ((TOKENS[0],), "missing or bad bearer token"),
                                   ((TOKENS[0], ("authorization", "Bearer bad")), "missing or bad bearer token")):
@@ -249,7 +235,7 @@ def test_interceptor_rejects_missing_token_unary_and_streaming(secured):
         assert [r.message for r in replies] == ["x", "y"]
 
 
-def test_rejection_of_an_open_request_stream_is_immediate(secured):
+def test_rejection_of_an_open_request_stream_is_immediate(intercepted_server):
     """A bidi client that keeps its request stream open still gets the interceptor's
     unary abort handler's UNAUTHENTICATED at once (it answers the first message)."""
     release = threading.Event()
@@ -258,7 +244,7 @@ def test_rejection_of_an_open_request_stream_is_immediate(secured):
         yield tpb.EchoRequest(message="first")
         release.wait(10)
 
-    with grpc.insecure_channel(secured.target) as ch:
+    with grpc.insecure_channel(intercepted_server.target) as ch:
         stub = gmftest_pb2_grpc.TestServiceStub(ch)
         started = time.monotonic()
         with pytest.raises(grpc.RpcError) as err:
@@ -267,8 +253,8 @@ def test_rejection_of_an_open_request_stream_is_immediate(secured):
         assert err.value.code() == UNAUTHENTICATED and time.monotonic() - started < 5
 
 
-def test_wrapping_interceptor_sees_every_call_and_keeps_statuses(secured):
-    with grpc.insecure_channel(secured.target) as ch:
+def test_wrapping_interceptor_sees_every_call_and_keeps_statuses(intercepted_server):
+    with grpc.insecure_channel(intercepted_server.target) as ch:
         stub = gmftest_pb2_grpc.TestServiceStub(ch)
         counts = []
         for _ in range(3):
@@ -301,21 +287,21 @@ def test_wrapping_interceptor_sees_every_call_and_keeps_statuses(secured):
         assert err.value.code() == UNAUTHENTICATED
 
 
-def test_interceptors_let_health_and_reflection_through(secured):
-    out = grpcurl(secured.target, "list")
+def test_interceptors_let_health_and_reflection_through(intercepted_server):
+    out = grpcurl(intercepted_server.target, "list")
     assert out.returncode == 0 and "helloworld.Greeter" in out.stdout.split(), out.stderr
-    out = grpcurl("-d", '{"name":"n"}', secured.target, "helloworld.Greeter/SayHello")
+    out = grpcurl("-d", '{"name":"n"}', intercepted_server.target, "helloworld.Greeter/SayHello")
     assert out.returncode != 0 and "Unauthenticated" in out.stderr
-    out = grpcurl("-H", "x-api-key: k", "-H", "authorization: Bearer good", "-d", '{"name":"n"}', secured.target,
+    out = grpcurl("-H", "x-api-key: k", "-H", "authorization: Bearer good", "-d", '{"name":"n"}', intercepted_server.target,
                   "helloworld.Greeter/SayHello")
     assert out.returncode == 0 and json.loads(out.stdout) == {"message": "Hello n!"}, out.stderr
-    with grpc.insecure_channel(secured.target) as ch:
+    with grpc.insecure_channel(intercepted_server.target) as ch:
         assert health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=10).status == Status.SERVING
 
 
-def test_rejected_calls_leave_the_worker_serving_raw_peers(secured):
+def test_rejected_calls_leave_the_worker_serving_raw_peers(intercepted_server):
     """Many rejected calls on one raw connection, then an authorized one on the same connection."""
-    raw = RawClient(secured.port)
+    raw = RawClient(intercepted_server.port)
     raw.handshake()
     body = b"\x00\x00\x00\x00\x00"
     for sid in range(1, 40, 2):

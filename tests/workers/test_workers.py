@@ -19,9 +19,9 @@ import pytest
 
 from gmf import GmfServer, Placement
 from gmf import runtime as rt
-from tests.helpers import ROOT
+from tests.helpers import ROOT, poll
 from tests.helpers.net import free_port, wait_port
-from tests.helpers.rawh2 import RawClient
+from tests.helpers.rawh2 import RawClient, refused
 from tests.helpers.servers import spawn
 
 CPUS = sorted(os.sched_getaffinity(0))
@@ -124,7 +124,7 @@ def test_max_connections_refuses_extra_keeps_existing():
         assert 1 <= logged <= 1 + int(elapsed), log  # 4 refusals, logged at most once per second
         for c in held:
             c.close()
-        time.sleep(0.3)
+        poll.until(lambda: not refused(srv.port), "the worker to take new connections once the held ones closed")
         assert worker_pid_of_new_connection(srv.target) == srv.pids[0]  # capacity is back
     finally:
         srv.stop()
@@ -161,29 +161,22 @@ def test_killed_worker_restarts_others_never_fail():
 
         thread = threading.Thread(target=load)
         thread.start()
-        time.sleep(0.3)
-        os.kill(victim, signal.SIGKILL)
-        killed_at = time.monotonic()
-        new_pid = None
-        while time.monotonic() - killed_at < 1.0:
-            current = [p for p in children_of(srv.proc.pid) if p not in (victim, survivor)]
-            if current:
-                new_pid = current[0]
-                break
-            time.sleep(0.02)
-        time.sleep(0.5)
-        done.set()
-        thread.join()
-        assert new_pid is not None, "the killed worker was not restarted within a second"
+        try:
+            poll.until(lambda: calls[0] or failures, "the load on the surviving worker to run")
+            os.kill(victim, signal.SIGKILL)
+            new_pids = poll.until(lambda: [p for p in children_of(srv.proc.pid) if p not in (victim, survivor)],
+                                  "the killed worker to be restarted", timeout=1.0)
+            served = calls[0]
+            poll.until(lambda: calls[0] >= served + 10 or failures, "10 more calls served after the restart")
+        finally:
+            done.set()
+            thread.join()
+        new_pid = new_pids[0]
         assert not failures, failures[:3]
         assert calls[0] > 10
         assert "was killed by SIGKILL: restarting" in srv.log()
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:  # the new worker serves too
-            if worker_pid_of_new_connection(srv.target) == new_pid:
-                break
-        else:
-            pytest.fail("restarted worker never served")
+        poll.until(lambda: worker_pid_of_new_connection(srv.target) == new_pid, "the restarted worker to serve",
+                   timeout=5, interval=0)
         for ch in channels.values():
             ch.close()
     finally:
