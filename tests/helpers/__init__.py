@@ -6,7 +6,8 @@ nor the dev harness; the installed package does not depend on it (bench/ takes i
 helpers from ``net``).
 
 Importing it makes the committed generated code importable (``helloworld_pb2``,
-``route_guide_pb2``, ``gmftest_pb2``, ...), in the test process and in test servers alike.
+``route_guide_pb2``, ``streambench_pb2``, ``gmftest_pb2``, ...), in the test process and in
+test servers alike.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout the tests run in
-GENERATED = ("examples/helloworld", "examples/routeguide", "examples", "tests/protos")
+GENERATED = ("examples/helloworld", "examples/routeguide", "examples/streambench", "examples", "tests/protos")
 
 for _sub in GENERATED:
     if str(ROOT / _sub) not in sys.path:

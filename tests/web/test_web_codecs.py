@@ -9,17 +9,15 @@ import base64
 import gzip
 import json
 
+import helloworld_pb2  # importable: see tests/web/__init__.py
 import pytest
+import route_guide_pb2
 
-import tests.helpers  # noqa: F401  (generated code on sys.path)
 from gmf.protocol import grpc as g
 from gmf.web import connect, grpcweb
 from gmf.web.cors import CorsPolicy
 from gmf.web.route import Kind, classify
 from gmf.web.sink import Out
-
-import helloworld_pb2  # noqa: E402  isort: skip
-import route_guide_pb2  # noqa: E402  isort: skip
 
 BIN = grpcweb.parse_content_type(b"application/grpc-web+proto")
 TEXT = grpcweb.parse_content_type(b"application/grpc-web-text")
