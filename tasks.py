@@ -1,6 +1,8 @@
 """Invoke tasks for GMF's container-first development workflow (`invoke --list`).
 
-Wiring only: each task calls into gmf/toolkit/. See docs/development.md.
+Wiring only: each task calls into gmf/toolkit/ (the container toolkit) or into the dev harness
+of this checkout: bench/ (`invoke bench`), soak/ (`invoke soak`), tests/fuzzing/ (`invoke fuzz`),
+imported only when their task runs. See docs/development.md.
 """
 
 from __future__ import annotations
@@ -126,9 +128,10 @@ def bench(c: Context, quick: bool = False, micro: bool = False, servers: str | N
                 *(["--duration", str(duration)] if duration is not None else []), "--results-dir", results_dir]
         _done(commands.in_container(args, _settings(name)))
         return
-    _done(commands.bench(quick=quick, micro=micro, servers=servers, shapes=shapes,
-                         duration=float(duration) if duration is not None else None,
-                         results_dir=results_dir))
+    from bench import harness as bench_harness
+
+    _done(bench_harness.run(quick=quick, micro=micro, servers=servers, shapes=shapes,
+                            duration=float(duration) if duration is not None else None, results_dir=results_dir))
 
 
 @task(help={"examples": "number of examples (default 10000)", "minutes": "run this long instead",
@@ -136,11 +139,11 @@ def bench(c: Context, quick: bool = False, micro: bool = False, servers: str | N
 def fuzz(c: Context, examples: int | None = None, minutes: float | None = None, seed: int | None = None,
          batch: int = 500) -> None:
     """Fuzz the sans-IO HTTP/2 core (hypothesis) with random and mutated frame sequences."""
-    from gmf.toolkit import fuzz as fuzz_module
+    from tests.fuzzing import harness as fuzz_harness
 
-    _done(fuzz_module.run(int(examples) if examples is not None else None,
-                          float(minutes) if minutes is not None else None,
-                          int(seed) if seed is not None else None, int(batch)))
+    _done(fuzz_harness.run(int(examples) if examples is not None else None,
+                           float(minutes) if minutes is not None else None,
+                           int(seed) if seed is not None else None, int(batch)))
 
 
 @task(help={"rpcs": "unary RPCs", "connections": "client connections", "streaming": "streaming RPCs",
@@ -150,12 +153,12 @@ def fuzz(c: Context, examples: int | None = None, minutes: float | None = None, 
 def soak(c: Context, rpcs: int = 1_000_000, connections: int = 64, streaming: int = 1000, kill_every: float = 10.0,
          workers: int = 2, clients: int = 2, concurrency: int = 64, fail_fast: bool = False) -> None:
     """Soak: many RPCs over many connections while workers are killed; every RPC accounted."""
-    from gmf.toolkit import soak as soak_module
+    from soak import harness as soak_harness
 
-    config = soak_module.SoakConfig(rpcs=int(rpcs), connections=int(connections), streaming=int(streaming),
-                                    kill_every=float(kill_every), workers=int(workers), clients=int(clients),
-                                    concurrency=int(concurrency), fail_fast=fail_fast)
-    _done(0 if soak_module.run(config).passed else 1)
+    config = soak_harness.SoakConfig(rpcs=int(rpcs), connections=int(connections), streaming=int(streaming),
+                                     kill_every=float(kill_every), workers=int(workers), clients=int(clients),
+                                     concurrency=int(concurrency), fail_fast=fail_fast)
+    _done(0 if soak_harness.run(config).passed else 1)
 
 
 @task(help={"container": "run inside the dev container", "name": _CONTAINER_HELP["name"]})

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from gmf.toolkit.commands import MYPY_PATHS
+from tests.helpers import ROOT
 
 
 def test_ruff_clean():
@@ -15,6 +15,6 @@ def test_ruff_clean():
 
 
 def test_mypy_clean():
-    out = subprocess.run([sys.executable, "-m", "mypy", "gmf", "tasks.py"], cwd=ROOT, capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "mypy", *MYPY_PATHS], cwd=ROOT, capture_output=True, text=True,
                          timeout=600)
     assert out.returncode == 0, out.stdout + out.stderr

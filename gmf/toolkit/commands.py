@@ -1,4 +1,4 @@
-"""test / check / bench / proto: the same commands natively or inside the dev container.
+"""test / check / proto (and the harness tasks, in a container): the same commands natively or inside the dev container.
 
 Inside the container a task runs as ``invoke <task>`` (natively there), so both paths share
 one definition; exit codes and output pass through.
@@ -9,15 +9,16 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from . import container
+from . import checkout, container
 from .errors import note
-from .image import ROOT
+
+MYPY_PATHS = ("gmf", "tasks.py", "bench", "soak")  # the package, the wiring and the dev harness
 
 
 def native(cmd: list[str]) -> int:
     note(" ".join(cmd))
     try:
-        return subprocess.call(cmd, cwd=ROOT)
+        return subprocess.call(cmd, cwd=checkout.root())
     except FileNotFoundError:
         note(f"{cmd[0]} not found: run `pip install -e .[dev]`")
         return 127
@@ -42,17 +43,9 @@ def check() -> int:
     """ruff, then mypy; both always run, the exit code is the first failure's."""
     codes = [
         native([sys.executable, "-m", "ruff", "check", "."]),
-        native([sys.executable, "-m", "mypy", "gmf", "tasks.py"]),
+        native([sys.executable, "-m", "mypy", *MYPY_PATHS]),
     ]
     return next((c for c in codes if c), 0)
-
-
-def bench(*, quick: bool = False, micro: bool = False, servers: str | None = None, shapes: str | None = None,
-          duration: float | None = None, results_dir: str = "bench/results") -> int:
-    from gmf.toolkit import bench as bench_module  # written separately; imported only when used
-
-    return int(bench_module.run(quick=quick, micro=micro, servers=servers, shapes=shapes, duration=duration,
-                                results_dir=results_dir))
 
 
 def proto() -> int:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import engine, proxy, seccomp
+from . import checkout, engine, proxy, seccomp
 from . import image as images
 from .engine import Client
 from .errors import ToolkitError, note
@@ -37,7 +37,7 @@ class Settings:
     name: str = field(default_factory=lambda: os.environ.get("GMF_DEV_CONTAINER", DEFAULT_NAME))
     image: str = images.DEV_TAG
     port: int = field(default_factory=lambda: int(os.environ.get("GMF_DEV_PORT", DEFAULT_PORT)))
-    workspace: Path = images.ROOT
+    workspace: Path = field(default_factory=checkout.root)
     seccomp: str = "auto"
     memlock: int | None = None  # bytes; None = only when the kernel needs it
 

@@ -7,13 +7,13 @@ import re
 from pathlib import Path
 from typing import Any
 
+from . import checkout
 from .errors import ToolkitError
-from .image import ROOT
 
-CONFIG = ROOT / ".devcontainer" / "devcontainer.json"
+CONFIG = Path(".devcontainer") / "devcontainer.json"  # in the checkout
 # The seccomp profile the devcontainer runs with: seccomp.gmf_profile() as a file, because
 # runArgs can only name a path (`invoke devcontainer --write-profile` regenerates it).
-PROFILE = ROOT / ".devcontainer" / "seccomp.json"
+PROFILE = Path(".devcontainer") / "seccomp.json"
 
 
 def profile_text() -> str:
@@ -22,9 +22,10 @@ def profile_text() -> str:
     return json.dumps(gmf_profile(), indent=1) + "\n"
 
 
-def write_profile(path: Path = PROFILE) -> None:
+def write_profile(path: Path | None = None) -> None:
+    path = path or checkout.root() / PROFILE
     path.write_text(profile_text())
-    print(f"wrote {path.relative_to(ROOT)}")
+    print(f"wrote {path.relative_to(checkout.root())}")
 REQUIRED = ("name", "build", "runArgs", "forwardPorts", "postCreateCommand", "customizations")
 
 
@@ -51,7 +52,8 @@ def strip_jsonc(text: str) -> str:
     return re.sub(r",(\s*[}\]])", r"\1", "".join(out))
 
 
-def load(path: Path = CONFIG) -> dict[str, Any]:
+def load(path: Path | None = None) -> dict[str, Any]:
+    path = path or checkout.root() / CONFIG
     if not path.is_file():
         raise ToolkitError(f"{path} is missing")
     try:
@@ -90,13 +92,14 @@ def problems(data: dict[str, Any], folder: Path) -> list[str]:
     return found
 
 
-def validate(path: Path = CONFIG) -> int:
+def validate(path: Path | None = None) -> int:
+    path = path or checkout.root() / CONFIG
     data = load(path)
     found = problems(data, path.parent)
     if found:
-        raise ToolkitError(f"{path.relative_to(ROOT)}: " + "; ".join(found))
+        raise ToolkitError(f"{path.relative_to(checkout.root())}: " + "; ".join(found))
     build = data["build"]
-    print(f"{path.relative_to(ROOT)} is valid: builds {build['dockerfile']} (BASE={build['args']['BASE']}), "
+    print(f"{path.relative_to(checkout.root())} is valid: builds {build['dockerfile']} (BASE={build['args']['BASE']}), "
           f"forwards {data['forwardPorts']}, runArgs {data['runArgs']}")
     print("use it: `invoke base-image`, then VS Code 'Reopen in Container' or "
           "`devcontainer up --workspace-folder .`")

@@ -26,11 +26,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from . import aptsources, engine, proxy
+from . import aptsources, checkout, engine, proxy
 from .engine import Client
 from .errors import ToolkitError, note
 
-ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = "docker/Dockerfile"
 DEV_TAG = "gmf-dev:bookworm"
 BASE_TAG = "gmf-base:bookworm"
@@ -230,7 +229,7 @@ def build_dev(tag: str = DEV_TAG, base: str = BASE_TAG, ca_bundle: str | None = 
     buildargs = {"BASE": base, **proxy.proxy_env()}
     try:
         stream_build(client.api.build(
-            path=str(ROOT), dockerfile=DOCKERFILE, tag=tag, buildargs=buildargs, decode=True,
+            path=str(checkout.root()), dockerfile=DOCKERFILE, tag=tag, buildargs=buildargs, decode=True,
             rm=True, forcerm=True, nocache=no_cache, pull=False,
         ))
     except OSError as exc:

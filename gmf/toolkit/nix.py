@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from pathlib import Path
 
+from . import checkout
 from .errors import ToolkitError, note
-from .image import ROOT
 
-SHELL_NIX = ROOT / "nix" / "shell.nix"
 HOW_TO_GET_NIX = (
     "Nix is not installed: get it from https://nixos.org/download (multi-user install), or on "
     "Debian/Ubuntu `apt-get install nix-bin` and add a nixpkgs channel "
@@ -22,11 +22,15 @@ def has_nixpkgs() -> bool:
     return subprocess.run(["nix-instantiate", "--find-file", "nixpkgs"], capture_output=True).returncode == 0
 
 
+def shell_nix() -> Path:
+    return checkout.root() / "nix" / "shell.nix"
+
+
 def parse_check() -> None:
     """`nix-instantiate --parse nix/shell.nix`: syntax only, works without nixpkgs."""
     if shutil.which("nix-instantiate") is None:
         raise ToolkitError(HOW_TO_GET_NIX)
-    proc = subprocess.run(["nix-instantiate", "--parse", str(SHELL_NIX)], capture_output=True, text=True)
+    proc = subprocess.run(["nix-instantiate", "--parse", str(shell_nix())], capture_output=True, text=True)
     if proc.returncode != 0:
         raise ToolkitError(f"nix/shell.nix does not parse: {proc.stderr.strip()}")
 
@@ -41,8 +45,8 @@ def enter(command: str | None = None) -> int:
             "(`nix-channel --add https://nixos.org/channels/nixos-24.11 nixpkgs && nix-channel --update`) "
             "or run with NIX_PATH=nixpkgs=/path/to/nixpkgs"
         )
-    args = ["nix-shell", str(SHELL_NIX)]
+    args = ["nix-shell", str(shell_nix())]
     if command:
         args += ["--run", command]
     note(" ".join(args))
-    return subprocess.call(args, cwd=ROOT)
+    return subprocess.call(args, cwd=checkout.root())

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
-from . import container, engine, image
+from . import checkout, container, engine, image
 from .errors import ToolkitError, note
 
-EXAMPLES = image.ROOT / "examples"
 READY_PROBE = (
     "import socket,sys,time\n"
     "end=time.time()+float(sys.argv[2])\n"
@@ -27,7 +27,8 @@ READY_PROBE = (
 
 
 def examples() -> list[str]:
-    return sorted(p.name for p in EXAMPLES.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
+    folder = checkout.root() / "examples"
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
 
 
 def script(example: str, role: str) -> str:
@@ -35,10 +36,10 @@ def script(example: str, role: str) -> str:
     known = examples()
     if example not in known:
         raise ToolkitError(f"unknown example {example!r}; the examples are: {', '.join(known)}")
-    path = EXAMPLES / example / f"{role}.py"
-    if not path.is_file():
+    path = Path("examples") / example / f"{role}.py"
+    if not (checkout.root() / path).is_file():
         raise ToolkitError(f"examples/{example} has no {role}.py")
-    return str(path.relative_to(image.ROOT))
+    return str(path)
 
 
 def run(example: str, *, mode: str = "auto", port: int = container.DEFAULT_PORT, client: bool = False,
@@ -69,7 +70,7 @@ def _args(role: str, port: int) -> list[str]:
 
 def _native(path: str, role: str, port: int) -> int:
     try:
-        return subprocess.call([sys.executable, path, *_args(role, port)], cwd=image.ROOT)
+        return subprocess.call([sys.executable, path, *_args(role, port)], cwd=checkout.root())
     except KeyboardInterrupt:
         return 130
 

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from gmf.toolkit.benchlib import h2load
-from gmf.toolkit.benchlib.h2load import LoadSpec, Shape
-
-ROOT = Path(__file__).resolve().parents[2]
+from bench import h2load
+from bench.h2load import LoadSpec, Shape
+from tests.helpers import ROOT
 
 SAMPLE = """starting benchmark...
 spawning thread #0: 16 total client(s). Timing-based test with 0s of warm-up time and 2s of main duration for measurements.

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from gmf.toolkit import bench
-from gmf.toolkit.benchlib import h2load, servers
-from gmf.toolkit.benchlib.memory import hold_idle
+from bench import h2load, servers
+from bench import harness as bench
+from bench.memory import hold_idle
 
 pytestmark = pytest.mark.skipif(
     shutil.which("h2load") is None, reason="h2load (Debian nghttp2-client) not installed"

@@ -6,10 +6,10 @@ import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from gmf.toolkit import bench
-from gmf.toolkit.benchlib import report, servers
-from gmf.toolkit.benchlib.h2load import H2loadResult
-from gmf.toolkit.benchlib.results import Point, add_ratios, reduce_runs
+from bench import harness as bench
+from bench import report, servers
+from bench.h2load import H2loadResult
+from bench.results import Point, add_ratios, reduce_runs
 
 
 def run(rps: float, p99: float, errors: int = 0) -> H2loadResult:

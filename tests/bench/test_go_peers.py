@@ -23,18 +23,14 @@ from types import ModuleType
 from typing import Any
 
 import grpc
+import helloworld_pb2  # importable: see tests/helpers/__init__.py
+import helloworld_pb2_grpc
 import pytest
+import streambench_pb2 as sb
+import streambench_pb2_grpc as sb_grpc
 
-from gmf.toolkit.benchlib.servers import free_port, wait_port
-
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "examples" / "streambench"))
-import streambench_pb2 as sb  # noqa: E402
-import streambench_pb2_grpc as sb_grpc  # noqa: E402
-
-sys.path.insert(0, str(ROOT / "examples" / "helloworld"))
-import helloworld_pb2  # noqa: E402
-import helloworld_pb2_grpc  # noqa: E402
+from tests.helpers import ROOT
+from tests.helpers.net import free_port, wait_port
 
 
 def _load_go_build() -> ModuleType:

@@ -1,6 +1,6 @@
 """A connection for driving the RPC layer directly: a :class:`~gmf.rpc.sink.CallSink` that
 records what calls send, so ``Call``, the runner and ``ServicerContext`` run without sockets
-or HTTP/2 (as tests/test_h2_limits.py drives the protocol core without an RPC layer)."""
+or HTTP/2 (as tests/protocol/test_h2_limits.py drives the protocol core without an RPC layer)."""
 
 from __future__ import annotations
 

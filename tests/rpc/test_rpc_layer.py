@@ -2,7 +2,7 @@
 bytes in through ``Call.feed``, handlers of each kind run by ``runner.start``, and exactly what
 the call hands its :class:`~gmf.rpc.sink.CallSink` (metadata, messages, status, flow-control
 credit). No sockets, no HTTP/2; the wire end of the same behaviour is tested with grpcio in
-tests/test_grpc_core.py."""
+tests/rpc/test_grpc_core.py."""
 
 from __future__ import annotations
 

@@ -11,7 +11,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from toolkit_helpers import TEST_CONTAINER, invoke, need
+
+from tests.toolkit.toolkit_helpers import TEST_CONTAINER, invoke, need
 
 
 @pytest.fixture(scope="session")

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gmf.toolkit import image, seccomp
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.docker
 
 
@@ -53,7 +52,7 @@ def test_explicit_uring_under_blocking_seccomp_is_one_clear_error(dev_image: Any
 def test_server_serves_on_the_fallback_runtime(dev_image: Any, docker_client: Any) -> None:
     script = (
         "import sys, grpc; sys.path.insert(0, '.')\n"
-        "from tests.apps import build_server\n"
+        "from tests.helpers.apps import build_server\n"
         "import helloworld_pb2, helloworld_pb2_grpc\n"
         "handle = build_server(workers=1).start('127.0.0.1:0')\n"
         "with grpc.insecure_channel(f'127.0.0.1:{handle.port}') as ch:\n"

@@ -11,10 +11,11 @@ import subprocess
 from typing import Any
 
 import pytest
-from toolkit_helpers import ROOT, need
 
-from gmf.toolkit.benchlib.servers import free_port
 from gmf.toolkit.run import READY_PROBE
+from tests.helpers import ROOT
+from tests.helpers.net import free_port
+from tests.toolkit.toolkit_helpers import need
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]  # the first test builds the images
 LABEL = "org.gmf.test=devcontainer"

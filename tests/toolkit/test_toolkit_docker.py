@@ -6,10 +6,11 @@ import subprocess
 from typing import Any
 
 import pytest
-from toolkit_helpers import exec_out, invoke
 
 from gmf.toolkit import image, proxy, seccomp
-from gmf.toolkit.benchlib.servers import free_port, wait_port
+from tests.helpers import ROOT
+from tests.helpers.net import free_port, wait_port
+from tests.toolkit.toolkit_helpers import exec_out, invoke
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]  # the first test builds the images
 
@@ -103,7 +104,7 @@ def test_run_helloworld_in_a_container_answers_grpcurl_on_the_host(dev_image: An
         reply = subprocess.run(
             ["grpcurl", "-plaintext", "-d", '{"name":"John"}', "-proto", "proto/helloworld/helloworld.proto",
              f"127.0.0.1:{port}", "helloworld.Greeter/SayHello"],
-            cwd=str(image.ROOT), capture_output=True, text=True, timeout=60,
+            cwd=str(ROOT), capture_output=True, text=True, timeout=60,
         )
         assert '"message": "Hello John!"' in reply.stdout, reply.stderr
         client = invoke(*args, "--client", check=True, timeout=180)
@@ -135,7 +136,7 @@ def test_run_without_engine_falls_back_to_native() -> None:
     port = free_port()
     proc = subprocess.Popen(
         ["python", "-m", "invoke", "run", "--example", "helloworld", "--port", str(port)],
-        cwd=str(image.ROOT), env={**__import__("os").environ, "DOCKER_HOST": "unix:///tmp/gmf-no-docker.sock"},
+        cwd=str(ROOT), env={**__import__("os").environ, "DOCKER_HOST": "unix:///tmp/gmf-no-docker.sock"},
         stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, start_new_session=True,
     )
     try:

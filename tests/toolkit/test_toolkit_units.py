@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import json
+import os
 import resource
 import shutil
 import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import pytest
-from toolkit_helpers import ROOT, invoke, need
 
-from gmf.toolkit import aptsources, container, deps, devcontainer, proxy, seccomp
+from gmf.toolkit import aptsources, checkout, container, deps, devcontainer, proxy, seccomp
 from gmf.toolkit.errors import ToolkitError
+from tests.helpers import ROOT
+from tests.toolkit.toolkit_helpers import invoke, need
 
 TASKS = ["base-image", "build-image", "container.up", "container.status", "container.shell",
-         "container.logs", "container.down", "run", "test", "check", "bench", "proto", "devcontainer",
-         "nix-shell", "stats"]
+         "container.logs", "container.down", "run", "test", "check", "bench", "fuzz", "soak", "proto",
+         "devcontainer", "nix-shell", "stats"]
 
 
 def test_list_shows_every_task_with_help() -> None:
@@ -140,3 +144,45 @@ def test_unknown_example_lists_the_examples() -> None:
     assert proc.returncode != 0
     assert "unknown example 'nosuch'" in proc.stderr and "helloworld" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_the_checkout_is_found_from_the_package() -> None:
+    assert checkout.root() == ROOT
+    assert container.Settings().workspace == ROOT
+
+
+def test_an_installed_copy_imports_and_names_the_fix(tmp_path: Path) -> None:
+    """gmf without a checkout around it (as pip installs it): the toolkit imports, and toolkit work
+    fails with one message that says what to do, not a traceback from deep inside."""
+    shutil.copytree(ROOT / "gmf", tmp_path / "gmf", ignore=shutil.ignore_patterns("__pycache__"))
+    code = ("import gmf.toolkit.commands, gmf.toolkit.container, gmf.toolkit.devcontainer, gmf.toolkit.image, "
+            "gmf.toolkit.nix, gmf.toolkit.proto, gmf.toolkit.run\n"
+            "from gmf.toolkit import commands\n"
+            "from gmf.toolkit.errors import ToolkitError\n"
+            "try:\n    commands.check()\nexcept ToolkitError as exc:\n    print(exc)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert out.returncode == 0, out.stderr
+    assert f"gmf was imported from {tmp_path / 'gmf'}" in out.stdout
+    assert "clone the repository, run `pip install -e '.[toolkit]'` in it and run `invoke` from there" in out.stdout
+
+
+def test_the_wheel_holds_the_package_without_the_dev_harness(tmp_path: Path) -> None:
+    """What pip installs: gmf/ with the container toolkit; bench/, soak/ and tests/ stay in the checkout.
+    Built from a copy of the sources, so no build/ folder of an earlier build is packed."""
+    source = tmp_path / "src"
+    skip = shutil.ignore_patterns("__pycache__", "node_modules", "results", ".*")
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, source / name)
+    for name in ("gmf", "bench", "soak", "tests"):
+        shutil.copytree(ROOT / name, source / name, ignore=skip)
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                            "-w", str(tmp_path), str(source)], capture_output=True, text=True, timeout=300)
+    assert build.returncode == 0, build.stdout + build.stderr
+    (wheel,) = tmp_path.glob("gmf-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    packages = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
+    assert packages == {"gmf"}, packages
+    assert "gmf/toolkit/image.py" in names and "gmf/toolkit/checkout.py" in names
+    assert not [n for n in names if any(part in n for part in ("bench", "soak", "fuzz"))], names

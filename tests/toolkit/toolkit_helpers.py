@@ -1,4 +1,4 @@
-"""Helpers for the toolkit tests (a module of its own: `conftest` is a name shared with tests/).
+"""Helpers for the toolkit tests.
 
 Docker tests (``@pytest.mark.docker``) skip with the reason when no engine answers, except
 with GMF_REQUIRE_DOCKER=1 (CI), where that is a failure. Names and ports differ from a
@@ -10,14 +10,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from gmf.toolkit.benchlib.servers import free_port
+from tests.helpers import ROOT
+from tests.helpers.net import free_port
 
-ROOT = Path(__file__).resolve().parents[2]
 REQUIRE = os.environ.get("GMF_REQUIRE_DOCKER") == "1"
 TEST_CONTAINER = "gmf-test-dev"
 

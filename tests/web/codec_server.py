@@ -1,6 +1,6 @@
 """A test driver for gmf.web's codecs, so real clients check them before they are in GMF.
 
-python tests/web/codec_server.py --port 8080 --cors-origin http://127.0.0.1:9000
+python -m tests.web.codec_server --port 8080 --cors-origin http://127.0.0.1:9000
 
 This is NOT GMF's server and not how phase 2 integrates (that goes through the accept point and
 the Call layer, see docs/web.md): it is a plain asyncio-streams loop, one request at a time per
@@ -16,29 +16,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 import time
 import traceback
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-_ROOT = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(_ROOT), str(Path(__file__).resolve().parent),
-                str(_ROOT / "examples" / "helloworld"), str(_ROOT / "examples" / "routeguide")]
+import grpc
+import helloworld_pb2_grpc  # importable: see tests/web/__init__.py
+import route_guide_pb2_grpc
 
-import grpc  # noqa: E402
-import helloworld_pb2_grpc  # noqa: E402
-import route_guide_pb2_grpc  # noqa: E402
-from services import RouteGuideServicer, WebGreeter  # noqa: E402
-
-from gmf.protocol import grpc as g  # noqa: E402
-from gmf.rpc.registry import MethodRegistry  # noqa: E402
-from gmf.web import connect, grpcweb  # noqa: E402
-from gmf.web.cors import CorsPolicy  # noqa: E402
-from gmf.web.http1 import Body, Closed, EndOfRequest, H1Limits, H1ServerConnection, Rejected, Request  # noqa: E402
-from gmf.web.route import Kind, Route, classify  # noqa: E402
-from gmf.web.sink import Out, ResponseEncoder, write_out  # noqa: E402
+from gmf.protocol import grpc as g
+from gmf.rpc.registry import MethodRegistry
+from gmf.web import connect, grpcweb
+from gmf.web.cors import CorsPolicy
+from gmf.web.http1 import Body, Closed, EndOfRequest, H1Limits, H1ServerConnection, Rejected, Request
+from gmf.web.route import Kind, Route, classify
+from gmf.web.sink import Out, ResponseEncoder, write_out
+from tests.web.services import RouteGuideServicer, WebGreeter
 
 MAX_MESSAGE = 4 * 1024 * 1024
 

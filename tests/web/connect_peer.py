@@ -1,7 +1,7 @@
 """The reference peer of the web acceptance tests: connectrpc on uvicorn serving
 tests/web/services.py (helloworld + routeguide), with CORS for the page's origin.
 
-python tests/web/connect_peer.py --port 8080 --cors-origin http://127.0.0.1:9000
+python -m tests.web.connect_peer --port 8080 --cors-origin http://127.0.0.1:9000
 
 CORS is not part of connectrpc; the ASGI middleware below answers with ``gmf.web.cors`` (so the
 browser tests also check that policy against a real browser).
@@ -10,19 +10,14 @@ browser tests also check that policy against a real browser).
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 from typing import Any
 
-_ROOT = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(_ROOT), str(_ROOT / "bench" / "peers"), str(Path(__file__).resolve().parent)]
+import uvicorn
+from connect_gen.helloworld_connect import GreeterASGIApplication  # importable: see tests/web/__init__.py
+from connect_gen.route_guide_connect import RouteGuideASGIApplication
 
-import uvicorn  # noqa: E402
-from connect_gen.helloworld_connect import GreeterASGIApplication  # noqa: E402
-from connect_gen.route_guide_connect import RouteGuideASGIApplication  # noqa: E402
-from services import RouteGuideServicer, WebGreeter, connect_service  # noqa: E402
-
-from gmf.web.cors import CorsPolicy  # noqa: E402
+from gmf.web.cors import CorsPolicy
+from tests.web.services import RouteGuideServicer, WebGreeter, connect_service
 
 
 class Router:

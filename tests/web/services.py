@@ -15,21 +15,13 @@ from __future__ import annotations
 import asyncio
 import inspect
 import re
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import grpc
-
-ROOT = Path(__file__).resolve().parents[2]
-for sub in ("examples", "examples/helloworld", "examples/routeguide", "bench/peers"):
-    if str(ROOT / sub) not in sys.path:
-        sys.path.insert(0, str(ROOT / sub))
-
-import helloworld_pb2  # noqa: E402
-import helloworld_pb2_grpc  # noqa: E402
-from routeguide.server import RouteGuideServicer  # noqa: E402,F401  (re-exported)
+import helloworld_pb2  # importable: see tests/web/__init__.py
+import helloworld_pb2_grpc
+from routeguide.server import RouteGuideServicer  # noqa: F401  (re-exported)
 
 SLOW_SECONDS = 5.0
 

@@ -22,22 +22,17 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import helloworld_pb2  # importable: see tests/web/__init__.py
 import pytest
+import route_guide_pb2
 
 from gmf.protocol import grpc as g
-from gmf.toolkit.benchlib.servers import free_port
 from gmf.web import connect, grpcweb
+from tests.helpers import ROOT
+from tests.helpers.net import free_port
+from tests.web.webharness import STARTERS, WebServer, curl, importable, require
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(ROOT / "bench" / "peers"))
-
-import services  # noqa: E402,F401  (puts the generated code on sys.path)
-from webharness import STARTERS, WebServer, curl, importable, require  # noqa: E402
-
-import helloworld_pb2  # noqa: E402  isort: skip
-import route_guide_pb2  # noqa: E402  isort: skip
+HERE = Path(__file__).resolve().parent  # the node scripts and the page they build
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 FEATURES = ["Feature 0/1", "Feature 0/2", "Feature 1/0", "Feature 1/1", "Feature 2/0", "Feature 2/2"]

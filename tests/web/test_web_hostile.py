@@ -16,11 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from webharness import STARTERS, WebServer, curl
 
 from gmf.protocol import grpc as g
 from gmf.web import grpcweb
-from tests.test_web_http1 import REJECTIONS
+from tests.web.test_web_http1 import REJECTIONS
+from tests.web.webharness import STARTERS, WebServer, curl
 
 HOSTILE_SERVERS = ["codecs"]
 MAX_MESSAGE = 4 * 1024 * 1024

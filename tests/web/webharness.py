@@ -13,10 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from gmf.toolkit.benchlib.servers import free_port, wait_port
-
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
+from tests.helpers import ROOT
+from tests.helpers.net import free_port, wait_port
 
 
 def require(what: str, missing: bool) -> None:
@@ -52,28 +50,29 @@ class WebServer:
                 self.proc.wait()
 
 
-def _start_script(kind: str, script: str, cors_origin: str, log: Path, grpc_web_text: bool,
+def _start_script(kind: str, module: str, cors_origin: str, log: Path, grpc_web_text: bool,
                   extra: tuple[str, ...] = ()) -> WebServer:
+    """``python -m tests.web.<module>`` from the checkout, ready once its port accepts."""
     port = free_port()
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, str(HERE / script), "--port", str(port), "--cors-origin", cors_origin,
-                                 *extra], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+        proc = subprocess.Popen([sys.executable, "-m", f"tests.web.{module}", "--port", str(port),
+                                 "--cors-origin", cors_origin, *extra], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
     try:
         wait_port(port, timeout=30)
     except Exception:
         proc.kill()
-        raise RuntimeError(f"{script} did not start:\n{log.read_text()}") from None
+        raise RuntimeError(f"tests.web.{module} did not start:\n{log.read_text()}") from None
     return WebServer(kind, port, proc, log, grpc_web_text)
 
 
 def start_connectrpc(cors_origin: str, log: Path) -> WebServer:
     require("connectrpc and uvicorn (the [dev] extra)", not importable("connectrpc", "uvicorn"))
-    return _start_script("connectrpc", "connect_peer.py", cors_origin, log, grpc_web_text=False)
+    return _start_script("connectrpc", "connect_peer", cors_origin, log, grpc_web_text=False)
 
 
 def start_codecs(cors_origin: str, log: Path) -> WebServer:
     # Short head/body timeouts so the slowloris tests of test_web_hostile.py take a second.
-    return _start_script("codecs", "codec_server.py", cors_origin, log, grpc_web_text=True,
+    return _start_script("codecs", "codec_server", cors_origin, log, grpc_web_text=True,
                          extra=("--header-timeout", "1", "--body-timeout", "1"))
 
 

@@ -1,0 +1,488 @@
+"""``invoke bench``: GMF side by side with grpcio and grpclib under h2load (see docs/benchmarking.md).
+
+python -m bench --quick                  # ~1 minute smoke run
+python -m bench                          # the full run (~15 minutes)
+python -m bench --servers gmf,peers --shapes 16x16,fixed --duration 3
+python -m bench --micro                  # pytest-benchmark microbenchmarks
+python -m bench --compare OLD.json NEW.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from . import ROOT, machine, report
+from .h2load import H2loadError, H2loadResult, LoadSpec, Shape, hello_request_body, run_h2load
+from .memory import hold_idle
+from .results import Point, add_ratios, reduce_runs
+from .servers import (
+    SERVERS,
+    ServerError,
+    ServerSpec,
+    launch,
+    raise_nofile_limit,
+    rss_kib,
+    select,
+)
+
+FULL_SERVERS = "all"
+QUICK_SERVERS = "gmf,gmf-1-uring,grpcio-aio,grpcio-aio-unpinned"
+FULL_SHAPES = "1x200,16x16,1000x1,fixed,memory"
+QUICK_SHAPES = "1x200,16x16"
+SPECIAL_SHAPES = ("fixed", "memory")
+FIXED_SHAPE = "16x16"
+MEMORY_SERVERS = "gmf-1-auto,grpcio-aio"
+
+
+@dataclass
+class Config:
+    servers: list[ServerSpec]
+    shapes: list[Shape]
+    fixed_rate: bool
+    memory: bool
+    duration_s: float
+    warmup_s: float
+    repeats: int
+    results_dir: Path
+    server_cpu: int
+    load_cpu: int | None
+    memory_servers: list[ServerSpec] = field(default_factory=list)
+    memory_connections: int = 10_000
+    fixed_fraction: float = 0.5
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+def pick_cpus() -> tuple[int, int | None]:
+    """Server CPU = the first allowed CPU, load generator = the last (None if only one CPU)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return cpus[0], None
+    return cpus[0], cpus[-1]
+
+
+def parse_shapes(text: str) -> tuple[list[Shape], bool, bool]:
+    shapes: list[Shape] = []
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    for name in names:
+        if name not in SPECIAL_SHAPES:
+            shape = Shape.parse(name)
+            if shape not in shapes:
+                shapes.append(shape)
+    return shapes, "fixed" in names, "memory" in names
+
+
+def pinning_text(config: Config) -> str:
+    load = f"h2load pinned to CPU {config.load_cpu}" if config.load_cpu is not None else "h2load unpinned"
+    return (
+        f"{load}; single-worker and peer servers pinned to CPU {config.server_cpu}; "
+        f"'gmf' (one worker per CPU) and 'grpcio-aio-unpinned' use all {os.cpu_count()} CPUs"
+    )
+
+
+def method_text(config: Config) -> str:
+    return (
+        f"h2load -t1, unary helloworld SayHello(name='world'); each point = median of {config.repeats} runs "
+        f"of {config.duration_s:g}s after a {config.warmup_s:g}s warm-up, servers restarted per round; "
+        "p50/p99 from h2load's per-request log; errors = non-2xx + failed streams, summed over runs"
+    )
+
+
+class Runner:
+    def __init__(self, config: Config, body_file: Path) -> None:
+        self.config = config
+        self.body_file = body_file
+        self.runs: dict[tuple[str, str], list[H2loadResult]] = {}
+        self.failures: dict[tuple[str, str], str] = {}
+        self.banners: dict[str, str] = {}
+
+    def load(self, port: int, shape: Shape, rps_per_client: int | None = None) -> H2loadResult:
+        spec = LoadSpec(
+            port=port,
+            shape=shape,
+            duration_s=self.config.duration_s,
+            warmup_s=self.config.warmup_s,
+            rps_per_client=rps_per_client,
+        )
+        return run_h2load(spec, self.body_file, cpu=self.config.load_cpu)
+
+    def peak(self) -> list[Point]:
+        c = self.config
+        broken: dict[str, str] = {}
+        total = len(c.servers) * len(c.shapes) * c.repeats
+        done = 0
+        for rnd in range(1, c.repeats + 1):
+            for spec in c.servers:
+                if spec.name in broken:
+                    done += len(c.shapes)
+                    continue
+                left = len(c.shapes)
+                try:
+                    with launch(spec, c.server_cpu, body_file=self.body_file) as server:
+                        self.banners.setdefault(spec.name, server.banner())
+                        for shape in c.shapes:
+                            done += 1
+                            left -= 1
+                            key = (spec.name, shape.name)
+                            try:
+                                result = self.load(server.port, shape)
+                            except H2loadError as exc:
+                                self.failures[key] = str(exc).splitlines()[0]
+                                log(
+                                    f"[{done}/{total}] round {rnd} {spec.name:<20} {shape.name:>7}: h2load failed: {exc}"
+                                )
+                                continue
+                            self.runs.setdefault(key, []).append(result)
+                            log(
+                                f"[{done}/{total}] round {rnd} {spec.name:<20} {shape.name:>7}: "
+                                f"{result.req_per_s:>9,.0f} req/s  p50 {report.fmt_us(result.p50_us):>8}  "
+                                f"p99 {report.fmt_us(result.p99_us):>8}  errors {result.errors}"
+                            )
+                            if server.proc.poll() is not None:
+                                raise ServerError(f"{spec.name} died during the load:\n{server.log_tail()}")
+                except ServerError as exc:
+                    broken[spec.name] = str(exc)
+                    log(f"!! {spec.name}: {exc}")
+                    done += left
+        points = []
+        for spec in c.servers:
+            for shape in c.shapes:
+                key = (spec.name, shape.name)
+                point = Point(spec.name, shape.name, spec.pinning(c.server_cpu))
+                if key in self.runs:
+                    reduce_runs(point, self.runs[key])
+                else:
+                    point.failure = broken.get(spec.name) or self.failures.get(key) or "no runs"
+                points.append(point)
+        add_ratios(points, {s.name: s.baseline for s in c.servers})
+        return points
+
+    def fixed_rate(self, peak: list[Point]) -> list[Point]:
+        """Every server at ``fixed_fraction`` of its baseline's peak on the fixed-rate shape."""
+        c = self.config
+        shape_names = [s.name for s in c.shapes]
+        if not shape_names:
+            log("!! fixed-rate run skipped: it needs a peak shape to measure the baseline first")
+            return []
+        shape = Shape.parse(FIXED_SHAPE if FIXED_SHAPE in shape_names else shape_names[0])
+        peaks = {p.server: p.req_per_s for p in peak if p.shape == shape.name and p.failure is None}
+        points: list[Point] = []
+        for spec in c.servers:
+            base_peak = peaks.get(spec.baseline)
+            if not base_peak:
+                log(f"!! fixed rate: no {spec.baseline} peak at {shape.name}, {spec.name} skipped")
+                continue
+            per_client = max(1, math.ceil(base_peak * c.fixed_fraction / shape.connections))
+            target = per_client * shape.connections
+            point = Point(
+                spec.name, shape.name, spec.pinning(c.server_cpu), mode="fixed-rate", target_rps=target
+            )
+            runs: list[H2loadResult] = []
+            try:
+                with launch(spec, c.server_cpu, body_file=self.body_file) as server:
+                    for rnd in range(1, c.repeats + 1):
+                        result = self.load(server.port, shape, rps_per_client=per_client)
+                        runs.append(result)
+                        log(
+                            f"fixed rate {target:,}/s round {rnd} {spec.name:<20}: {result.req_per_s:,.0f} req/s  "
+                            f"p50 {report.fmt_us(result.p50_us)}  p99 {report.fmt_us(result.p99_us)}  "
+                            f"errors {result.errors}"
+                        )
+            except (ServerError, H2loadError) as exc:
+                log(f"!! fixed rate {spec.name}: {exc}")
+                if not runs:
+                    point.failure = str(exc).splitlines()[0]
+            reduce_runs(point, runs)
+            points.append(point)
+        return points
+
+    def memory(self) -> list[dict[str, Any]]:
+        c = self.config
+        out: list[dict[str, Any]] = []
+        for spec in c.memory_servers:
+            log(f"idle connections: {c.memory_connections:,} to {spec.name} ({spec.pinning(c.server_cpu)})")
+            try:
+                with launch(spec, c.server_cpu, body_file=self.body_file) as server:
+                    pids = server.worker_pids()
+
+                    def measure(pids: list[int] = pids) -> int | None:
+                        sizes = [rss_kib(pid) for pid in pids]
+                        return None if any(s is None for s in sizes) else sum(s or 0 for s in sizes)
+
+                    result = asyncio.run(hold_idle(server.port, c.memory_connections, measure, progress=log))
+                    entry = {
+                        "server": spec.name,
+                        "worker_pids": pids,
+                        "banner": server.banner(),
+                        **result.to_dict(),
+                    }
+                    log(
+                        f"  {spec.name}: {result.held:,}/{c.memory_connections:,} held, RSS "
+                        f"{(result.rss_before_kib or 0) / 1024:.1f} -> {(result.rss_after_mib or 0):.1f} MiB"
+                    )
+            except ServerError as exc:
+                log(f"!! memory {spec.name}: {exc}")
+                entry = {
+                    "server": spec.name,
+                    "requested": c.memory_connections,
+                    "failure": str(exc).splitlines()[0],
+                }
+            out.append(entry)
+        return out
+
+
+def write_outputs(data: dict[str, Any], results_dir: Path, stamp: str) -> list[Path]:
+    results_dir.mkdir(parents=True, exist_ok=True)
+    md, page = report.markdown(data), report.html_report(data)
+    written = []
+    for name in (stamp, "latest"):
+        report.write_json(results_dir / f"{name}.json", data)
+        (results_dir / f"{name}.md").write_text(md)
+        (results_dir / f"{name}.html").write_text(page)
+        written += [results_dir / f"{name}.{ext}" for ext in ("json", "md", "html")]
+    return written
+
+
+def run_config(config: Config) -> int:
+    if shutil.which("h2load") is None:
+        log("h2load not found: install Debian's nghttp2-client (apt-get install nghttp2-client)")
+        return 2
+    if config.load_cpu is not None and shutil.which("taskset") is None:
+        log("taskset not found (util-linux): cannot pin")
+        return 2
+    nofile = raise_nofile_limit()
+    started = time.monotonic()
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    info = machine.describe()
+    log(f"GMF bench {stamp}: {machine.one_line(info)}")
+    log(f"pinning: {pinning_text(config)}; RLIMIT_NOFILE {nofile}")
+    busy = machine.busy_processes()
+    for pid, name, percent in busy:
+        log(
+            f"!! machine not idle: pid {pid} ({name}) uses {percent:.0f}% of a CPU; absolute numbers will be low"
+        )
+    log(f"servers: {', '.join(s.name for s in config.servers)}")
+    log(
+        f"shapes: {', '.join(s.name for s in config.shapes) or '-'}"
+        f"{' + fixed rate' if config.fixed_rate else ''}{' + idle memory' if config.memory else ''}; "
+        f"{config.repeats} x {config.duration_s:g}s after {config.warmup_s:g}s warm-up"
+    )
+    for spec in [*config.servers, *(config.memory_servers if config.memory else [])]:
+        reason = spec.missing()
+        if reason:
+            log(f"!! {spec.name} cannot run: {reason}")
+    with tempfile.TemporaryDirectory(prefix="gmf-bench-") as tmp:
+        body = Path(tmp) / "req.bin"
+        body.write_bytes(hello_request_body("world"))
+        runner = Runner(config, body)
+        points = runner.peak() if config.shapes else []
+        if config.fixed_rate:
+            points += runner.fixed_rate(points)
+        memory = runner.memory() if config.memory else []
+    data: dict[str, Any] = {
+        "meta": {
+            "timestamp": stamp,
+            "machine": info,
+            "machine_line": machine.one_line(info),
+            "pinning": pinning_text(config),
+            "method": method_text(config),
+            "server_cpu": config.server_cpu,
+            "load_cpu": config.load_cpu,
+            "duration_s": config.duration_s,
+            "warmup_s": config.warmup_s,
+            "repeats": config.repeats,
+            "elapsed_s": round(time.monotonic() - started, 1),
+            "busy_before": [{"pid": pid, "name": name, "cpu_percent": pct} for pid, name, pct in busy],
+            "servers": {
+                s.name: {
+                    "description": s.description,
+                    "pinning": s.pinning(config.server_cpu),
+                    "baseline": s.baseline,
+                    "banner": runner.banners.get(s.name, ""),
+                }
+                for s in config.servers
+            },
+        },
+        "points": [p.to_dict() for p in points],
+        "memory": memory,
+    }
+    data["targets"] = [vars(t) for t in report.targets(points, memory)]
+    peak = [p for p in points if p.mode == "peak"]
+    fixed = [p for p in points if p.mode == "fixed-rate"]
+    log("")
+    if peak:
+        log(report.text_table(peak, f"Peak throughput ({pinning_text(config)})"))
+    if fixed:
+        log("")
+        log(report.text_table(fixed, "Fixed rate: 50% of the baseline's 16x16 peak"))
+    if memory:
+        log("")
+        log(report.memory_markdown(memory))
+    if data["targets"]:
+        log("")
+        log(report.targets_markdown([report.Target(**t) for t in data["targets"]]))
+    written = write_outputs(data, config.results_dir, stamp)
+    log("")
+    log(
+        f"wrote {', '.join(str(p) for p in written if p.stem == 'latest')} (and {stamp}.*) in {data['meta']['elapsed_s']}s"
+    )
+    failed = [p for p in points if p.failure] + [m for m in memory if m.get("failure")]
+    return 1 if failed else 0
+
+
+def make_config(
+    *,
+    quick: bool,
+    servers: str | None,
+    shapes: str | None,
+    duration: float | None,
+    results_dir: str,
+    repeats: int | None = None,
+    warmup: float | None = None,
+    memory_servers: str | None = None,
+    connections: int | None = None,
+    server_cpu: int | None = None,
+    load_cpu: int | None = None,
+) -> Config:
+    shape_list, fixed, memory = parse_shapes(shapes or (QUICK_SHAPES if quick else FULL_SHAPES))
+    default_server, default_load = pick_cpus()
+    results = Path(results_dir)
+    if not results.is_absolute():
+        results = ROOT / results
+    return Config(
+        servers=select(servers or (QUICK_SERVERS if quick else FULL_SERVERS)),
+        shapes=shape_list,
+        fixed_rate=fixed,
+        memory=memory,
+        duration_s=duration if duration is not None else (1.0 if quick else 5.0),
+        warmup_s=warmup if warmup is not None else (0.5 if quick else 1.0),
+        repeats=repeats if repeats is not None else 3,
+        results_dir=results,
+        server_cpu=server_cpu if server_cpu is not None else default_server,
+        load_cpu=load_cpu if load_cpu is not None else default_load,
+        memory_servers=select(memory_servers or MEMORY_SERVERS),
+        memory_connections=connections if connections is not None else 10_000,
+    )
+
+
+def run(
+    *,
+    quick: bool = False,
+    micro: bool = False,
+    servers: str | None = None,
+    shapes: str | None = None,
+    duration: float | None = None,
+    results_dir: str = "bench/results",
+) -> int:
+    """Run the load benchmark (or, with ``micro``, the microbenchmarks); returns an exit status."""
+    if micro:
+        from .microbench import run_micro
+
+        return run_micro(Path(results_dir) if Path(results_dir).is_absolute() else ROOT / results_dir)
+    try:
+        config = make_config(
+            quick=quick, servers=servers, shapes=shapes, duration=duration, results_dir=results_dir
+        )
+    except ValueError as exc:
+        log(str(exc))
+        return 2
+    return run_config(config)
+
+
+def compare(old: Path, new: Path, out: Callable[[str], None] = log) -> int:
+    """Print req/s and p99 of two result JSON files side by side (e.g. two commits)."""
+    import json
+
+    a, b = json.loads(old.read_text()), json.loads(new.read_text())
+    olds = {(p["server"], p["shape"], p["mode"]): p for p in a["points"]}
+    out(f"old: {old} ({a['meta']['machine']['git']})\nnew: {new} ({b['meta']['machine']['git']})")
+    out(
+        f"{'server':<22}{'shape':>8}{'mode':>12}{'old req/s':>12}{'new req/s':>12}{'change':>9}{'old p99':>10}{'new p99':>10}"
+    )
+    for p in b["points"]:
+        q = olds.get((p["server"], p["shape"], p["mode"]))
+        if q is None or p.get("failure") or q.get("failure"):
+            continue
+        change = (p["req_per_s"] / q["req_per_s"] - 1) * 100 if q["req_per_s"] else 0.0
+        out(
+            f"{p['server']:<22}{p['shape']:>8}{p['mode']:>12}{q['req_per_s']:>12,.0f}{p['req_per_s']:>12,.0f}"
+            f"{change:>+8.1f}%{report.fmt_us(q['p99_us']):>10}{report.fmt_us(p['p99_us']):>10}"
+        )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="GMF vs grpcio/grpclib under h2load (docs/benchmarking.md)",
+    )
+    parser.add_argument("--quick", action="store_true", help="~1 minute smoke run: fewer servers, 1s points")
+    parser.add_argument(
+        "--micro", action="store_true", help="run the pytest-benchmark microbenchmarks instead"
+    )
+    parser.add_argument(
+        "--servers",
+        help=f"comma list of {', '.join(SERVERS)} or aliases all, peers, gmf-1, gmf-all (default: all)",
+    )
+    parser.add_argument(
+        "--shapes",
+        help=f"comma list of CONNxSTREAMS, 'fixed' (fixed-rate run), 'memory' (default: {FULL_SHAPES})",
+    )
+    parser.add_argument("--memory", action="store_true", help="add the idle-connection memory run")
+    parser.add_argument("--duration", type=float, help="seconds per measured run (default 5, quick 1)")
+    parser.add_argument("--warmup", type=float, help="warm-up seconds before each run (default 1, quick 0.5)")
+    parser.add_argument("--repeats", type=int, help="runs per point, median reported (default 3)")
+    parser.add_argument("--connections", type=int, help="idle connections for the memory run (default 10000)")
+    parser.add_argument("--memory-servers", help=f"servers for the memory run (default {MEMORY_SERVERS})")
+    parser.add_argument("--server-cpu", type=int, help="CPU for pinned servers (default: first allowed)")
+    parser.add_argument("--load-cpu", type=int, help="CPU for h2load (default: last allowed)")
+    parser.add_argument("--results-dir", default="bench/results")
+    parser.add_argument(
+        "--compare", nargs=2, metavar=("OLD_JSON", "NEW_JSON"), help="compare two result files"
+    )
+    args = parser.parse_args(argv)
+    if args.compare:
+        return compare(Path(args.compare[0]), Path(args.compare[1]))
+    if args.micro:
+        return run(micro=True, results_dir=args.results_dir)
+    shapes = args.shapes
+    if args.memory:
+        base = shapes or (QUICK_SHAPES if args.quick else FULL_SHAPES)
+        shapes = base if "memory" in base.split(",") else f"{base},memory"
+    try:
+        config = make_config(
+            quick=args.quick,
+            servers=args.servers,
+            shapes=shapes,
+            duration=args.duration,
+            results_dir=args.results_dir,
+            repeats=args.repeats,
+            warmup=args.warmup,
+            memory_servers=args.memory_servers,
+            connections=args.connections,
+            server_cpu=args.server_cpu,
+            load_cpu=args.load_cpu,
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
+    if config.repeats < 1:
+        parser.error("--repeats must be >= 1")
+    return run_config(config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
