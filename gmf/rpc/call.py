@@ -249,10 +249,14 @@ class Call:
         self.wake_writer()
         self.wake_reader()
         conn.call_finished(self.stream_id, code)
-        if self.done_callbacks:
-            for callback in self.done_callbacks:
+        # The context refers to its call, not the reverse, from here on: no reference cycle is
+        # left for the garbage collector (a finished call is freed by reference counting).
+        context, self.context = self.context, None
+        callbacks, self.done_callbacks = self.done_callbacks, None
+        if callbacks:
+            for callback in callbacks:
                 try:
-                    callback(self.context)
+                    callback(context)
                 except Exception:
                     log.exception("done callback of %s failed", self.path)
 
