@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from ..protocol import grpc as g
+from . import eager
 from .call import _EOF, Call
 from .context import AbortError
 
@@ -82,9 +83,13 @@ def finish_error(call: Call, exc: BaseException) -> None:
 
 
 def start(call: Call) -> None:
-    """Run the call's handler: a plain-def unary one inline, now; every other kind as a task."""
+    """Run the call's handler: an async one with a unary request eagerly (a task only if it
+    suspends: gmf/rpc/eager.py), a plain-def unary one inline, now; the others as tasks."""
     method = call.method
-    if not method.is_async and not method.request_streaming and not method.response_streaming:
+    if method.is_async and not method.request_streaming:
+        body = run(call) if method.response_streaming else run_unary_async(call)
+        call.task = eager.start(call.conn.loop, body)
+    elif not method.is_async and not method.request_streaming and not method.response_streaming:
         run_unary_inline(call)
     else:
         call.task = call.conn.loop.create_task(run(call))
@@ -99,6 +104,14 @@ def run_unary_inline(call: Call) -> None:
             call.task = call.conn.loop.create_task(_await_unary(call, response))
             return
         respond_and_finish(call, response)
+    except BaseException as exc:  # noqa: BLE001 - every outcome becomes a status
+        finish_error(call, exc)
+
+
+async def run_unary_async(call: Call) -> None:
+    """An async unary handler (started by ``eager.start``)."""
+    try:
+        respond_and_finish(call, await call.method.func(call.single_request(), call.context))
     except BaseException as exc:  # noqa: BLE001 - every outcome becomes a status
         finish_error(call, exc)
 
