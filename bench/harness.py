@@ -1,7 +1,13 @@
-"""``invoke bench``: GMF side by side with grpcio and grpclib under h2load (see docs/benchmarking.md).
+"""``invoke bench``: GMF side by side with grpc-go, grpcio and grpclib (see docs/benchmarking.md).
 
-python -m bench --quick                  # ~1 minute smoke run
-python -m bench                          # the full run (~15 minutes)
+Unary shapes load helloworld SayHello with h2load; streaming shapes (``stream:CxS``,
+``bidi:CxS``) load streambench with the Go streamload client. Every point also records the
+server's CPU time per request (or message), which a busy machine does not distort the way it
+distorts req/s, and the ratios to grpc-go. A profiled run per GMF server (py-spy) says where
+the time goes.
+
+python -m bench --quick                  # ~2 minute smoke run
+python -m bench                          # the full run (~25 minutes)
 python -m bench --servers gmf,peers --shapes 16x16,fixed --duration 3
 python -m bench --micro                  # pytest-benchmark microbenchmarks
 python -m bench --compare OLD.json NEW.json
@@ -16,6 +22,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,23 +31,29 @@ from pathlib import Path
 from typing import Any
 
 from . import ROOT, machine, report
-from .h2load import H2loadError, H2loadResult, LoadSpec, Shape, hello_request_body, run_h2load
+from . import profile as prof
+from .h2load import UNARY, H2loadError, H2loadResult, LoadSpec, Shape, hello_request_body, run_h2load
 from .memory import hold_idle
-from .results import Point, add_ratios, reduce_runs
+from .results import Point, add_go_ratios, add_ratios, reduce_runs
 from .servers import (
+    GREETER,
     SERVERS,
     ServerError,
     ServerSpec,
+    go_peers,
     launch,
     raise_nofile_limit,
     rss_kib,
     select,
 )
+from .streamload import run_streamload
 
 FULL_SERVERS = "all"
-QUICK_SERVERS = "gmf,gmf-1-uring,grpcio-aio,grpcio-aio-unpinned"
-FULL_SHAPES = "1x200,16x16,1000x1,fixed,memory"
-QUICK_SHAPES = "1x200,16x16"
+QUICK_SERVERS = "gmf,gmf-1-uring,grpcio-aio,grpcio-aio-unpinned,grpc-go-1,grpc-go,gmf-1-stream,grpc-go-1-stream"
+FULL_SHAPES = "1x100,16x16,1000x1,stream:1x4,bidi:4x8,fixed,memory"
+QUICK_SHAPES = "1x100,16x16,bidi:4x8"
+# Profiled (py-spy) at every shape of the run they serve, when they are in the run.
+PROFILED = ("gmf-1-uring", "gmf-1-stream")
 SPECIAL_SHAPES = ("fixed", "memory")
 FIXED_SHAPE = "16x16"
 MEMORY_SERVERS = "gmf-1-auto,grpcio-aio"
@@ -61,6 +74,8 @@ class Config:
     memory_servers: list[ServerSpec] = field(default_factory=list)
     memory_connections: int = 10_000
     fixed_fraction: float = 0.5
+    profile: bool = True  # py-spy runs of the GMF servers (PROFILES)
+    skipped: dict[str, str] = field(default_factory=dict)  # server -> why it was left out (no Go)
 
 
 def log(message: str) -> None:
@@ -96,10 +111,23 @@ def pinning_text(config: Config) -> str:
 
 def method_text(config: Config) -> str:
     return (
-        f"h2load -t1, unary helloworld SayHello(name='world'); each point = median of {config.repeats} runs "
+        f"h2load -t1, unary helloworld SayHello(name='world'); streaming: bench/peers/go/streamload "
+        f"(stream: ServerStream of 100 x 100-byte chunks per call; bidi: BidiEcho, one 100-byte chunk in "
+        f"flight per call); each point = median of {config.repeats} runs "
         f"of {config.duration_s:g}s after a {config.warmup_s:g}s warm-up, servers restarted per round; "
-        "p50/p99 from h2load's per-request log; errors = non-2xx + failed streams, summed over runs"
+        "p50/p99 from h2load's per-request log (streamload's histogram); errors = non-2xx + failed streams, "
+        "summed over runs; CPU/unit = the server's user+system CPU time (/proc/PID/stat, all its processes "
+        "and threads) over the measured phase divided by the requests (messages) done"
     )
+
+
+def applies(spec: ServerSpec, shape: Shape) -> bool:
+    """Unary shapes load Greeter servers, streaming shapes streambench servers."""
+    return (shape.mode == UNARY) == (spec.service == GREETER)
+
+
+def _record_into(out: dict[str, str | None], pid: int, seconds: float, raw: Path) -> None:
+    out["error"] = prof.record(pid, seconds, raw)
 
 
 class Runner:
@@ -110,36 +138,54 @@ class Runner:
         self.failures: dict[tuple[str, str], str] = {}
         self.banners: dict[str, str] = {}
 
-    def load(self, port: int, shape: Shape, rps_per_client: int | None = None) -> H2loadResult:
+    def load(
+        self, server: Any, shape: Shape, rps_per_client: int | None = None, duration_s: float | None = None
+    ) -> H2loadResult:
+        c = self.config
+        pids = [server.proc.pid, *server.worker_pids()]
+
+        def server_cpu() -> float | None:
+            return machine.cpu_seconds(list(dict.fromkeys(pids)))
+
+        duration = c.duration_s if duration_s is None else duration_s
+        if shape.mode != UNARY:
+            peers = go_peers()
+            if isinstance(peers, str):
+                raise H2loadError(peers)
+            return run_streamload(peers.streamload, server.port, shape, duration, c.warmup_s, c.load_cpu, server_cpu)
         spec = LoadSpec(
-            port=port,
+            port=server.port,
             shape=shape,
-            duration_s=self.config.duration_s,
-            warmup_s=self.config.warmup_s,
+            duration_s=duration,
+            warmup_s=c.warmup_s,
             rps_per_client=rps_per_client,
         )
-        return run_h2load(spec, self.body_file, cpu=self.config.load_cpu)
+        return run_h2load(spec, self.body_file, cpu=c.load_cpu, server_cpu=server_cpu)
 
     def peak(self) -> list[Point]:
         c = self.config
         broken: dict[str, str] = {}
         total = len(c.servers) * len(c.shapes) * c.repeats
         done = 0
+        total = sum(applies(s, shape) for s in c.servers for shape in c.shapes) * c.repeats
         for rnd in range(1, c.repeats + 1):
             for spec in c.servers:
-                if spec.name in broken:
-                    done += len(c.shapes)
+                shapes = [shape for shape in c.shapes if applies(spec, shape)]
+                if not shapes:
                     continue
-                left = len(c.shapes)
+                if spec.name in broken:
+                    done += len(shapes)
+                    continue
+                left = len(shapes)
                 try:
                     with launch(spec, c.server_cpu, body_file=self.body_file) as server:
                         self.banners.setdefault(spec.name, server.banner())
-                        for shape in c.shapes:
+                        for shape in shapes:
                             done += 1
                             left -= 1
                             key = (spec.name, shape.name)
                             try:
-                                result = self.load(server.port, shape)
+                                result = self.load(server, shape)
                             except H2loadError as exc:
                                 self.failures[key] = str(exc).splitlines()[0]
                                 log(
@@ -147,10 +193,13 @@ class Runner:
                                 )
                                 continue
                             self.runs.setdefault(key, []).append(result)
+                            cpu = result.cpu_us_per_unit
                             log(
-                                f"[{done}/{total}] round {rnd} {spec.name:<20} {shape.name:>7}: "
-                                f"{result.req_per_s:>9,.0f} req/s  p50 {report.fmt_us(result.p50_us):>8}  "
-                                f"p99 {report.fmt_us(result.p99_us):>8}  errors {result.errors}"
+                                f"[{done}/{total}] round {rnd} {spec.name:<20} {shape.name:>10}: "
+                                f"{result.req_per_s:>9,.0f} {shape.unit}/s  p50 {report.fmt_us(result.p50_us):>8}  "
+                                f"p99 {report.fmt_us(result.p99_us):>8}  errors {result.errors}  "
+                                f"CPU {'-' if cpu is None else f'{cpu:.1f}us'}/{shape.unit} "
+                                f"({report.fmt_pct(result.server_cpu_percent)} of a CPU)"
                             )
                             if server.proc.poll() is not None:
                                 raise ServerError(f"{spec.name} died during the load:\n{server.log_tail()}")
@@ -161,6 +210,8 @@ class Runner:
         points = []
         for spec in c.servers:
             for shape in c.shapes:
+                if not applies(spec, shape):
+                    continue
                 key = (spec.name, shape.name)
                 point = Point(spec.name, shape.name, spec.pinning(c.server_cpu))
                 if key in self.runs:
@@ -169,12 +220,13 @@ class Runner:
                     point.failure = broken.get(spec.name) or self.failures.get(key) or "no runs"
                 points.append(point)
         add_ratios(points, {s.name: s.baseline for s in c.servers})
+        add_go_ratios(points, {s.name: s.go_ref for s in c.servers})
         return points
 
     def fixed_rate(self, peak: list[Point]) -> list[Point]:
         """Every server at ``fixed_fraction`` of its baseline's peak on the fixed-rate shape."""
         c = self.config
-        shape_names = [s.name for s in c.shapes]
+        shape_names = [s.name for s in c.shapes if s.mode == UNARY]
         if not shape_names:
             log("!! fixed-rate run skipped: it needs a peak shape to measure the baseline first")
             return []
@@ -182,6 +234,8 @@ class Runner:
         peaks = {p.server: p.req_per_s for p in peak if p.shape == shape.name and p.failure is None}
         points: list[Point] = []
         for spec in c.servers:
+            if spec.service != GREETER:
+                continue
             base_peak = peaks.get(spec.baseline)
             if not base_peak:
                 log(f"!! fixed rate: no {spec.baseline} peak at {shape.name}, {spec.name} skipped")
@@ -195,7 +249,7 @@ class Runner:
             try:
                 with launch(spec, c.server_cpu, body_file=self.body_file) as server:
                     for rnd in range(1, c.repeats + 1):
-                        result = self.load(server.port, shape, rps_per_client=per_client)
+                        result = self.load(server, shape, rps_per_client=per_client)
                         runs.append(result)
                         log(
                             f"fixed rate {target:,}/s round {rnd} {spec.name:<20}: {result.req_per_s:,.0f} req/s  "
@@ -209,6 +263,36 @@ class Runner:
             reduce_runs(point, runs)
             points.append(point)
         return points
+
+    def profile(self, tmp: Path) -> list[dict[str, Any]]:
+        """One py-spy recording per PROFILED server and shape of the run, on a server started for it."""
+        c = self.config
+        out: list[dict[str, Any]] = []
+        pairs = [(spec, shape) for spec in c.servers if spec.name in PROFILED for shape in c.shapes if applies(spec, shape)]
+        for spec, shape in pairs:
+            name, shape_name = spec.name, shape.name
+            seconds = max(2.0, min(5.0, c.duration_s))
+            entry: dict[str, Any] = {"server": name, "shape": shape_name, "seconds": seconds}
+            try:
+                with launch(spec, c.server_cpu, body_file=self.body_file) as server:
+                    worker = server.worker_pids()[0]
+                    raw = tmp / f"profile-{name}-{shape_name.replace(':', '-')}.txt"
+                    recorded: dict[str, str | None] = {}
+                    sampler = threading.Timer(c.warmup_s, _record_into, args=(recorded, worker, seconds, raw))
+                    sampler.start()
+                    result = self.load(server, shape, duration_s=seconds + 1.0)
+                    sampler.join()
+                    if recorded.get("error"):
+                        entry["failure"] = recorded["error"]
+                    else:
+                        breakdown = prof.parse_raw(raw.read_text(errors="replace"))
+                        entry.update(breakdown.to_dict())
+                        entry["rate_under_profiler"] = result.req_per_s
+            except (ServerError, H2loadError) as exc:
+                entry["failure"] = str(exc).splitlines()[0]
+            log(f"profile {name} {shape_name}: " + (entry.get("failure") or prof.one_line(entry)))
+            out.append(entry)
+        return out
 
     def memory(self) -> list[dict[str, Any]]:
         c = self.config
@@ -283,8 +367,12 @@ def run_config(config: Config) -> int:
     )
     for spec in [*config.servers, *(config.memory_servers if config.memory else [])]:
         reason = spec.missing()
-        if reason:
+        if reason and spec.skippable:
+            config.skipped[spec.name] = reason
+            log(f"-- {spec.name} left out: {reason}")
+        elif reason:
             log(f"!! {spec.name} cannot run: {reason}")
+    config.servers = [s for s in config.servers if s.name not in config.skipped]
     with tempfile.TemporaryDirectory(prefix="gmf-bench-") as tmp:
         body = Path(tmp) / "req.bin"
         body.write_bytes(hello_request_body("world"))
@@ -293,6 +381,7 @@ def run_config(config: Config) -> int:
         if config.fixed_rate:
             points += runner.fixed_rate(points)
         memory = runner.memory() if config.memory else []
+        profiles = runner.profile(Path(tmp)) if config.profile else []
     data: dict[str, Any] = {
         "meta": {
             "timestamp": stamp,
@@ -319,8 +408,11 @@ def run_config(config: Config) -> int:
         },
         "points": [p.to_dict() for p in points],
         "memory": memory,
+        "profiles": profiles,
+        "skipped": config.skipped,
     }
     data["targets"] = [vars(t) for t in report.targets(points, memory)]
+    data["go_targets"] = [vars(t) for t in report.go_targets(points)]
     peak = [p for p in points if p.mode == "peak"]
     fixed = [p for p in points if p.mode == "fixed-rate"]
     log("")
@@ -332,9 +424,16 @@ def run_config(config: Config) -> int:
     if memory:
         log("")
         log(report.memory_markdown(memory))
+    if data["go_targets"]:
+        log("")
+        log(report.targets_markdown([report.Target(**t) for t in data["go_targets"]]))
     if data["targets"]:
         log("")
         log(report.targets_markdown([report.Target(**t) for t in data["targets"]]))
+    for entry in profiles:
+        if not entry.get("failure"):
+            log("")
+            log(report.profile_markdown(entry))
     written = write_outputs(data, config.results_dir, stamp)
     log("")
     log(
@@ -357,6 +456,7 @@ def make_config(
     connections: int | None = None,
     server_cpu: int | None = None,
     load_cpu: int | None = None,
+    profile: bool | None = None,
 ) -> Config:
     shape_list, fixed, memory = parse_shapes(shapes or (QUICK_SHAPES if quick else FULL_SHAPES))
     default_server, default_load = pick_cpus()
@@ -376,6 +476,7 @@ def make_config(
         load_cpu=load_cpu if load_cpu is not None else default_load,
         memory_servers=select(memory_servers or MEMORY_SERVERS),
         memory_connections=connections if connections is not None else 10_000,
+        profile=profile if profile is not None else True,
     )
 
 
@@ -451,6 +552,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--server-cpu", type=int, help="CPU for pinned servers (default: first allowed)")
     parser.add_argument("--load-cpu", type=int, help="CPU for h2load (default: last allowed)")
     parser.add_argument("--results-dir", default="bench/results")
+    parser.add_argument("--no-profile", action="store_true", help="skip the py-spy runs of the GMF servers")
     parser.add_argument(
         "--compare", nargs=2, metavar=("OLD_JSON", "NEW_JSON"), help="compare two result files"
     )
@@ -476,6 +578,7 @@ def main(argv: list[str] | None = None) -> int:
             connections=args.connections,
             server_cpu=args.server_cpu,
             load_cpu=args.load_cpu,
+            profile=not args.no_profile,
         )
     except ValueError as exc:
         parser.error(str(exc))
