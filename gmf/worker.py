@@ -4,6 +4,7 @@ SO_REUSEPORT listener. Nothing is shared with other workers."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 import logging
 import os
@@ -175,6 +176,13 @@ class Worker:
             self.id, info.pid, where, cfg.runtime.name, cfg.runtime.reason, cfg.host, cfg.port,
             " (TLS)" if cfg.tls is not None else "",
         )
+        # Everything alive now (modules, servicers, what the start hook made) lives as long as
+        # the worker: keep it out of the cyclic collector's passes. Requests themselves leave no
+        # cycles; an application's cycles are then collected without traversing this (measured
+        # with a handler path that left cycles: GC time per request about halved) and the
+        # collector does not write to pages shared with the supervisor since the fork.
+        gc.collect()
+        gc.freeze()
         self._report_ready("ok")
         self._send_stats_periodically(loop)
         dog = watchdog.start(loop, cfg.options.slow_handler_threshold)
