@@ -3,7 +3,7 @@
     python -m bench.cost                          # unary, async Greeter, 16 requests per read
     python -m bench.cost --kind unary-sync --batch 100
     python -m bench.cost --kind stream --batch 100  # server streaming: messages per request
-    python -m bench.cost --kind bidi --batch 16     # bidi echo: messages per read
+    python -m bench.cost --kind bidi --batch 16     # bidi echo: 16 calls, one message each per read
     python -m bench.cost --callgrind              # instructions per request (valgrind)
 
 A real :class:`~gmf.rpc.connection.GrpcConnection` (made by the worker's ``Acceptor``) on an
@@ -155,9 +155,9 @@ class Workload:
             + frame(0x4, 0x1, 0, b"")
         )
         self.first = True
-        if self.kind == "bidi":
-            self.bidi_sid = self._sid()
-            self.conn.data_received(frame(0x1, 0x4, self.bidi_sid, self._block()))
+        if self.kind == "bidi":  # ``batch`` long calls, as streamload's bidi slots
+            self.bidi_sids = [self._sid() for _ in range(self.batch)]
+            self.conn.data_received(b"".join(frame(0x1, 0x4, sid, self._block()) for sid in self.bidi_sids))
 
     def _sid(self) -> int:
         sid = self.next_sid
@@ -171,14 +171,15 @@ class Workload:
         return self.block
 
     def read(self) -> bytes:
-        """The bytes of one client read: ``batch`` requests, or messages for bidi/stream."""
+        """The bytes of one client read: ``batch`` requests; for bidi one message on each of the
+        ``batch`` calls; for stream one request for ``batch`` messages."""
         out = bytearray()
         if self.credit:  # the client returns the connection window our responses used
             out += frame(0x8, 0, 0, struct.pack(">L", self.credit))
             self.credit = 0
         if self.kind == "bidi":
-            for _ in range(self.batch):
-                out += frame(0x0, 0, self.bidi_sid, self.body)
+            for sid in self.bidi_sids:
+                out += frame(0x0, 0, sid, self.body)
         elif self.kind == "stream":
             sid = self._sid()
             out += frame(0x1, 0x4, sid, self._block()) + frame(0x0, 0x1, sid, self.body)

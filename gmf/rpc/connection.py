@@ -411,12 +411,24 @@ class GrpcConnection(asyncio.Protocol):
         if not self._flush_scheduled:
             self.schedule_flush()
 
+    def send_unary(self, stream_id: int, payload: bytes) -> None:
+        h = self.h2
+        if not h.send_response(stream_id, g.RESPONSE_HEADERS, g.frame_message(payload), g.OK_TRAILERS):
+            h.send_headers(stream_id, g.RESPONSE_HEADERS)
+            h.send_data(stream_id, g.frame_message(payload))
+            h.send_headers(stream_id, g.OK_TRAILERS, end_stream=True)
+        if not self._flush_scheduled:
+            self.schedule_flush()
+
     def write_blocked(self, stream_id: int) -> bool:
         """This stream is backed up, the socket is, or the whole connection holds more than
         max_outbound_buffer for the peer (``resume_writing``/``check_outbound``/a
         WINDOW_UPDATE wake the writer when that clears)."""
         h = self.h2
-        if h.buffered_bytes > self.outbound_limit:
+        buffered = h.buffered_bytes
+        if not buffered:  # nothing held back anywhere: no stream can be over its mark
+            return self.write_paused or self.outbound_full
+        if buffered > self.outbound_limit:
             self.check_outbound()
         return h.pending_bytes(stream_id) > _WRITE_HIGH_WATER or self.write_paused or self.outbound_full
 

@@ -109,9 +109,12 @@ def run_unary_inline(call: Call) -> None:
 
 
 async def run_unary_async(call: Call) -> None:
-    """An async unary handler (started by ``eager.start``)."""
+    """An async unary handler (started by ``eager.start``); the common answer (one message,
+    OK, nothing else set) goes out in one piece (``Call.finish_unary``)."""
     try:
-        respond_and_finish(call, await call.method.func(call.single_request(), call.context))
+        response = await call.method.func(call.single_request(), call.context)
+        if not call.finish_unary(response):
+            respond_and_finish(call, response)
     except BaseException as exc:  # noqa: BLE001 - every outcome becomes a status
         finish_error(call, exc)
 
@@ -167,7 +170,8 @@ async def _stream_responses(call: Call, result: Any) -> None:
         iterator: AsyncIterator[Any] = result
         try:
             async for item in iterator:
-                await call.write(item)
+                if call.queue_message(item):
+                    await call.wait_writable()
         finally:
             aclose = getattr(iterator, "aclose", None)
             if aclose is not None:
