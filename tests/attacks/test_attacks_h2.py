@@ -28,7 +28,7 @@ RSS_MIB = 8  # what ROUNDS of one attack may add to the worker's RSS (~25-30 MiB
 ROUNDS = 10  # each attack is repeated on fresh connections
 ENHANCE_YOUR_CALM, PROTOCOL_ERROR, REFUSED_STREAM = 0xB, 0x1, 0x7
 BUDGET = 1000  # max_unproductive_frames default
-RESET_BURST = 1000  # h2conn._RESET_BURST
+RESET_BURST = 1000  # gmf.protocol.h2limits.RESET_BURST
 MAX_STREAMS = 100  # max_concurrent_streams default
 
 
