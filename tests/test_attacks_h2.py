@@ -24,6 +24,8 @@ from tests.hostile import Bystander, RssBound
 from tests.rawh2 import RawClient, frame
 from tests.servers import ServerProcess, spawn
 
+pytestmark = pytest.mark.core  # the core server suite: CI runs it on every tested Python too
+
 RSS_MIB = 8  # what ROUNDS of one attack may add to the worker's RSS (~25-30 MiB at rest)
 ROUNDS = 10  # each attack is repeated on fresh connections
 ENHANCE_YOUR_CALM, PROTOCOL_ERROR, REFUSED_STREAM = 0xB, 0x1, 0x7

@@ -24,6 +24,8 @@ from tests.hostile import Bystander, RssBound, rss_kib, still_serving
 from tests.rawh2 import PREFACE, RawClient, frame
 from tests.servers import ServerProcess, spawn
 
+pytestmark = pytest.mark.core  # the core server suite: CI runs it on every tested Python too
+
 RUNTIMES = ["uring", "asyncio"]
 NO_ERROR, REFUSED_STREAM, ENHANCE_YOUR_CALM = 0x0, 0x7, 0xB
 MIB = 1024 * 1024

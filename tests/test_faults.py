@@ -18,6 +18,8 @@ import pytest
 from tests.hostile import still_serving
 from tests.servers import runtime_available, spawn
 
+pytestmark = pytest.mark.core  # the core server suite: CI runs it on every tested Python too
+
 RUNTIME = "uring" if runtime_available("uring") is None else "asyncio"
 ASYNC, SYNC = "gmftest.FaultService", "gmftest.SyncFaultService"
 KINDS = ("Unary", "ServerStream", "ClientStream", "Bidi")

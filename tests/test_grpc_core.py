@@ -15,6 +15,8 @@ import pytest
 import route_guide_pb2 as rpb
 import route_guide_pb2_grpc
 
+pytestmark = pytest.mark.core  # the core server suite: CI runs it on every tested Python too
+
 MB = 1024 * 1024
 
 

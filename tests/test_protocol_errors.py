@@ -14,6 +14,8 @@ from hyperframe.frame import DataFrame, GoAwayFrame, HeadersFrame, PingFrame, Rs
 from tests.hostile import rss_kib, still_serving
 from tests.rawh2 import PREFACE, SETTINGS_EMPTY, RawClient, frame
 
+pytestmark = pytest.mark.core  # the core server suite: CI runs it on every tested Python too
+
 HELLO = helloworld_pb2.HelloRequest(name="raw").SerializeToString()
 HELLO_BODY = struct.pack(">BL", 0, len(HELLO)) + HELLO
 

@@ -21,6 +21,8 @@ from tests.conftest import RUNTIMES, require_runtime
 from tests.rawh2 import RawClient, frame
 from tests.servers import ServerProcess, spawn
 
+pytestmark = pytest.mark.core  # the core server suite: CI runs it on every tested Python too
+
 Status = health_pb2.HealthCheckResponse
 UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
 TOKENS = (("x-api-key", "k"), ("authorization", "Bearer good"))

@@ -23,6 +23,8 @@ import pytest
 from gmf.toolkit.benchlib.servers import free_port, wait_port
 from tests.conftest import require_runtime
 
+pytestmark = pytest.mark.core  # the core server suite: CI runs it on every tested Python too
+
 ROOT = Path(__file__).resolve().parents[1]
 SOCKET_IO = ("recvfrom", "sendto", "recvmsg", "sendmsg", "read", "write", "readv", "writev", "recv", "send")
 READINESS = ("epoll_wait", "epoll_pwait", "epoll_pwait2", "epoll_ctl", "poll", "ppoll", "select", "pselect6")

@@ -23,6 +23,8 @@ from gmf.toolkit.benchlib.servers import free_port, wait_port
 from tests.rawh2 import RawClient
 from tests.servers import spawn
 
+pytestmark = pytest.mark.core  # the core server suite: CI runs it on every tested Python too
+
 ROOT = Path(__file__).resolve().parents[1]
 CPUS = sorted(os.sched_getaffinity(0))
 
