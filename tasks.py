@@ -103,14 +103,15 @@ def run(c: Context, example: str = "helloworld", container: bool = False, native
 
 @task(help={"container": "run inside the dev container", "k": "pytest -k expression",
             "path": "test paths (repeatable)", "name": _CONTAINER_HELP["name"],
-            "python": f"run in the image of this Python ({', '.join(pythons.versions())}, comma-separated, or all)"},
+            "python": f"run in the image of this Python ({', '.join(pythons.versions())}, comma-separated, or all)",
+            "jobs": "--python: versions run side by side (each one's output comes when it ends)"},
       iterable=["path"])
 def test(c: Context, container: bool = False, k: str | None = None, path: list[str] | None = None,
-         name: str | None = None, python: str | None = None) -> None:
+         name: str | None = None, python: str | None = None, jobs: int = 1) -> None:
     """Run the tests (pytest), natively, in the dev container or per Python; `-- ARGS` go to pytest."""
     extra = commands.passthrough(c.remainder)
     if python:
-        _done(matrix.run(python, commands.pytest_args(k, path or [], extra)))
+        _done(matrix.run(python, commands.pytest_args(k, path or [], extra), jobs=int(jobs)))
     elif container:
         args = ["test", *(["-k", k] if k else []), *(a for p in path or [] for a in ("--path", p))]
         _done(commands.in_container([*args, "--", *extra] if extra else args, _settings(name)))

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import sysconfig
+import time
 import venv
 from pathlib import Path
 from typing import Any
@@ -129,7 +131,7 @@ def test_tasks_without_the_dev_extra_name_the_fix(tmp_path: Path) -> None:
 @pytest.mark.timeout(1800)  # a cold engine makes the trixie and forky images first (~2 min each)
 def test_python_matrix_runs_each_version_and_sums_up(dev_image: Any) -> None:
     selection = ("--path", "tests/toolkit/test_toolkit_units.py", "--")
-    ok = invoke("test", "--python", "all", *selection, "-k", "jsonc or memlock", timeout=1700)
+    ok = invoke("test", "--python", "all", "--jobs", "3", *selection, "-k", "jsonc or memlock", timeout=1700)
     assert ok.returncode == 0, ok.stdout[-3000:] + ok.stderr[-3000:]
     for target in pythons.TARGETS:
         assert f"platform linux -- Python {target.python}." in ok.stdout
@@ -138,8 +140,32 @@ def test_python_matrix_runs_each_version_and_sums_up(dev_image: Any) -> None:
     none = invoke("test", "--python", "3.14", *selection, "-k", "no_such_test_zz", timeout=600)
     assert none.returncode == 5  # pytest's "no tests collected" comes through unchanged
     assert "steps from the layer cache" in none.stdout  # built once: the second run is cached
+    mixed = invoke("test", "--python", "3.13,3.11", "--jobs", "2", *selection, "-k", "no_such_test_zz", timeout=600)
+    assert mixed.returncode == 5 and mixed.stdout.count("no tests collected") == 2
     bad = invoke("test", "--python", "3.12", timeout=60)
     assert bad.returncode == 1 and "choose one or more of 3.11, 3.13, 3.14" in bad.stderr
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(300)
+def test_sigterm_stops_and_removes_the_test_container(dev_image: Any, docker_client: Any) -> None:
+    env = {**os.environ, "GMF_DEV_CONTAINER": "unused"}
+    proc = subprocess.Popen([sys.executable, "-m", "invoke", "test", "--python", "3.11", "--", "-m", "core", "-q"],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    name = f"gmf-pytest-bookworm-{proc.pid}"
+    try:
+        deadline = time.monotonic() + 120
+        while not docker_client.containers.list(filters={"name": name}):
+            assert proc.poll() is None and time.monotonic() < deadline, "the test container never started"
+            time.sleep(0.5)
+        time.sleep(2)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 130
+        assert not docker_client.containers.list(all=True, filters={"name": name})
+        assert f"stopping {name}" in (proc.stderr.read() if proc.stderr else "")
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 @pytest.mark.docker
