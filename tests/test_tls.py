@@ -86,31 +86,33 @@ def closed_within(sock: socket.socket, seconds: float) -> float:
 
 
 def test_tls_protocol_keeps_to_asyncios_internals(pki: Pki) -> None:
-    """gmf.tls subclasses asyncio's private SSLProtocol (the same on 3.11, 3.13 and 3.14): every
-    connection reads into the worker's one buffer and counts as handshaking until it ends. A
-    Python that renames those internals fails here, not as 256 KiB per connection later."""
+    """gmf.rpc.accept.TlsProtocol subclasses asyncio's private SSLProtocol (the same on 3.11, 3.13
+    and 3.14): every connection reads into the worker's one buffer and counts as handshaking
+    until it ends. A Python that renames those internals fails here, not as 256 KiB per
+    connection later."""
     import asyncio
     import asyncio.sslproto
 
+    from gmf.rpc.accept import Acceptor, TlsProtocol
     from gmf.rpc.registry import MethodRegistry
     from gmf.rpc.server_state import ServerOptions, ServerState
-    from gmf.tls import TlsProtocol
+    from gmf.tls import ServerTls
 
     loop = asyncio.new_event_loop()
     try:
         state = ServerState(loop, MethodRegistry(), ServerOptions())
-        ctx = ServerCredentials.from_files(pki.path("server.pem"), pki.path("server.key")).ssl_context()
-        shared = bytearray(TlsProtocol.max_size)
-        protocols = [TlsProtocol(state, state.protocol_factory(), ctx, shared) for _ in range(2)]
-        assert state.handshaking == 2
-        for proto in protocols:
-            view = proto.get_buffer(-1)
-            assert view.obj is shared and len(view) == TlsProtocol.max_size
+        acceptor = Acceptor(state, ServerTls(ServerCredentials.from_files(pki.path("server.pem"),
+                                                                          pki.path("server.key"))))
+        protocols = [acceptor() for _ in range(2)]
+        assert all(isinstance(p, TlsProtocol) for p in protocols) and acceptor.handshaking == 2
+        views = [p.get_buffer(-1) for p in protocols]  # type: ignore[attr-defined]
+        assert views[0].obj is views[1].obj and len(views[0]) == TlsProtocol.max_size
         assert "_on_handshake_complete" in vars(asyncio.sslproto.SSLProtocol)  # what asyncio calls
-        protocols[0]._on_handshake_complete(ConnectionResetError())
-        assert state.handshaking == 1
+        protocols[0]._on_handshake_complete(ConnectionResetError())  # type: ignore[attr-defined]
+        assert acceptor.handshaking == 1
     finally:
         loop.close()
+
 
 # -- real clients over mutual TLS --------------------------------------------------------
 

@@ -21,6 +21,8 @@ from gmf.web.sink import Out
 import helloworld_pb2  # noqa: E402  isort: skip
 import route_guide_pb2  # noqa: E402  isort: skip
 
+pytestmark = pytest.mark.core  # the core server suite: CI runs it on every tested Python too
+
 BIN = grpcweb.parse_content_type(b"application/grpc-web+proto")
 TEXT = grpcweb.parse_content_type(b"application/grpc-web-text")
 
