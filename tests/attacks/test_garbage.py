@@ -21,6 +21,8 @@ from tests.helpers.hostile import Bystander, RssBound, still_serving
 from tests.helpers.rawh2 import PREFACE, SETTINGS_EMPTY, RawClient, frame
 from tests.helpers.servers import ServerProcess, server_fixture
 
+pytestmark = pytest.mark.core  # the core server suite: CI runs it on every tested Python too
+
 RUNTIMES = ["uring", "asyncio"]
 NO_ERROR, PROTOCOL_ERROR, INTERNAL_ERROR, FLOW_CONTROL_ERROR = 0x0, 0x1, 0x2, 0x3
 STREAM_CLOSED, FRAME_SIZE_ERROR = 0x5, 0x6

@@ -20,6 +20,8 @@ from gmf.protocol.h2conn import (
 )
 from tests.helpers.rawh2 import PREFACE, SETTINGS_EMPTY, frame
 
+pytestmark = pytest.mark.core  # the core server suite: CI runs it on every tested Python too
+
 REQUEST = [(":method", "POST"), (":scheme", "http"), (":path", "/helloworld.Greeter/SayHello"),
            (":authority", "x"), ("content-type", "application/grpc"), ("te", "trailers")]
 TRAILERS = b"\x88"  # any block will do: the core does not look at what it sends

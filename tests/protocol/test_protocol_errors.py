@@ -15,6 +15,8 @@ from tests.helpers.hostile import rss_kib, still_serving
 from tests.helpers.rawh2 import PREFACE, SETTINGS_EMPTY, RawClient, frame
 from tests.helpers.servers import RUNTIMES, serving
 
+pytestmark = pytest.mark.core  # the core server suite: CI runs it on every tested Python too
+
 HELLO = helloworld_pb2.HelloRequest(name="raw").SerializeToString()
 HELLO_BODY = struct.pack(">BL", 0, len(HELLO)) + HELLO
 

@@ -19,6 +19,8 @@ from tests.helpers import poll
 from tests.helpers.hostile import still_serving
 from tests.helpers.servers import runtime_available, serving, spawn
 
+pytestmark = pytest.mark.core  # the core server suite: CI runs it on every tested Python too
+
 RUNTIME = "uring" if runtime_available("uring") is None else "asyncio"
 ASYNC, SYNC = "gmftest.FaultService", "gmftest.SyncFaultService"
 KINDS = ("Unary", "ServerStream", "ClientStream", "Bidi")

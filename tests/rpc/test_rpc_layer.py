@@ -20,6 +20,8 @@ from gmf.rpc import runner
 from gmf.rpc.call import _QUEUE_LIMIT
 from tests.rpc.fake_sink import FakeSink, request
 
+pytestmark = pytest.mark.core  # the core server suite: CI runs it on every tested Python too
+
 OK_STATUS = ("status", g.OK, "", None, False)
 
 

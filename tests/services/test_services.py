@@ -20,6 +20,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tests.helpers.rawh2 import RawClient, frame
 from tests.helpers.servers import RUNTIMES, server_fixture, serving, spawn
 
+pytestmark = pytest.mark.core  # the core server suite: CI runs it on every tested Python too
+
 Status = health_pb2.HealthCheckResponse
 UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
 TOKENS = (("x-api-key", "k"), ("authorization", "Bearer good"))
