@@ -252,7 +252,6 @@ GRPC_CASES = {
     "two_messages_for_unary": (request_headers(), message(HELLO) * 2, True, "13", "200"),
     "invalid_protobuf": (request_headers(), message(b"\xff\xff\xff"), True, "13", "200"),
     "declared_length_over_limit": (request_headers(), struct.pack(">BL", 0, 0x80000000) + b"x" * 100, False, "8", "200"),
-    "unknown_content_type": (request_headers(content_type="application/json"), b"{}", True, "2", "415"),
     "bad_compression_flag": (request_headers(), message(HELLO, flag=7), True, "13", "200"),
 }
 
