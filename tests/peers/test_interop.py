@@ -93,3 +93,44 @@ def test_server_compressed_flags(session_server):
     assert headers.get("grpc-encoding") == "gzip"
     assert [flag for flag, _ in messages] == [1, 0] and messages[1][1] > 92653  # the second as is
     client.close()
+
+
+# -- the second-language client: grpc-go 1.33 (bench/peers/go/interop, built by go_build) ------
+@pytest.fixture(scope="module")
+def go_interop() -> str:
+    from tests.bench.test_go_peers import go_build
+
+    try:
+        return str(go_build.build().interop)
+    except go_build.GoUnavailable as exc:
+        if os.environ.get("GMF_REQUIRE_GO") == "1":
+            pytest.fail(f"GMF_REQUIRE_GO=1 but the Go interop client cannot be built: {exc}")
+        pytest.skip(str(exc))
+
+
+def _go_case(binary: str, target: str, case: str) -> None:
+    port = target.rsplit(":", 1)[1]
+    out = subprocess.run([binary, "--server_port", port, "--test_case", case], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == f"ok {case}", out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_go_interop_case_on_gmf(go_interop, target, case, request):
+    if case in FIXED_ON_MIGRATE:
+        request.applymarker(pytest.mark.xfail(strict=True, reason="fixed on branch migrate"))
+    _go_case(go_interop, target, case)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_go_interop_case_on_grpcio(go_interop, grpcio_server, case):
+    if case in GRPCIO_CANNOT:
+        pytest.skip("grpcio's servicer context cannot tell a compressed request (CompressedRequest)")
+    _go_case(go_interop, grpcio_server, case)
+
+
+def test_go_client_knows_every_case(go_interop):
+    """The Go client and the grpcio cases cover the same list."""
+    out = subprocess.run([go_interop, "--server_port", "1", "--test_case", "nope"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2 and "unknown test case" in out.stderr
+    source = (ROOT / "bench" / "peers" / "go" / "interop" / "main.go").read_text()
+    assert all(f'"{case}":' in source for case in CASES)
