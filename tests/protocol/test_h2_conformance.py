@@ -215,3 +215,16 @@ def test_connect_needs_authority_only():
     assert check([(b":method", b"CONNECT"), (b":authority", b"h:443"), (b":path", b"/")]).request_error
     assert check([(b":method", b"CONNECT")]).request_error
 
+
+
+@pytest.mark.parametrize("name, value", [
+    (b"::method", b"POST"), (b"x\x00y", b"1"), (b"x:", b"1"), (b"\x7f", b"1"), (b"x y", b"1"), (b"", b""),
+    (b"x-v", b"\x00"), (b"x-v", b" "), (b"x-v", b"\t"), (b"x-v", b"a\r"), (b"te", b"gzip"),
+])
+def test_check_byte_rules_on_single_fields(name, value):
+    """The block-at-once byte checks of h2fields, on the edges of their classes."""
+    good = [(n.encode(), v.encode()) for n, v in request()]
+    for position in (0, len(good)):  # first (before the pseudo-headers) and last
+        headers = good[:position] + [(name, value)] + good[position:]
+        assert check(headers).request_error is not None, (name, value, position)
+    assert check([(b"x-ok", b"")]).trailers_error is None
