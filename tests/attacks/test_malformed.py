@@ -61,32 +61,33 @@ def goaway_of(client: RawClient) -> int:
     return goaways[-1].error_code
 
 
-@pytest.mark.parametrize("name", sorted(MALFORMED_REQUESTS))
-def test_malformed_request_gets_protocol_error(malformed_server, name):
-    fields, section = MALFORMED_REQUESTS[name]
-    with hostile(malformed_server):
-        client = RawClient(malformed_server.port)
+def refused_beside_a_running_call(server, send, section: str) -> None:
+    """``send(client)`` writes the bad stream 3 while stream 1 runs: RST_STREAM PROTOCOL_ERROR
+    for it, the running call completes, the connection serves stream 5, the bystander throughout."""
+    with hostile(server):
+        client = RawClient(server.port)
         client.handshake()
         running = Running(client)
-        client.send(client.headers(3, fields) + frame(0x0, 0x1, 3, echo("bad")))
+        client.send(send(client))
         assert reset_of(client, 3) == PROTOCOL_ERROR, f"RFC 9113 {section}"
         running.finish()
         served(client, 5)
         client.close()
+
+
+@pytest.mark.parametrize("name", sorted(MALFORMED_REQUESTS))
+def test_malformed_request_gets_protocol_error(malformed_server, name):
+    fields, section = MALFORMED_REQUESTS[name]
+    refused_beside_a_running_call(malformed_server, lambda c: c.headers(3, fields) + frame(0x0, 0x1, 3, echo("bad")), section)
 
 
 @pytest.mark.parametrize("name", sorted(MALFORMED_TRAILERS))
 def test_malformed_trailers_get_protocol_error(malformed_server, name):
     fields, section = MALFORMED_TRAILERS[name]
-    with hostile(malformed_server):
-        client = RawClient(malformed_server.port)
-        client.handshake()
-        running = Running(client)
-        client.send(client.headers(3, request(BIDI)) + frame(0x0, 0, 3, echo("x")) + client.headers(3, fields, end_stream=True))
-        assert reset_of(client, 3) == PROTOCOL_ERROR, f"RFC 9113 {section}"
-        running.finish()
-        served(client, 5)
-        client.close()
+    refused_beside_a_running_call(
+        malformed_server,
+        lambda c: c.headers(3, request(BIDI)) + frame(0x0, 0, 3, echo("x")) + c.headers(3, fields, end_stream=True),
+        section)
 
 
 @pytest.mark.parametrize("declared, body", [(3, echo("too long")), (100, echo("too short"))])
@@ -119,19 +120,12 @@ def test_content_length_matching_the_data_is_served(malformed_server):
 @pytest.mark.parametrize("kind", ["headers", "priority"])
 def test_stream_depending_on_itself(malformed_server, kind):
     """RFC 9113 5.3.1: a stream error PROTOCOL_ERROR, in HEADERS or in a PRIORITY frame."""
-    with hostile(malformed_server):
-        client = RawClient(malformed_server.port)
-        client.handshake()
-        running = Running(client)
+    def send(client: RawClient) -> bytes:
         if kind == "headers":
-            block = client.encoder.encode(request())
-            client.send(frame(0x1, 0x4 | 0x20, 3, struct.pack(">LB", 3, 200) + block))
-        else:
-            client.send(client.headers(3, request(BIDI)) + frame(0x2, 0, 3, struct.pack(">LB", 3, 200)))
-        assert reset_of(client, 3) == PROTOCOL_ERROR
-        running.finish()
-        served(client, 5)
-        client.close()
+            return frame(0x1, 0x4 | 0x20, 3, struct.pack(">LB", 3, 200) + client.encoder.encode(request()))
+        return client.headers(3, request(BIDI)) + frame(0x2, 0, 3, struct.pack(">LB", 3, 200))
+
+    refused_beside_a_running_call(malformed_server, send, "5.3.1")
 
 
 def test_headers_on_a_never_opened_stream_is_protocol_error(malformed_server):
