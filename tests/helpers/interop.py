@@ -16,6 +16,7 @@ import asyncio
 import empty_pb2  # importable: tests/helpers/__init__.py put the generated code on sys.path
 import grpc
 import messages_pb2
+import test_pb2  # noqa: F401 - the services' descriptors (test_pb2_grpc imports only the messages'): for reflection
 import test_pb2_grpc
 
 ECHO_INITIAL = "x-grpc-test-echo-initial"
