@@ -18,6 +18,7 @@ from tests.helpers.rawh2 import RawClient, frame
 from tests.helpers.servers import server_fixture
 
 PROTOCOL_ERROR, STREAM_CLOSED = 0x1, 0x5
+pytestmark = pytest.mark.core  # the core server suite: CI runs it on every tested Python too
 BIDI = "/gmftest.TestService/Bidi"
 
 malformed_server = server_fixture("A one-worker server with the default limits, per runtime.", ["uring", "asyncio"])

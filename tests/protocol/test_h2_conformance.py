@@ -17,6 +17,7 @@ from tests.helpers.rawh2 import frame
 from tests.protocol.test_h2_limits import TRAILERS, Peer
 
 PROTOCOL_ERROR, STREAM_CLOSED = 0x1, 0x5  # RFC 9113 7
+pytestmark = pytest.mark.core  # the core server suite: CI runs it on every tested Python too
 
 
 def block(peer: Peer, fields) -> bytes:

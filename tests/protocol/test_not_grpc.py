@@ -19,6 +19,7 @@ from tests.helpers.hostile import Bystander
 from tests.helpers.rawh2 import PREFACE, RawClient, frame
 
 TEXT = plain.TEXT.decode()
+pytestmark = pytest.mark.core  # the core server suite: CI runs it on every tested Python too
 
 
 def _answer(client: RawClient, sid: int) -> tuple[dict[str, str], bytes]:
