@@ -282,8 +282,10 @@ func cancelAfterBegin(ctx context.Context, conn *grpc.ClientConn) error {
 		return err
 	}
 	cancel()
-	_, err = stream.CloseAndRecv()
-	return expectCode(err, codes.Canceled, nil)
+	// Receive without half-closing: the server waits for the end of the requests, so only the
+	// cancellation can end the call (CloseAndRecv could send END_STREAM before the cancel is seen).
+	var reply interop.StreamingInputCallResponse
+	return expectCode(stream.RecvMsg(&reply), codes.Canceled, nil)
 }
 
 func cancelAfterFirstResponse(ctx context.Context, conn *grpc.ClientConn) error {
