@@ -239,15 +239,3 @@ def trailers(code: int, message: str = "", metadata: list[Header] | None = None,
         fields.append((b"grpc-message", percent_encode(message).encode("ascii")))
     block = encode_headers(fields + (metadata or []))
     return RESPONSE_HEADERS + block if trailers_only else block
-
-
-def http_error_headers(status: int, code: int, message: str) -> bytes:
-    """A non-200 response for requests that are not gRPC (wrong method or content-type)."""
-    return encode_headers(
-        [
-            (b":status", str(status).encode()),
-            (b"content-type", CONTENT_TYPE),
-            (b"grpc-status", str(code).encode()),
-            (b"grpc-message", percent_encode(message).encode("ascii")),
-        ]
-    )

@@ -22,6 +22,7 @@ from ..metrics import UNKNOWN_METHOD
 from ..protocol import frames as fr
 from ..protocol import grpc as g
 from ..protocol import h2events as ev
+from ..protocol import plain
 from ..protocol.h2conn import H2ServerConnection
 from . import runner
 from .call import Call
@@ -313,7 +314,7 @@ class GrpcConnection(asyncio.Protocol):
         summary = cast(_RequestSummary | None, event.headers.summary)
         if summary is None:  # parsed once per distinct header block (the decoder caches blocks)
             summary = event.headers.summary = _RequestSummary(event.headers)
-        method_name, path, content_type = summary.method, summary.path, summary.content_type
+        method_name, content_type = summary.method, summary.content_type
         timeout, encoding, accept = summary.timeout, summary.encoding, summary.accept
         h = self.h2
         if h.buffered_bytes > self.outbound_limit or self.outbound_full:  # the peer is not taking its responses
@@ -324,14 +325,11 @@ class GrpcConnection(asyncio.Protocol):
             h.send_headers(sid, g.trailers(g.RESOURCE_EXHAUSTED, message, trailers_only=True), end_stream=True)
             self._rejected(summary.path_str, g.RESOURCE_EXHAUSTED)
             return
-        if path is None or method_name is None:
-            h.reset_stream(sid, fr.PROTOCOL_ERROR)
-            return
-        if method_name != b"POST":
-            h.send_headers(sid, g.http_error_headers(405, g.UNIMPLEMENTED, "gRPC requires POST"), end_stream=True)
-            return
-        if content_type is None or not content_type.startswith(b"application/grpc"):
-            h.send_headers(sid, g.http_error_headers(415, g.UNKNOWN, "invalid gRPC content-type"), end_stream=True)
+        # The HTTP/2 core let through well-formed requests only (RFC 9113 8.3: :method, and
+        # :scheme and a non-empty :path unless CONNECT); gRPC is a POST of application/grpc*.
+        if method_name != b"POST" or content_type is None or not content_type.startswith(b"application/grpc"):
+            status, fields = plain.not_grpc(cast(bytes, method_name))
+            self.answer_http(sid, status, fields, cast(bytes, method_name))
             return
         method = self.server.methods.resolve(summary.path_str, lambda: g.metadata_from_headers(event.headers))
         if method is None:
@@ -373,6 +371,17 @@ class GrpcConnection(asyncio.Protocol):
         if event.end_stream:
             call.feed(b"", 0, True)
             self._request_complete(call)
+
+    def answer_http(self, stream_id: int, status: int, headers: list[g.Header] | tuple[g.Header, ...] = (),
+                    method: bytes = b"POST") -> None:
+        """Answer a request that is not an RPC: ``status`` with a short text/plain body saying
+        this is a gRPC server (``gmf.protocol.plain``), the body sent as DATA under flow control.
+        The one answer for every request no protocol takes ("none of the above")."""
+        block, body = plain.answer(status, headers, method)
+        h = self.h2
+        h.send_headers(stream_id, block, end_stream=not body)
+        if body:
+            h.send_data(stream_id, body, end_stream=True)
 
     def _request_complete(self, call: Call) -> None:
         """The client half-closed: a unary-request handler can start now."""
