@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Iterable, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import grpc
 
@@ -20,13 +20,6 @@ from ..protocol import grpc as g
 from .context import ServicerContext
 from .registry import HandlerCallDetails, Method, MethodCache, MethodRegistry
 from .runner import RequestIterator, run
-
-
-class Metadatum(NamedTuple):
-    """One invocation-metadata entry, shaped like grpcio's (``.key``, ``.value``, or a pair)."""
-
-    key: str
-    value: Any
 
 
 def check_interceptors(interceptors: Iterable[Any]) -> tuple[Any, ...]:
@@ -98,7 +91,7 @@ class InterceptedMethods(MethodCache):
 
     async def _serve(self, requests: RequestIterator, context: ServicerContext) -> None:
         call = context._call
-        details = HandlerCallDetails(call.path, tuple(Metadatum(k, v) for k, v in call.metadata))
+        details = HandlerCallDetails(call.path, call.metadata)
         handler = await self._chain.resolve(details)
         if handler is None:
             raise g.GrpcError(g.UNIMPLEMENTED, "Method not found!")
