@@ -22,6 +22,7 @@ from . import tls as gmf_tls
 from .errors import StartupError
 from .placement import Placement, allowed_cpus
 from .rpc.context import encoding_name
+from .rpc.inline import SYNC_HANDLERS
 from .rpc.interceptors import check_interceptors
 from .rpc.registry import MethodRegistry
 from .rpc.server_state import ServerOptions
@@ -142,6 +143,9 @@ class GmfServer:
         max_outbound_buffer: int | None = 16 * 1024 * 1024,
         outbound_stall_timeout: float | None = 30.0,
         slow_handler_threshold: float | None = 1.0,
+        handler_threads: int = 10,
+        sync_handlers: str = "auto",
+        exception_details: str = "aio",
     ) -> None:
         self.placement = Placement.max_spread()
         self.cpu_sets: list[tuple[int, ...] | None] = []
@@ -186,6 +190,9 @@ class GmfServer:
             max_outbound_buffer=max_outbound_buffer,
             outbound_stall_timeout=outbound_stall_timeout,
             slow_handler_threshold=slow_handler_threshold,
+            handler_threads=handler_threads,
+            sync_handlers=sync_handlers,
+            exception_details=exception_details,
         )
 
     def configure(self, **options: Any) -> GmfServer:
@@ -205,6 +212,10 @@ class GmfServer:
         compression = options.get("compression")
         if compression is not None and encoding_name(compression) is None:
             raise ValueError(f"unsupported compression {compression!r}: use grpc.Compression.Gzip or Deflate")
+        if options.get("sync_handlers", "auto") not in SYNC_HANDLERS:
+            raise ValueError(f"sync_handlers must be one of {', '.join(SYNC_HANDLERS)} (got {options['sync_handlers']!r})")
+        if options.get("exception_details", "aio") not in ("aio", "sync"):
+            raise ValueError(f"exception_details must be 'aio' or 'sync' (got {options['exception_details']!r})")
         if "slow_handler_threshold" in options:
             watchdog.check_threshold(options["slow_handler_threshold"])
         for name in ("on_worker_start", "on_worker_stop"):
@@ -363,6 +374,7 @@ _NUMBERS: dict[str, tuple[type, float]] = {
     "idle_timeout": (float, 0.001),
     "max_outbound_buffer": (int, 1),
     "outbound_stall_timeout": (float, 0.001),
+    "handler_threads": (int, 1),
 }
 _NULLABLE = frozenset({"workers", "max_send_message_length", "metrics_port", "idle_timeout", "max_outbound_buffer",
                        "outbound_stall_timeout"})

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from concurrent.futures import Executor
 from typing import TYPE_CHECKING, cast
 
 from ..logs import log_access
@@ -27,6 +26,7 @@ from . import runner
 from .call import Call
 from .context import ServicerContext
 from .peer import auth_context, format_peer
+from .threads import HandlerThreads
 
 SHUTDOWN_ACK_TIMEOUT = 1.0  # seconds a draining connection waits for its GOAWAY PING's ACK
 
@@ -381,7 +381,7 @@ class GrpcConnection(asyncio.Protocol):
 
     # ------------------------------------------------------------------ CallSink (gmf.rpc.sink)
     @property
-    def executor(self) -> Executor:
+    def executor(self) -> HandlerThreads:
         return self.server.executor
 
     def auth_context(self) -> dict[str, list[bytes]]:

@@ -18,8 +18,8 @@ import grpc
 
 from ..protocol import grpc as g
 from .context import ServicerContext
-from .registry import HandlerCallDetails, Method, MethodCache, MethodRegistry
-from .runner import RequestIterator, run
+from .registry import DEFAULT_OPTIONS, HandlerCallDetails, Method, MethodCache, MethodOptions, MethodRegistry
+from .runner import RequestIterator, serve
 
 
 def check_interceptors(interceptors: Iterable[Any]) -> tuple[Any, ...]:
@@ -76,8 +76,9 @@ class InterceptorChain:
 class InterceptedMethods(MethodCache):
     """The method cache of a server with interceptors (see the module docstring)."""
 
-    def __init__(self, registry: MethodRegistry, interceptors: Sequence[Any]) -> None:
-        super().__init__(registry)
+    def __init__(self, registry: MethodRegistry, interceptors: Sequence[Any],
+                 options: MethodOptions = DEFAULT_OPTIONS) -> None:
+        super().__init__(registry, options)
         self._chain = InterceptorChain(interceptors, registry)
         self._placeholders: dict[str, Method] = {}
 
@@ -101,4 +102,4 @@ class InterceptedMethods(MethodCache):
             await call.wait_readable()
             if call.finished:
                 return
-        await run(call)  # finishes the call; the placeholder's own reply is then a no-op
+        await serve(call)  # finishes the call; the placeholder's own reply is then a no-op
