@@ -123,7 +123,8 @@ class GmfServer:
         slow_handler_threshold: float | None = 1.0,
         handler_threads: int = 10,
         sync_handlers: str = "auto",
-        exception_details: str = "aio",
+        grpcio_flavor: str = "aio",
+        max_concurrent_rpcs: int | None = None,
     ) -> None:
         self.placement = Placement.max_spread()
         self.cpu_sets: list[tuple[int, ...] | None] = []
@@ -171,7 +172,8 @@ class GmfServer:
             slow_handler_threshold=slow_handler_threshold,
             handler_threads=handler_threads,
             sync_handlers=sync_handlers,
-            exception_details=exception_details,
+            grpcio_flavor=grpcio_flavor,
+            max_concurrent_rpcs=max_concurrent_rpcs,
         )
 
     def configure(self, **options: Any) -> GmfServer:
@@ -193,8 +195,8 @@ class GmfServer:
             raise ValueError(f"unsupported compression {compression!r}: use grpc.Compression.Gzip or Deflate")
         if options.get("sync_handlers", "auto") not in SYNC_HANDLERS:
             raise ValueError(f"sync_handlers must be one of {', '.join(SYNC_HANDLERS)} (got {options['sync_handlers']!r})")
-        if options.get("exception_details", "aio") not in ("aio", "sync"):
-            raise ValueError(f"exception_details must be 'aio' or 'sync' (got {options['exception_details']!r})")
+        if options.get("grpcio_flavor", "aio") not in ("aio", "sync"):
+            raise ValueError(f"grpcio_flavor must be 'aio' or 'sync' (got {options['grpcio_flavor']!r})")
         if "slow_handler_threshold" in options:
             watchdog.check_threshold(options["slow_handler_threshold"])
         for name in ("on_worker_start", "on_worker_stop"):
@@ -399,9 +401,10 @@ _NUMBERS: dict[str, tuple[type, float]] = {
     "max_outbound_buffer": (int, 1),
     "outbound_stall_timeout": (float, 0.001),
     "handler_threads": (int, 1),
+    "max_concurrent_rpcs": (int, 1),
 }
 _NULLABLE = frozenset({"workers", "max_send_message_length", "metrics_port", "idle_timeout", "max_outbound_buffer",
-                       "outbound_stall_timeout"})
+                       "outbound_stall_timeout", "max_concurrent_rpcs"})
 
 
 def _check_number(name: str, value: object, kind: type, minimum: float) -> None:

@@ -72,7 +72,7 @@ class MessageDecoder:
             if length > self._max:
                 raise GrpcError(
                     RESOURCE_EXHAUSTED,
-                    f"Received message larger than max ({length} vs. {self._max})",
+                    f"SERVER: Received message larger than max ({length} vs. {self._max})",
                 )
             if flag > 1:
                 raise GrpcError(INTERNAL, f"invalid message compression flag {flag}")

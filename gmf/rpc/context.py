@@ -10,6 +10,7 @@ to the event loop in order; the rest only reads or sets the call's own fields.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Generator, Sequence
 from typing import Any, NoReturn
 
@@ -51,6 +52,7 @@ def status_value(code: Any) -> int:
 
 
 _CODES = {c.value[0]: c for c in grpc.StatusCode}
+_NO_DEADLINE = float(2**63)  # seconds: what grpc.server takes for the deadline of a call without one
 _ENCODINGS = {grpc.Compression.Gzip: "gzip", grpc.Compression.Deflate: "deflate"}
 
 
@@ -129,10 +131,13 @@ class ServicerContext:
 
     # -- lifetime -----------------------------------------------------------
     def time_remaining(self) -> float | None:
-        deadline = self._call.deadline
+        """Seconds left before the deadline. Without one: None (grpc.aio), or what grpc.server
+        gives with ``grpcio_flavor="sync"``: C-core's infinite deadline minus the time, ~9.2e18."""
+        call = self._call
+        deadline = call.deadline
         if deadline is None:
-            return None
-        return max(0.0, deadline - self._call.conn.loop.time())
+            return _NO_DEADLINE - time.time() if call.method.sync_flavor else None
+        return max(0.0, deadline - call.conn.loop.time())
 
     def cancelled(self) -> bool:
         return self._call.cancelled or self._call.deadline_hit

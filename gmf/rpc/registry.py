@@ -70,7 +70,9 @@ class MethodOptions:
     """The server options that decide how a method's handler runs (from ServerOptions)."""
 
     sync_handlers: str = "auto"  # plain-def unary handlers: "auto" (the placement rule), "threads", "inline"
-    exception_details: str = "aio"  # an exception's details as grpc.aio ("aio") or grpc.server ("sync") says them
+    # Where grpcio's two servers answer differently, answer as grpc.aio ("aio") or grpc.server
+    # ("sync") does: a handler exception's details, time_remaining() without a deadline.
+    grpcio_flavor: str = "aio"
 
 
 DEFAULT_OPTIONS = MethodOptions()
@@ -93,7 +95,7 @@ class Method:
         "quick_runs",  # quick thread runs in a row (the placement rule)
         "strikes",  # slow inline runs since strike_at (the placement rule)
         "strike_at",
-        "sync_errors",  # exception details as grpc.server says them
+        "sync_flavor",  # answer as grpc.server does where grpc.aio differs (grpcio_flavor="sync")
     )
 
     def __init__(self, path: str, handler: grpc.RpcMethodHandler, options: MethodOptions = DEFAULT_OPTIONS) -> None:
@@ -114,7 +116,7 @@ class Method:
         self.inline = not self.is_async and self.sync_mode == "inline"
         self.quick_runs = self.strikes = 0
         self.strike_at = 0.0
-        self.sync_errors = options.exception_details == "sync"
+        self.sync_flavor = options.grpcio_flavor == "sync"
 
 
 def _identity(value: Any) -> Any:

@@ -107,7 +107,7 @@ def finish_error(call: Call, exc: BaseException) -> None:
     ``context.abort()`` and errors below the handler carry their own; for any other exception a
     code set on the context before it (not OK) is the call's status, as in grpcio (the generated
     base class does ``set_code(UNIMPLEMENTED)``, then raises NotImplementedError), else UNKNOWN;
-    the details follow grpc.server (``exception_details="sync"``: the context's details, else
+    the details follow grpc.server (``grpcio_flavor="sync"``: the context's details, else
     "Exception calling application: ...") or grpc.aio (``Unexpected <class ...>: ...``)."""
     if isinstance(exc, AbortError):
         call.finish(exc.code, exc.details, exc.trailing_metadata)
@@ -123,7 +123,7 @@ def finish_error(call: Call, exc: BaseException) -> None:
     else:
         log.error("Exception calling application: %s (%s)", exc, call.path, exc_info=exc)
         code = call.code if call.code is not None and call.code != g.OK else g.UNKNOWN
-        if call.method.sync_errors:
+        if call.method.sync_flavor:
             details = call.details if call.details is not None else f"Exception calling application: {exc}"
         else:
             details = f"Unexpected {type(exc)}: {exc}"

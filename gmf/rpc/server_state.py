@@ -58,10 +58,11 @@ class ServerOptions:
     # rule of gmf.rpc.threads; "threads"; "inline": on the event loop, never blocking).
     handler_threads: int = 10
     sync_handlers: str = "auto"
-    exception_details: str = "aio"  # a handler exception's details as grpc.aio ("aio") or grpc.server ("sync")
+    max_concurrent_rpcs: int | None = None  # per worker; more get RESOURCE_EXHAUSTED (grpcio's maximum_concurrent_rpcs)
+    grpcio_flavor: str = "aio"  # answer as grpc.aio ("aio") or grpc.server ("sync") where they differ
 
     def method_options(self) -> MethodOptions:
-        return MethodOptions(sync_handlers=self.sync_handlers, exception_details=self.exception_details)
+        return MethodOptions(sync_handlers=self.sync_handlers, grpcio_flavor=self.grpcio_flavor)
 
     def h2_limits(self) -> H2Limits:
         return H2Limits(
@@ -111,6 +112,8 @@ class ServerState:
         self.max_receive_message_length = options.max_receive_message_length
         self.max_send_message_length = options.max_send_message_length
         self.max_header_list_size = options.max_header_list_size
+        self.max_concurrent_rpcs = options.max_concurrent_rpcs
+        self.active_rpcs = 0  # calls in progress on every connection of this worker
         self.h2_limits = options.h2_limits()
         self.compression = options.compression
         self.connections: set[OpenConnection] = set()

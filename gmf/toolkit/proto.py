@@ -24,6 +24,7 @@ TARGETS: tuple[ProtoTarget, ...] = (
     ProtoTarget(Path("proto/helloworld/helloworld.proto"), Path("examples/helloworld")),
     ProtoTarget(Path("proto/routeguide/route_guide.proto"), Path("examples/routeguide")),
     ProtoTarget(Path("proto/gmftest/gmftest.proto"), Path("tests/protos")),
+    ProtoTarget(Path("proto/inventory/inventory.proto"), Path("tests/protos")),
     ProtoTarget(Path("proto/streambench/streambench.proto"), Path("examples/streambench")),
 )
 

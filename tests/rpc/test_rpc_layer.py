@@ -184,7 +184,7 @@ def test_handler_exception_is_unknown(sink: FakeSink, where: MethodOptions, styl
     def handler(req: bytes, ctx: Any) -> bytes:
         raise ValueError("boom")
 
-    call = sink.call(unary(handler), options=MethodOptions(where.sync_handlers, exception_details=style))
+    call = sink.call(unary(handler), options=MethodOptions(where.sync_handlers, grpcio_flavor=style))
     feed_request(call, b"")
     run_to_end(sink, call)
     assert sink.sent[1] == [("status", g.UNKNOWN, details, None, True)]
@@ -203,7 +203,7 @@ def test_code_set_before_an_exception_is_the_status(sink: FakeSink, where: Metho
         ctx.set_trailing_metadata((("x-why", "base class"),))
         raise NotImplementedError("Method not implemented!")
 
-    call = sink.call(unary(handler), options=MethodOptions(where.sync_handlers, exception_details=style))
+    call = sink.call(unary(handler), options=MethodOptions(where.sync_handlers, grpcio_flavor=style))
     feed_request(call, b"")
     run_to_end(sink, call)
     assert sink.sent[1] == [("status", g.UNIMPLEMENTED, details, [(b"x-why", b"base class")], True)]
@@ -218,7 +218,7 @@ def test_async_handler_code_before_an_exception(sink: FakeSink, style: str, deta
         ctx.set_code(grpc.StatusCode.NOT_FOUND)
         raise ValueError("boom")
 
-    call = sink.call(unary(handler), options=MethodOptions(exception_details=style))
+    call = sink.call(unary(handler), options=MethodOptions(grpcio_flavor=style))
     feed_request(call, b"")
     run_to_end(sink, call)
     assert sink.status() == ("status", g.NOT_FOUND, details, None, True)
@@ -229,7 +229,7 @@ def test_code_ok_before_an_exception_is_unknown(sink: FakeSink) -> None:
         ctx.set_code(grpc.StatusCode.OK)
         raise ValueError("boom")
 
-    call = sink.call(unary(handler), options=MethodOptions("threads", exception_details="sync"))
+    call = sink.call(unary(handler), options=MethodOptions("threads", grpcio_flavor="sync"))
     feed_request(call, b"")
     run_to_end(sink, call)
     assert sink.status()[1:3] == (g.UNKNOWN, "Exception calling application: boom")

@@ -125,7 +125,7 @@ def test_exception_mid_stream_in_a_thread(sink: FakeSink) -> None:
         yield b"one"
         raise RuntimeError("half way")
 
-    call = sink.call(grpc.unary_stream_rpc_method_handler(handler), options=MethodOptions(exception_details="sync"))
+    call = sink.call(grpc.unary_stream_rpc_method_handler(handler), options=MethodOptions(grpcio_flavor="sync"))
     feed(call, b"")
     runner.start(call)
     sink.run_until(lambda: 1 in sink.finished)
