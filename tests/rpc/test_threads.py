@@ -2,8 +2,8 @@
 kind, what the sync ``ServicerContext`` asks of the loop from a thread, backpressure and flow
 control across the hand-off, a blocked handler not delaying others, cancel and deadline seen
 by ``is_active()``, the batched wake-up of the loop, and the placement rule (threads -> inline
--> back), including the rescue of an inline handler that blocks. The same over a real worker
-and grpcio clients: tests/rpc/test_migration.py."""
+-> back), including the rescue of an inline handler that blocks. Over real workers and grpcio
+clients: tests/migration/ and tests/rpc/test_faults.py."""
 
 from __future__ import annotations
 
