@@ -104,6 +104,9 @@ def test_serves_helloworld_called_by_grpcurl_and_grpcio() -> None:
         )
         assert out.returncode == 0, out.stderr
         assert '"message": "Hello John!"' in out.stdout
+        listed = subprocess.run([grpcurl, "-plaintext", f"127.0.0.1:{served.port}", "list"],  # the README's line
+                                capture_output=True, text=True, timeout=30)
+        assert "helloworld.Greeter" in listed.stdout.split(), listed.stderr
         with grpc.insecure_channel(f"127.0.0.1:{served.port}") as ch:
             reply = helloworld_pb2_grpc.GreeterStub(ch).SayHello(helloworld_pb2.HelloRequest(name="grpcio"), timeout=10)
         assert reply.message == "Hello grpcio!"
