@@ -105,24 +105,11 @@ class Inventory(inventory_pb2_grpc.InventoryServicer):
 
 def tracing(path: str):
     """OpenTelemetry's grpc server interceptor, exporting each span as a JSON line to ``path``."""
-    import json
-
     from opentelemetry.instrumentation.grpc import server_interceptor
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
-    class FileExporter(SpanExporter):
-        def export(self, spans):
-            with open(path, "a") as out:
-                for span in spans:
-                    out.write(json.dumps({"name": span.name, "kind": span.kind.name,
-                                          "status": span.status.status_code.name,
-                                          "attributes": dict(span.attributes)}) + "\n")
-            return SpanExportResult.SUCCESS
+    from tests.migration.tracing import tracer_provider
 
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(FileExporter()))
-    return server_interceptor(tracer_provider=provider)
+    return server_interceptor(tracer_provider=tracer_provider(path))
 
 
 def main() -> None:
