@@ -23,7 +23,6 @@ Request-streaming and response-streaming plain-def handlers always run in the th
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import logging
 import signal
@@ -162,15 +161,7 @@ class InlineGuard:
             raise InlineRescue()
 
 
-def _rescue_signal() -> int:
-    """A real-time signal nobody else uses (SIGRTMIN+3; Python 3.10 has no signal.SIGRTMIN)."""
-    low = getattr(signal, "SIGRTMIN", None)
-    if low is None:
-        low = int(ctypes.CDLL(None).__libc_current_sigrtmin())
-    return int(low) + 3
-
-
-RESCUE_SIGNAL = _rescue_signal()
+RESCUE_SIGNAL = signal.SIGRTMIN + 3  # a real-time signal nobody else uses
 
 
 def _on_gc(phase: str, info: dict[str, int]) -> None:

@@ -15,6 +15,8 @@ import pytest
 import gmf
 from gmf import channel_args
 
+pytestmark = pytest.mark.core  # the core server suite: CI runs it on every tested Python too
+
 
 def test_grpc_server_arguments_become_gmf_options() -> None:
     server = gmf.server(futures.ThreadPoolExecutor(max_workers=7), options=[

@@ -24,6 +24,8 @@ from gmf.rpc.registry import MethodOptions
 from gmf.rpc.threads import HandlerThreads
 from tests.rpc.fake_sink import FakeSink, request
 
+pytestmark = pytest.mark.core  # the core server suite: CI runs it on every tested Python too
+
 OK_STATUS = ("status", g.OK, "", None, False)
 THREADS = MethodOptions(sync_handlers="threads")
 AUTO = MethodOptions(sync_handlers="auto")
