@@ -199,10 +199,16 @@ class Call:
         self.conn.send_headers(self.stream_id, metadata, self.send_encoding)
 
     def send_response(self, message: Any) -> None:
-        """Serialize and queue one response message."""
+        """Serialize and queue one response message (``send_encoded`` after ``encode``, in one
+        call on the hot path)."""
         if self.finished:
             return
-        self.send_encoded(*self.encode(message))
+        payload, compressed = self.encode(message)
+        conn = self.conn
+        if not self.headers_sent:
+            self.headers_sent = True
+            conn.send_headers(self.stream_id, None, self.send_encoding)
+        conn.send_message(self.stream_id, payload, compressed)
 
     def encode(self, message: Any) -> tuple[bytes, bool]:
         """One response message as it goes on the wire: (payload, compressed). Touches no
