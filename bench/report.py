@@ -242,7 +242,8 @@ def markdown(data: dict[str, Any]) -> str:
         markdown_table(peak),
         "",
         "`vs base`: req/s relative to grpcio-aio pinned to the same single CPU; for `gmf` (all workers) "
-        "and `grpcio-aio-unpinned`, relative to grpcio-aio unpinned.",
+        "and `grpcio-aio-unpinned`, relative to grpcio-aio unpinned; for the plain-def rows, relative to "
+        "grpcio-sync (`gmf-1-def*`) and grpcio-sync-block (`gmf-sync-block`).",
     ]
     if fixed:
         parts += ["", "## Fixed rate (50% of the baseline's peak)", "", markdown_table(fixed)]
