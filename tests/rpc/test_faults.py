@@ -244,3 +244,25 @@ def test_watchdog_can_be_disabled():
         assert BLOCKED not in proc.log()
     finally:
         proc.stop()
+
+
+def test_a_stuck_plain_def_handler_does_not_keep_its_worker_from_stopping():
+    """A plain-def handler that ignores is_active() and sleeps 30 s holds one handler thread; on
+    SIGTERM the call is cancelled at the end of the grace period and the worker exits on time
+    (the handler threads are daemon threads)."""
+    proc = spawn(RUNTIME, workers=1, grace=0.5)
+    outcome: list[tuple[grpc.StatusCode, str, int]] = []
+    try:
+        with grpc.insecure_channel(proc.target) as ch:
+            caller = threading.Thread(target=lambda: outcome.append(
+                call(ch, SYNC, "Unary", tpb.EchoRequest(action="hang", sleep_seconds=30), timeout=60)))
+            caller.start()
+            wait_stats(ch, active=1)  # the handler sleeps in its thread
+            started = time.monotonic()
+            code = proc.stop()
+            took = time.monotonic() - started
+            caller.join(10)
+    finally:
+        proc.stop()
+    assert code == 0 and took < 5.0, f"exit {code} after {took:.1f}s"
+    assert outcome and outcome[0][0] == grpc.StatusCode.UNAVAILABLE
