@@ -38,7 +38,7 @@ from .servers import (
 )
 
 FULL_SERVERS = "all"
-QUICK_SERVERS = "gmf,gmf-1-uring,grpcio-aio,grpcio-aio-unpinned"
+QUICK_SERVERS = "gmf,gmf-1-uring,grpcio-aio,grpcio-aio-unpinned,block"
 FULL_SHAPES = "1x200,16x16,1000x1,fixed,memory"
 QUICK_SHAPES = "1x200,16x16"
 SPECIAL_SHAPES = ("fixed", "memory")
@@ -120,21 +120,26 @@ class Runner:
         )
         return run_h2load(spec, self.body_file, cpu=self.config.load_cpu)
 
+    def shapes_of(self, spec: ServerSpec) -> list[Shape]:
+        """The shapes ``spec`` is measured at: its own, if it has any, else the run's."""
+        return [Shape.parse(name) for name in spec.shapes] if spec.shapes else self.config.shapes
+
     def peak(self) -> list[Point]:
         c = self.config
         broken: dict[str, str] = {}
-        total = len(c.servers) * len(c.shapes) * c.repeats
+        total = sum(len(self.shapes_of(spec)) for spec in c.servers) * c.repeats
         done = 0
         for rnd in range(1, c.repeats + 1):
             for spec in c.servers:
+                shapes = self.shapes_of(spec)
                 if spec.name in broken:
-                    done += len(c.shapes)
+                    done += len(shapes)
                     continue
-                left = len(c.shapes)
+                left = len(shapes)
                 try:
                     with launch(spec, c.server_cpu, body_file=self.body_file) as server:
                         self.banners.setdefault(spec.name, server.banner())
-                        for shape in c.shapes:
+                        for shape in shapes:
                             done += 1
                             left -= 1
                             key = (spec.name, shape.name)
@@ -160,7 +165,7 @@ class Runner:
                     done += left
         points = []
         for spec in c.servers:
-            for shape in c.shapes:
+            for shape in self.shapes_of(spec):
                 key = (spec.name, shape.name)
                 point = Point(spec.name, shape.name, spec.pinning(c.server_cpu))
                 if key in self.runs:
@@ -182,6 +187,8 @@ class Runner:
         peaks = {p.server: p.req_per_s for p in peak if p.shape == shape.name and p.failure is None}
         points: list[Point] = []
         for spec in c.servers:
+            if spec.shapes:  # measured at its own shapes only
+                continue
             base_peak = peaks.get(spec.baseline)
             if not base_peak:
                 log(f"!! fixed rate: no {spec.baseline} peak at {shape.name}, {spec.name} skipped")

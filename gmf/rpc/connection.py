@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from concurrent.futures import Executor
 from typing import TYPE_CHECKING, cast
 
 from ..logs import log_access
@@ -28,6 +27,7 @@ from . import runner
 from .call import Call
 from .context import ServicerContext
 from .peer import auth_context, format_peer
+from .threads import HandlerThreads
 
 SHUTDOWN_ACK_TIMEOUT = 1.0  # seconds a draining connection waits for its GOAWAY PING's ACK
 
@@ -347,14 +347,20 @@ class GrpcConnection(asyncio.Protocol):
                 )
                 self._rejected(summary.path_str, g.UNIMPLEMENTED, method.path)
                 return
+        server = self.server
+        if server.max_concurrent_rpcs is not None and server.active_rpcs >= server.max_concurrent_rpcs:
+            h.send_headers(sid, g.trailers(g.RESOURCE_EXHAUSTED, "Concurrent RPC limit exceeded!", trailers_only=True),
+                           end_stream=True)
+            self._rejected(summary.path_str, g.RESOURCE_EXHAUSTED, method.path)
+            return
         call = Call(self, sid, method, event.headers, enc)
         call.context = ServicerContext(call)
         if accept is not None:
             call.accept_encoding = accept.decode("latin-1")
-        server = self.server
         if server.compression is not None and call.accept_encoding and server.compression in call.accept_encoding:
             call.send_encoding = server.compression
         self.calls[sid] = call
+        server.active_rpcs += 1
         self.metrics.rpc_started(method.path)
         if server.access_log:
             call.started_at = self.loop.time()
@@ -390,7 +396,7 @@ class GrpcConnection(asyncio.Protocol):
 
     # ------------------------------------------------------------------ CallSink (gmf.rpc.sink)
     @property
-    def executor(self) -> Executor:
+    def executor(self) -> HandlerThreads:
         return self.server.executor
 
     def auth_context(self) -> dict[str, list[bytes]]:
@@ -434,6 +440,7 @@ class GrpcConnection(asyncio.Protocol):
         call = calls.pop(stream_id, None)
         if call is None:
             return
+        self.server.active_rpcs -= 1
         self.metrics.rpc_finished(call.path, code)
         if self.server.access_log:
             log_access(call.path, code, self.loop.time() - call.started_at, self.peer)
@@ -486,7 +493,7 @@ class GrpcConnection(asyncio.Protocol):
 
     def cancel_all(self) -> None:
         for call in list(self.calls.values()):
-            call.fail(g.UNAVAILABLE, "Server shutting down")
+            call.fail(g.UNAVAILABLE, "Cancelling all calls")  # grpcio's words, both servers
         self.schedule_flush()
 
     def _maybe_close(self) -> None:

@@ -23,7 +23,6 @@ from tests.peers.interop_cases import CASES
 # grpcio's servicer context does not say whether a request message was compressed, so
 # grpcio's own server (like its Python interop server) cannot implement CompressedRequest.
 GRPCIO_CANNOT = {"client_compressed_unary", "client_compressed_streaming"}
-FIXED_ON_MIGRATE = {"unimplemented_method"}  # a code set before an exception: issue 11
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +38,7 @@ def grpcio_server() -> Iterator[str]:
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_interop_case_on_gmf(target, case, request):
-    if case in FIXED_ON_MIGRATE:
-        request.applymarker(pytest.mark.xfail(strict=True, reason="fixed on branch migrate"))
+def test_interop_case_on_gmf(target, case):
     with grpc.insecure_channel(target) as channel:
         CASES[case](channel)
 
@@ -115,9 +112,7 @@ def _go_case(binary: str, target: str, case: str) -> None:
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_go_interop_case_on_gmf(go_interop, target, case, request):
-    if case in FIXED_ON_MIGRATE:
-        request.applymarker(pytest.mark.xfail(strict=True, reason="fixed on branch migrate"))
+def test_go_interop_case_on_gmf(go_interop, target, case):
     _go_case(go_interop, target, case)
 
 
