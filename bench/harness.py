@@ -49,7 +49,7 @@ from .servers import (
 from .streamload import run_streamload
 
 FULL_SERVERS = "all"
-QUICK_SERVERS = "gmf,gmf-1-uring,grpcio-aio,grpcio-aio-unpinned,grpc-go-1,grpc-go,gmf-1-stream,grpc-go-1-stream"
+QUICK_SERVERS = "gmf,gmf-1-uring,grpcio-aio,grpcio-aio-unpinned,grpc-go-1,grpc-go,gmf-1-stream,grpc-go-1-stream,block"
 FULL_SHAPES = "1x100,16x16,1000x1,stream:1x4,bidi:4x8,fixed,memory"
 QUICK_SHAPES = "1x100,16x16,bidi:4x8"
 # Profiled (py-spy) at every shape of the run they serve, when they are in the run.
@@ -162,15 +162,21 @@ class Runner:
         )
         return run_h2load(spec, self.body_file, cpu=c.load_cpu, server_cpu=server_cpu)
 
+    def shapes_of(self, spec: ServerSpec) -> list[Shape]:
+        """The shapes ``spec`` is measured at: its own, if it has any, else those of the run's
+        that load what it serves (unary shapes Greeter servers, streaming ones streambench's)."""
+        if spec.shapes:
+            return [Shape.parse(name) for name in spec.shapes]
+        return [shape for shape in self.config.shapes if applies(spec, shape)]
+
     def peak(self) -> list[Point]:
         c = self.config
         broken: dict[str, str] = {}
-        total = len(c.servers) * len(c.shapes) * c.repeats
+        total = sum(len(self.shapes_of(spec)) for spec in c.servers) * c.repeats
         done = 0
-        total = sum(applies(s, shape) for s in c.servers for shape in c.shapes) * c.repeats
         for rnd in range(1, c.repeats + 1):
             for spec in c.servers:
-                shapes = [shape for shape in c.shapes if applies(spec, shape)]
+                shapes = self.shapes_of(spec)
                 if not shapes:
                     continue
                 if spec.name in broken:
@@ -209,9 +215,7 @@ class Runner:
                     done += left
         points = []
         for spec in c.servers:
-            for shape in c.shapes:
-                if not applies(spec, shape):
-                    continue
+            for shape in self.shapes_of(spec):
                 key = (spec.name, shape.name)
                 point = Point(spec.name, shape.name, spec.pinning(c.server_cpu))
                 if key in self.runs:
@@ -234,7 +238,7 @@ class Runner:
         peaks = {p.server: p.req_per_s for p in peak if p.shape == shape.name and p.failure is None}
         points: list[Point] = []
         for spec in c.servers:
-            if spec.service != GREETER:
+            if spec.service != GREETER or spec.shapes:  # streaming, or measured at its own shapes only
                 continue
             base_peak = peaks.get(spec.baseline)
             if not base_peak:
@@ -268,7 +272,7 @@ class Runner:
         """One py-spy recording per PROFILED server and shape of the run, on a server started for it."""
         c = self.config
         out: list[dict[str, Any]] = []
-        pairs = [(spec, shape) for spec in c.servers if spec.name in PROFILED for shape in c.shapes if applies(spec, shape)]
+        pairs = [(spec, shape) for spec in c.servers if spec.name in PROFILED for shape in self.shapes_of(spec)]
         for spec, shape in pairs:
             name, shape_name = spec.name, shape.name
             seconds = max(2.0, min(5.0, c.duration_s))

@@ -94,7 +94,7 @@ def markdown_table(points: Sequence[Point]) -> str:
 
 @dataclass
 class Target:
-    """One goal from issue 5 and what the run measured for it."""
+    """One goal (issues 5 and 11) and what the run measured for it."""
 
     goal: str
     measured: str
@@ -163,6 +163,7 @@ def targets(points: Sequence[Point], memory: Sequence[dict[str, Any]]) -> list[T
             )
         )
     out += _memory_targets(memory)
+    out += _sync_targets(points)
     uring, uvloop = _find(points, "gmf-1-uring", "1000x1"), _find(points, "gmf-1-uvloop", "1000x1")
     r = _ratio(uring, uvloop)
     if r is not None and uring is not None and uvloop is not None:
@@ -217,6 +218,25 @@ def profile_markdown(entry: dict[str, Any]) -> str:
     lines += ["", "| self (innermost Python function) | share |", "|---|---:|"]
     lines += [f"| `{name}` | {share * 100:.1f}% |" for name, share in entry.get("self_functions", {}).items()]
     return "\n".join(lines)
+
+
+# Issue 11's goals for plain-def handlers: (server, baseline, shape, at least), listed when measured.
+SYNC_GOALS = (
+    ("gmf-sync-block", "grpcio-sync-block", "16x4", 2.0),
+    ("gmf-1-def", "grpcio-sync", "1x100", 5.0),
+    ("gmf-1-def", "grpcio-sync", "16x16", 5.0),
+    ("gmf-1-def", "gmf-1-def-inline", "1x100", 0.9),
+    ("gmf-1-def", "gmf-1-def-inline", "16x16", 0.9),
+)
+
+
+def _sync_targets(points: Sequence[Point]) -> list[Target]:
+    out: list[Target] = []
+    for server, base, shape, least in SYNC_GOALS:
+        r = _ratio(_find(points, server, shape), _find(points, base, shape))
+        if r is not None:
+            out.append(Target(f"{server} >= {least:g}x {base}, {shape}", f"{r:.2f}x", r >= least))
+    return out
 
 
 def _memory_targets(memory: Sequence[dict[str, Any]]) -> list[Target]:
@@ -282,7 +302,8 @@ def markdown(data: dict[str, Any]) -> str:
         markdown_table(peak),
         "",
         "`vs base`: req/s relative to grpcio-aio pinned to the same single CPU; for `gmf` (all workers) "
-        "and `grpcio-aio-unpinned`, relative to grpcio-aio unpinned; streaming servers relative to "
+        "and `grpcio-aio-unpinned`, relative to grpcio-aio unpinned; for the plain-def rows, relative to "
+        "grpcio-sync (`gmf-1-def*`) and grpcio-sync-block (`gmf-sync-block`); streaming servers relative to "
         "grpcio-aio-stream. Streaming rows count messages (`req/s` = messages/s, `CPU/req` = per message). "
         "`CPU/req`: the server's CPU time per request; `CPU%`: how much of a CPU it got while measured "
         "(below 100% on a pinned server means the machine was busy or the load generator was the limit). "
@@ -296,7 +317,7 @@ def markdown(data: dict[str, Any]) -> str:
     if data.get("go_targets"):
         parts += ["", "## vs grpc-go (issue 13)", "", targets_markdown([Target(**t) for t in data["go_targets"]])]
     if data.get("targets"):
-        parts += ["", "## Targets (issue 5)", "", targets_markdown([Target(**t) for t in data["targets"]])]
+        parts += ["", "## Targets (issues 5 and 11)", "", targets_markdown([Target(**t) for t in data["targets"]])]
     for entry in data.get("profiles", []):
         if entry.get("failure"):
             parts += ["", f"Profile of {entry['server']} at {entry['shape']}: not recorded ({entry['failure']})"]

@@ -33,6 +33,8 @@ from .peers import go_build
 GMF_SERVER = Path("examples/helloworld/server.py")
 GMF_STREAM_SERVER = Path("examples/streambench/server.py")
 PEERS = Path("bench/peers")
+GMF_SYNC_SERVER = PEERS / "gmf_sync_server.py"  # the Greeter as a plain def, served by gmf.server()
+BLOCK_SHAPE = "16x4"  # the blocking-handler rows: 64 calls in flight, each sleeping 5 ms
 BASELINE = "grpcio-aio"
 GREETER = "greeter"  # helloworld.Greeter/SayHello: the unary shapes (h2load)
 STREAMBENCH = "streambench"  # streambench.StreamBench: the streaming shapes (streamload)
@@ -66,6 +68,7 @@ class ServerSpec:
     env: tuple[tuple[str, str], ...] = ()  # extra environment (GOMAXPROCS)
     service: str = GREETER  # what it serves: GREETER (unary shapes) or STREAMBENCH (streaming)
     go_ref: str | None = None  # the grpc-go server its "vs go" columns compare with
+    shapes: tuple[str, ...] = ()  # measured at these shapes only, whatever the run's (e.g. a blocking handler's)
 
     def argv(self, port: int, server_cpu: int) -> list[str]:
         cmd: list[str] = []
@@ -85,7 +88,7 @@ class ServerSpec:
     def pinning(self, server_cpu: int) -> str:
         procs = dict(self.env).get("GOMAXPROCS")
         if not self.pinned:
-            if self.script in (GMF_SERVER, GMF_STREAM_SERVER):
+            if self.script in (GMF_SERVER, GMF_STREAM_SERVER, GMF_SYNC_SERVER) and not self.gmf_cpu:
                 return "one worker per CPU, each pinned by GMF"
             return "unpinned (all CPUs)" + (" (GOMAXPROCS = CPUs)" if self.go_binary else "")
         how = " (Placement.fixed)" if self.gmf_cpu else f" (taskset, GOMAXPROCS={procs})" if procs else " (taskset)"
@@ -212,6 +215,40 @@ SERVERS: dict[str, ServerSpec] = {
             service=STREAMBENCH,
             description="grpc-go 1.33 streambench on all CPUs",
         ),
+        # Sync (plain def) handlers, the way grpcio services have them (issue 11)
+        ServerSpec(
+            "gmf-1-def",
+            GMF_SYNC_SERVER,
+            gmf_cpu=True,
+            baseline="grpcio-sync",
+            description="GMF, one worker pinned, the Greeter as a plain def (gmf.server(), default placement)",
+        ),
+        ServerSpec(
+            "gmf-1-def-inline",
+            GMF_SYNC_SERVER,
+            args=("--sync-handlers", "inline"),
+            gmf_cpu=True,
+            baseline="grpcio-sync",
+            description="as gmf-1-def, forced inline on the loop (the path before handler threads)",
+        ),
+        ServerSpec(
+            "gmf-sync-block",
+            GMF_SYNC_SERVER,
+            args=("--block-ms", "5"),
+            pinned=False,
+            baseline="grpcio-sync-block",
+            shapes=(BLOCK_SHAPE,),
+            description="GMF at its defaults (one worker per CPU, 10 handler threads each), a def handler blocking 5 ms",
+        ),
+        ServerSpec(
+            "grpcio-sync-block",
+            PEERS / "grpcio_sync_server.py",
+            args=("--block-ms", "5"),
+            pinned=False,
+            baseline="grpcio-sync-block",
+            shapes=(BLOCK_SHAPE,),
+            description="grpcio's thread-pool server (10 threads), unpinned, the handler blocking 5 ms",
+        ),
     )
 }
 
@@ -229,6 +266,8 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "go": ("grpc-go-1", "grpc-go"),
     "stream": ("gmf-1-stream", "grpcio-aio-stream", "grpc-go-1-stream"),
     "stream-all": ("gmf-stream", "grpc-go-stream"),
+    "sync": ("gmf-1-def", "gmf-1-def-inline", "grpcio-sync", "gmf-sync-block", "grpcio-sync-block"),
+    "block": ("gmf-sync-block", "grpcio-sync-block"),
 }
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from concurrent.futures import Executor
 from typing import TYPE_CHECKING, cast
 
 from ..logs import log_access
@@ -22,11 +21,13 @@ from ..metrics import UNKNOWN_METHOD
 from ..protocol import frames as fr
 from ..protocol import grpc as g
 from ..protocol import h2events as ev
+from ..protocol import plain
 from ..protocol.h2conn import H2ServerConnection
 from . import runner
 from .call import Call
 from .context import ServicerContext
 from .peer import auth_context, format_peer
+from .threads import HandlerThreads
 
 SHUTDOWN_ACK_TIMEOUT = 1.0  # seconds a draining connection waits for its GOAWAY PING's ACK
 
@@ -313,7 +314,7 @@ class GrpcConnection(asyncio.Protocol):
         summary = cast(_RequestSummary | None, event.headers.summary)
         if summary is None:  # parsed once per distinct header block (the decoder caches blocks)
             summary = event.headers.summary = _RequestSummary(event.headers)
-        method_name, path, content_type = summary.method, summary.path, summary.content_type
+        method_name, content_type = summary.method, summary.content_type
         timeout, encoding, accept = summary.timeout, summary.encoding, summary.accept
         h = self.h2
         if h.buffered_bytes > self.outbound_limit or self.outbound_full:  # the peer is not taking its responses
@@ -324,14 +325,11 @@ class GrpcConnection(asyncio.Protocol):
             h.send_headers(sid, g.trailers(g.RESOURCE_EXHAUSTED, message, trailers_only=True), end_stream=True)
             self._rejected(summary.path_str, g.RESOURCE_EXHAUSTED)
             return
-        if path is None or method_name is None:
-            h.reset_stream(sid, fr.PROTOCOL_ERROR)
-            return
-        if method_name != b"POST":
-            h.send_headers(sid, g.http_error_headers(405, g.UNIMPLEMENTED, "gRPC requires POST"), end_stream=True)
-            return
-        if content_type is None or not content_type.startswith(b"application/grpc"):
-            h.send_headers(sid, g.http_error_headers(415, g.UNKNOWN, "invalid gRPC content-type"), end_stream=True)
+        # The HTTP/2 core let through well-formed requests only (RFC 9113 8.3: :method, and
+        # :scheme and a non-empty :path unless CONNECT); gRPC is a POST of application/grpc*.
+        if method_name != b"POST" or content_type is None or not content_type.startswith(b"application/grpc"):
+            status, fields = plain.not_grpc(cast(bytes, method_name))
+            self.answer_http(sid, status, fields, cast(bytes, method_name))
             return
         method = self.server.methods.resolve(summary.path_str, lambda: g.metadata_from_headers(event.headers))
         if method is None:
@@ -349,14 +347,20 @@ class GrpcConnection(asyncio.Protocol):
                 )
                 self._rejected(summary.path_str, g.UNIMPLEMENTED, method.path)
                 return
+        server = self.server
+        if server.max_concurrent_rpcs is not None and server.active_rpcs >= server.max_concurrent_rpcs:
+            h.send_headers(sid, g.trailers(g.RESOURCE_EXHAUSTED, "Concurrent RPC limit exceeded!", trailers_only=True),
+                           end_stream=True)
+            self._rejected(summary.path_str, g.RESOURCE_EXHAUSTED, method.path)
+            return
         call = Call(self, sid, method, event.headers, enc)
         call.context = ServicerContext(call)
         if accept is not None:
             call.accept_encoding = accept.decode("latin-1")
-        server = self.server
         if server.compression is not None and call.accept_encoding and server.compression in call.accept_encoding:
             call.send_encoding = server.compression
         self.calls[sid] = call
+        server.active_rpcs += 1
         self.metrics.rpc_started(method.path)
         if server.access_log:
             call.started_at = self.loop.time()
@@ -374,6 +378,17 @@ class GrpcConnection(asyncio.Protocol):
             call.feed(b"", 0, True)
             self._request_complete(call)
 
+    def answer_http(self, stream_id: int, status: int, headers: list[g.Header] | tuple[g.Header, ...] = (),
+                    method: bytes = b"POST") -> None:
+        """Answer a request that is not an RPC: ``status`` with a short text/plain body saying
+        this is a gRPC server (``gmf.protocol.plain``), the body sent as DATA under flow control.
+        The one answer for every request no protocol takes ("none of the above")."""
+        block, body = plain.answer(status, headers, method)
+        h = self.h2
+        h.send_headers(stream_id, block, end_stream=not body)
+        if body:
+            h.send_data(stream_id, body, end_stream=True)
+
     def _request_complete(self, call: Call) -> None:
         """The client half-closed: a unary-request handler can start now."""
         if not call.method.request_streaming and call.task is None and not call.finished:
@@ -381,7 +396,7 @@ class GrpcConnection(asyncio.Protocol):
 
     # ------------------------------------------------------------------ CallSink (gmf.rpc.sink)
     @property
-    def executor(self) -> Executor:
+    def executor(self) -> HandlerThreads:
         return self.server.executor
 
     def auth_context(self) -> dict[str, list[bytes]]:
@@ -437,6 +452,7 @@ class GrpcConnection(asyncio.Protocol):
         call = calls.pop(stream_id, None)
         if call is None:
             return
+        self.server.active_rpcs -= 1
         self.metrics.rpc_finished(call.path, code)
         if self.server.access_log:
             log_access(call.path, code, self.loop.time() - call.started_at, self.peer)
@@ -489,7 +505,7 @@ class GrpcConnection(asyncio.Protocol):
 
     def cancel_all(self) -> None:
         for call in list(self.calls.values()):
-            call.fail(g.UNAVAILABLE, "Server shutting down")
+            call.fail(g.UNAVAILABLE, "Cancelling all calls")  # grpcio's words, both servers
         self.schedule_flush()
 
     def _maybe_close(self) -> None:

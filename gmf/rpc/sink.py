@@ -14,18 +14,18 @@ call, the runner, the context and the handlers stay as they are. Requests reach 
 length-prefixed messages (``Call.feed``): a wire without that envelope (Connect's unary
 calls) frames its body before feeding it.
 
-Every method is called on the event loop's thread (a handler running in a thread reaches the
-call through ``loop.call_soon_threadsafe``/``run_coroutine_threadsafe``). ``stream_id`` is the
+Every method is called on the event loop's thread: a handler running in one of the worker's
+threads hands what it sends to the loop through ``executor.to_loop`` (gmf.rpc.runner). ``stream_id`` is the
 call's id on its connection (the HTTP/2 stream id), as given to ``Call``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import Executor
 from typing import Protocol
 
 from ..protocol.hpack_codec import Header
+from .threads import HandlerThreads
 
 
 class CallSink(Protocol):
@@ -34,7 +34,7 @@ class CallSink(Protocol):
     def loop(self) -> asyncio.AbstractEventLoop: ...
 
     @property
-    def executor(self) -> Executor: ...  # threads for plain-def request-streaming handlers
+    def executor(self) -> HandlerThreads: ...  # the worker's threads for plain-def handlers
 
     @property
     def max_receive_message_length(self) -> int: ...  # bytes of one decoded request message

@@ -19,6 +19,8 @@ from gmf.web.cors import CorsPolicy
 from gmf.web.route import Kind, classify
 from gmf.web.sink import Out
 
+pytestmark = pytest.mark.core  # the core server suite: CI runs it on every tested Python too
+
 BIN = grpcweb.parse_content_type(b"application/grpc-web+proto")
 TEXT = grpcweb.parse_content_type(b"application/grpc-web-text")
 

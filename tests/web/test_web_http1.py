@@ -6,6 +6,8 @@ import pytest
 
 from gmf.web.http1 import Body, Closed, EndOfRequest, H1Limits, H1ServerConnection, Rejected, Request
 
+pytestmark = pytest.mark.core  # the core server suite: CI runs it on every tested Python too
+
 
 def status_of(out: bytes) -> int:
     assert out.startswith(b"HTTP/1.1 "), out[:80]
