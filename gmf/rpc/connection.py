@@ -94,6 +94,9 @@ class GrpcConnection(asyncio.Protocol):
         self.write_paused = False
         self.closing = False
         self._flush_scheduled = False
+        # Unary-request calls whose request completed in the read being handled: started once
+        # every request of the read is admitted (data_received), None outside a read.
+        self._starting: list[Call] | None = None
         options = server.options
         # One timer: the handshake deadline, then the idle watchdog (see _idle_check), then,
         # once closing after a GOAWAY, the cut of a peer that does not read it.
@@ -125,6 +128,7 @@ class GrpcConnection(asyncio.Protocol):
             events = self.h2.receive_data(data)
             if self._awaiting_handshake and self.h2.handshake_done:
                 self._handshake_complete()
+            starting = self._starting = []
             for event in events:  # one handler per event class, the frequent ones first
                 if type(event) is ev.DataReceived:
                     self._on_data(event)
@@ -140,7 +144,11 @@ class GrpcConnection(asyncio.Protocol):
                     self._on_terminated(event)
                 elif type(event) is ev.GoAwayReceived:
                     self._on_goaway(event)
+            self._starting = None
+            if starting:
+                self._start(starting)
         except Exception:  # a bug must cost one connection, never the worker
+            self._starting = None
             log.exception("internal error on connection from %s", self.peer)
             self.h2.start_shutdown(fr.INTERNAL_ERROR)
             self._flush()
@@ -390,9 +398,22 @@ class GrpcConnection(asyncio.Protocol):
             h.send_data(stream_id, body, end_stream=True)
 
     def _request_complete(self, call: Call) -> None:
-        """The client half-closed: a unary-request handler can start now."""
+        """The client half-closed: a unary-request handler can start, once the rest of the read
+        is handled. Async handlers start eagerly and plain defs inline may answer at once: were
+        they started here, the output of the first requests of a read could fill the outbound
+        cap and refuse the later ones, which a task per call (started after the read) admits."""
         if not call.method.request_streaming and call.task is None and not call.finished:
-            runner.start(call)
+            starting = self._starting
+            if starting is not None:
+                starting.append(call)
+            else:
+                runner.start(call)
+
+    @staticmethod
+    def _start(calls: list[Call]) -> None:
+        for call in calls:
+            if call.task is None and not call.finished:  # not reset or failed later in the read
+                runner.start(call)
 
     # ------------------------------------------------------------------ CallSink (gmf.rpc.sink)
     @property
