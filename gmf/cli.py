@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 from . import runtime as rt
 from .errors import StartupError
 from .placement import Placement
-from .server import GmfServer, parse_address
+from .server import GmfServer, check_origins, parse_address
 from .tls import ServerCredentials
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -55,6 +55,14 @@ def _address(text: str) -> str:
     except StartupError as exc:
         raise ValueError(str(exc)) from None
     return text
+
+
+def _origins(text: str) -> tuple[str, ...]:
+    origins = tuple(o.strip() for o in text.split(",") if o.strip())
+    try:
+        return check_origins(origins)
+    except ValueError as exc:
+        raise ValueError(str(exc).removeprefix("cors_origins: ")) from None
 
 
 def parse_bool(text: str) -> bool:
@@ -122,6 +130,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("handshake-timeout", _number, "seconds a new connection has to send the HTTP/2 preface",
            "handshake_timeout", metavar="SECONDS"),
     Option("grace", _number, "seconds in-flight RPCs get to finish on SIGTERM/SIGINT", "grace", metavar="SECONDS"),
+    Option("web", parse_bool, "serve gRPC-Web and Connect beside gRPC on the same port (HTTP/1.1 and HTTP/2; "
+           "--no-web: gRPC over HTTP/2 only)", "web"),
+    Option("cors-origins", _origins, "origins browsers may call from, comma-separated ('*': any)", "cors_origins",
+           default="none (no CORS headers)", metavar="ORIGINS"),
+    Option("http1-body-timeout", _number, "seconds an HTTP/1.1 request body may take to arrive after its head",
+           "http1_body_timeout", metavar="SECONDS"),
     Option("health", parse_bool, "serve grpc.health.v1.Health (NOT_SERVING while draining)", "health"),
     Option("reflection", parse_bool, "serve server reflection v1 and v1alpha (grpcurl list/describe)", "reflection"),
     Option("access-log", parse_bool, "one gmf.access log line per RPC (method, status, duration, peer)",

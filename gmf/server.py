@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 import signal
 import socket
 import ssl
@@ -142,6 +143,9 @@ class GmfServer:
         max_outbound_buffer: int | None = 16 * 1024 * 1024,
         outbound_stall_timeout: float | None = 30.0,
         slow_handler_threshold: float | None = 1.0,
+        web: bool = True,
+        cors_origins: Iterable[str] = (),
+        http1_body_timeout: float = 30.0,
     ) -> None:
         self.placement = Placement.max_spread()
         self.cpu_sets: list[tuple[int, ...] | None] = []
@@ -186,6 +190,9 @@ class GmfServer:
             max_outbound_buffer=max_outbound_buffer,
             outbound_stall_timeout=outbound_stall_timeout,
             slow_handler_threshold=slow_handler_threshold,
+            web=web,
+            cors_origins=cors_origins,
+            http1_body_timeout=http1_body_timeout,
         )
 
     def configure(self, **options: Any) -> GmfServer:
@@ -205,6 +212,10 @@ class GmfServer:
         compression = options.get("compression")
         if compression is not None and encoding_name(compression) is None:
             raise ValueError(f"unsupported compression {compression!r}: use grpc.Compression.Gzip or Deflate")
+        if "cors_origins" in options:
+            check_origins(options["cors_origins"])
+        if "web" in options and not isinstance(options["web"], bool):
+            raise ValueError(f"web must be True or False (got {options['web']!r})")
         if "slow_handler_threshold" in options:
             watchdog.check_threshold(options["slow_handler_threshold"])
         for name in ("on_worker_start", "on_worker_stop"):
@@ -219,6 +230,8 @@ class GmfServer:
             fields["compression"] = encoding_name(compression)
         if "interceptors" in fields:
             fields["interceptors"] = check_interceptors(fields["interceptors"])
+        if "cors_origins" in fields:
+            fields["cors_origins"] = check_origins(fields["cors_origins"])
         self.options = dataclasses.replace(self.options, **fields)
         for name in _ATTRIBUTES & set(options):
             setattr(self, name, options[name])
@@ -284,6 +297,8 @@ class GmfServer:
             raise StartupError(str(exc)) from None
         if self.runtime == "auto" and not os.environ.get(rt.ENV_VAR):
             log.info("runtime: %s (%s)", choice.name, choice.reason)
+        if self.tls is not None:  # http/1.1 too when gRPC-Web and Connect are served
+            self.tls.offer(gmf_tls.ALPN_WEB if self.options.web else gmf_tls.ALPN)
         config = WorkerConfig(
             host=host,
             port=port,
@@ -363,9 +378,25 @@ _NUMBERS: dict[str, tuple[type, float]] = {
     "idle_timeout": (float, 0.001),
     "max_outbound_buffer": (int, 1),
     "outbound_stall_timeout": (float, 0.001),
+    "http1_body_timeout": (float, 0.001),
 }
 _NULLABLE = frozenset({"workers", "max_send_message_length", "metrics_port", "idle_timeout", "max_outbound_buffer",
                        "outbound_stall_timeout"})
+
+
+def check_origins(origins: object) -> tuple[str, ...]:
+    """``cors_origins``: ``"*"`` or origins as browsers send them (``scheme://host[:port]``)."""
+    if isinstance(origins, (str, bytes)) or not hasattr(origins, "__iter__"):
+        raise ValueError(f"cors_origins must be a list of origins, e.g. ['https://app.example.com'] (got {origins!r})")
+    checked = tuple(origins)
+    for origin in checked:
+        if not isinstance(origin, str) or (origin != "*" and not _ORIGIN.match(origin)):
+            raise ValueError(f"cors_origins: {origin!r} is not an origin: expected '*' or scheme://host[:port], "
+                             "e.g. https://app.example.com or http://localhost:3000")
+    return checked
+
+
+_ORIGIN = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^/?#\s]+/?$")
 
 
 def _check_number(name: str, value: object, kind: type, minimum: float) -> None:

@@ -241,13 +241,11 @@ def trailers(code: int, message: str = "", metadata: list[Header] | None = None,
     return RESPONSE_HEADERS + block if trailers_only else block
 
 
-def http_error_headers(status: int, code: int, message: str) -> bytes:
-    """A non-200 response for requests that are not gRPC (wrong method or content-type)."""
-    return encode_headers(
-        [
-            (b":status", str(status).encode()),
-            (b"content-type", CONTENT_TYPE),
-            (b"grpc-status", str(code).encode()),
-            (b"grpc-message", percent_encode(message).encode("ascii")),
-        ]
-    )
+def http_error_fields(code: int, message: str) -> list[Header]:
+    """The gRPC part of a non-200 response to a request that is not gRPC (wrong method or
+    content-type): gRPC clients read the status from it."""
+    return [
+        (b"content-type", CONTENT_TYPE),
+        (b"grpc-status", str(code).encode()),
+        (b"grpc-message", percent_encode(message).encode("ascii")),
+    ]

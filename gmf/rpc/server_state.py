@@ -10,9 +10,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, TypedDict
 
-from ..metrics import WorkerMetrics
+from ..logs import log_access
+from ..metrics import UNKNOWN_METHOD, WorkerMetrics
 from .interceptors import InterceptedMethods
 from .registry import MethodCache, MethodRegistry
+from .web import WebServing
 
 log = logging.getLogger("gmf")
 
@@ -54,6 +56,11 @@ class ServerOptions:
     # before GOAWAY(ENHANCE_YOUR_CALM) and close; None: never.
     outbound_stall_timeout: float | None = 30.0
     slow_handler_threshold: float | None = 1.0  # loop blocked this long -> one warning (None: off)
+    # gRPC-Web and Connect beside gRPC (docs/web.md): HTTP/1.1 connections (chosen by ALPN or the
+    # first bytes) and non-gRPC content types on HTTP/2. False: gRPC over HTTP/2 only.
+    web: bool = True
+    cors_origins: tuple[str, ...] = ()  # origins browsers may call from ("*": any); none: no CORS
+    http1_body_timeout: float = 30.0  # seconds an HTTP/1.1 request body may take after its head
 
     def h2_limits(self) -> H2Limits:
         return H2Limits(
@@ -96,6 +103,7 @@ class ServerState:
         self.loop = loop
         # With interceptors every call runs the chain (see interceptors.py); without, nothing changes.
         self.methods = InterceptedMethods(registry, options.interceptors) if options.interceptors else MethodCache(registry)
+        self.registry = registry
         self.on_drain = tuple(on_drain)
         self.options = options
         self.max_receive_message_length = options.max_receive_message_length
@@ -109,6 +117,7 @@ class ServerState:
         self.access_log = options.access_log
         self._executor: ThreadPoolExecutor | None = None
         self._idle: asyncio.Event | None = None
+        self.web = WebServing(self) if options.web else None  # gRPC-Web and Connect (docs/web.md)
 
     @property
     def executor(self) -> ThreadPoolExecutor:
@@ -125,6 +134,14 @@ class ServerState:
         self.connections.discard(conn)
         if self._idle is not None and self.idle():
             self._idle.set()
+
+    def rejected(self, path: str, code: int, peer: str, method: str = UNKNOWN_METHOD) -> None:
+        """An RPC answered with a status before any handler: counted (unregistered paths
+        under one label) and access-logged like the others."""
+        self.metrics.rpc_started(method)
+        self.metrics.rpc_finished(method, code)
+        if self.access_log:
+            log_access(path if path.isprintable() else repr(path), code, 0.0, peer)
 
     def idle(self) -> bool:
         """Every connection is gone (each closes itself after GOAWAY once its calls finish)."""

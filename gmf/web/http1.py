@@ -6,7 +6,8 @@ internet needs on top of it and gives every bad input one defined answer:
 ==========================================================  ==========================================
 input                                                       answer (then the connection is closed)
 ==========================================================  ==========================================
-malformed request line, header line or chunk                400 Bad Request
+malformed request line (as soon as its line ends), header    400 Bad Request
+line or chunk
 ``Transfer-Encoding`` together with ``Content-Length``      400 Bad Request (RFC 9112 §6.1 smuggling)
 obsolete line folding (a header line starting with SP/HT)   400 Bad Request (RFC 9112 §5.2)
 conflicting ``Content-Length`` values, a missing or         400 Bad Request (h11)
@@ -60,6 +61,8 @@ Header = tuple[bytes, bytes]
 
 _OBS_FOLD = re.compile(rb"\n[ \t]")
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
+# RFC 9112 3: method (a token) SP request-target (visible characters) SP HTTP-version, as h11 reads it.
+_REQUEST_LINE = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+ [\x21-\x7e]+ HTTP/[0-9]\.[0-9]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +209,8 @@ class H1ServerConnection:
             raise _Reject(414, f"request line over {self.limits.max_request_line} bytes")
         if len(head) > self.limits.max_head:
             raise _Reject(431, f"request head over {self.limits.max_head} bytes")
+        if line_end >= 0 and not _REQUEST_LINE.fullmatch(head, 0, line_end - (head[line_end - 1:line_end] == b"\r")):
+            raise _Reject(400, "malformed request line")  # at once, not when a head that never ends would end
         if end is not None and _OBS_FOLD.search(head, max(line_end, 0)):
             raise _Reject(400, "obsolete line folding in the request head")
 
