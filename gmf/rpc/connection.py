@@ -23,6 +23,7 @@ from ..protocol import frames as fr
 from ..protocol import grpc as g
 from ..protocol import h2events as ev
 from ..protocol.h2conn import H2ServerConnection
+from ..protocol.hpack_codec import encode_headers
 from . import runner
 from .call import Call
 from .context import ServicerContext
@@ -47,7 +48,7 @@ _WRITE_HIGH_WATER = 1 << 20
 class _RequestSummary:
     """The request header fields the server acts on, parsed from one header block."""
 
-    __slots__ = ("method", "path", "path_str", "content_type", "timeout", "encoding", "accept", "size")
+    __slots__ = ("method", "path", "path_str", "content_type", "timeout", "encoding", "accept", "size", "grpc")
 
     def __init__(self, headers: list[tuple[bytes, bytes]]) -> None:
         method = path = content_type = timeout = encoding = accept = None
@@ -75,6 +76,9 @@ class _RequestSummary:
         self.encoding = encoding
         self.accept = accept
         self.size = size
+        # A gRPC request: POST with application/grpc or application/grpc+CODEC (not grpc-web).
+        self.grpc = (method == b"POST" and content_type is not None and content_type.startswith(b"application/grpc")
+                     and content_type[16:20] != b"-web")
 
 
 class GrpcConnection(asyncio.Protocol):
@@ -281,13 +285,13 @@ class GrpcConnection(asyncio.Protocol):
         if credit:
             self.h2.acknowledge_received_data(sid, credit)
         if event.end_stream:
-            self._request_complete(call)
+            self.request_complete(call)
 
     def _on_stream_ended(self, event: ev.StreamEnded) -> None:
         call = self.calls.get(event.stream_id)
         if call is not None:
             call.feed(b"", 0, True)
-            self._request_complete(call)
+            self.request_complete(call)
 
     def _on_window_updated(self, event: ev.WindowUpdated) -> None:
         call = self.calls.get(event.stream_id)
@@ -313,7 +317,6 @@ class GrpcConnection(asyncio.Protocol):
         summary = cast(_RequestSummary | None, event.headers.summary)
         if summary is None:  # parsed once per distinct header block (the decoder caches blocks)
             summary = event.headers.summary = _RequestSummary(event.headers)
-        method_name, path, content_type = summary.method, summary.path, summary.content_type
         timeout, encoding, accept = summary.timeout, summary.encoding, summary.accept
         h = self.h2
         if h.buffered_bytes > self.outbound_limit or self.outbound_full:  # the peer is not taking its responses
@@ -322,21 +325,18 @@ class GrpcConnection(asyncio.Protocol):
         if summary.size > self.server.max_header_list_size:
             message = f"Header list of {summary.size} bytes exceeds the limit of {self.server.max_header_list_size}"
             h.send_headers(sid, g.trailers(g.RESOURCE_EXHAUSTED, message, trailers_only=True), end_stream=True)
-            self._rejected(summary.path_str, g.RESOURCE_EXHAUSTED)
+            self.rejected(summary.path_str, g.RESOURCE_EXHAUSTED)
             return
-        if path is None or method_name is None:
+        if summary.path is None or summary.method is None:
             h.reset_stream(sid, fr.PROTOCOL_ERROR)
             return
-        if method_name != b"POST":
-            h.send_headers(sid, g.http_error_headers(405, g.UNIMPLEMENTED, "gRPC requires POST"), end_stream=True)
-            return
-        if content_type is None or not content_type.startswith(b"application/grpc"):
-            h.send_headers(sid, g.http_error_headers(415, g.UNKNOWN, "invalid gRPC content-type"), end_stream=True)
+        if not summary.grpc:
+            self._not_grpc(event, summary)
             return
         method = self.server.methods.resolve(summary.path_str, lambda: g.metadata_from_headers(event.headers))
         if method is None:
             h.send_headers(sid, g.trailers(g.UNIMPLEMENTED, "Method not found!", trailers_only=True), end_stream=True)
-            self._rejected(summary.path_str, g.UNIMPLEMENTED)
+            self.rejected(summary.path_str, g.UNIMPLEMENTED)
             return
         enc: str | None = None
         if encoding is not None:
@@ -347,7 +347,7 @@ class GrpcConnection(asyncio.Protocol):
                     g.trailers(g.UNIMPLEMENTED, f"Compression algorithm '{enc}' is not supported", trailers_only=True),
                     end_stream=True,
                 )
-                self._rejected(summary.path_str, g.UNIMPLEMENTED, method.path)
+                self.rejected(summary.path_str, g.UNIMPLEMENTED, method.path)
                 return
         call = Call(self, sid, method, event.headers, enc)
         call.context = ServicerContext(call)
@@ -372,9 +372,29 @@ class GrpcConnection(asyncio.Protocol):
             runner.start(call)
         if event.end_stream:
             call.feed(b"", 0, True)
-            self._request_complete(call)
+            self.request_complete(call)
 
-    def _request_complete(self, call: Call) -> None:
+    def _not_grpc(self, event: ev.RequestReceived, summary: _RequestSummary) -> None:
+        """Not a gRPC request: with the web protocols on, gmf.web.route decides what it is
+        (gRPC-Web, Connect, a CORS preflight, or an HTTP answer); without, 405 or 415."""
+        web = self.server.web
+        if web is not None:
+            web.serve_h2(self, event)  # calls not_rpc for what is none of them
+        else:
+            self.not_rpc(event.stream_id, 405 if summary.method != b"POST" else 415, [])
+
+    def not_rpc(self, stream_id: int, status: int, headers: list[g.Header]) -> None:
+        """The answer to a request that is no RPC served here: 405 (not POST) or 415 (not
+        gRPC's content type; 204 for a non-preflight OPTIONS with the web protocols on), with
+        ``headers`` (allow, accept-post, CORS) and, on 405/415, a gRPC status for gRPC clients."""
+        fields = [(b":status", b"%d" % status), *headers]
+        if status == 405:
+            fields += g.http_error_fields(g.UNIMPLEMENTED, "gRPC requires POST")
+        elif status == 415:
+            fields += g.http_error_fields(g.UNKNOWN, "invalid gRPC content-type")
+        self.h2.send_headers(stream_id, encode_headers(fields), end_stream=True)
+
+    def request_complete(self, call: Call) -> None:
         """The client half-closed: a unary-request handler can start now."""
         if not call.method.request_streaming and call.task is None and not call.finished:
             runner.start(call)
@@ -454,13 +474,8 @@ class GrpcConnection(asyncio.Protocol):
         if self.closing:
             self._maybe_close()
 
-    def _rejected(self, path: str, code: int, method: str = UNKNOWN_METHOD) -> None:
-        """An RPC answered with a status before any handler: counted (unregistered paths
-        under one label) and access-logged like the others."""
-        self.metrics.rpc_started(method)
-        self.metrics.rpc_finished(method, code)
-        if self.server.access_log:
-            log_access(path if path.isprintable() else repr(path), code, 0.0, self.peer)
+    def rejected(self, path: str, code: int, method: str = UNKNOWN_METHOD) -> None:
+        self.server.rejected(path, code, self.peer, method)
 
     # ------------------------------------------------------------------ shutdown
     def start_shutdown(self) -> None:
