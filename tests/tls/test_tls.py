@@ -311,9 +311,10 @@ def test_plaintext_and_garbage_on_a_tls_port_are_closed(mtls_server: ServerProce
             with pytest.raises(grpc.RpcError) as err:
                 helloworld_pb2_grpc.GreeterStub(ch).SayHello(helloworld_pb2.HelloRequest(name="x"), timeout=10)
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE
-        with tls_client(pki, mtls_server.port, alpn=["http/1.1"]) as sock:  # TLS is fine, HTTP/1.1 is not
-            assert sock.selected_alpn_protocol() is None
-            sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        with tls_client(pki, mtls_server.port, alpn=["http/1.1"]) as sock:  # HTTP/1.1: gRPC-Web and Connect
+            assert sock.selected_alpn_protocol() == "http/1.1"
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            assert sock.recv(4096).startswith(b"HTTP/1.1 405 ")  # no RPC there (tests/web/test_web_serving.py)
             closed_within(sock, 5)
         for junk in (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
                      b"\x16\x03\x01\x00\x05" + os.urandom(5), os.urandom(4096)):

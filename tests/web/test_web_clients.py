@@ -30,7 +30,7 @@ from gmf.protocol import grpc as g
 from gmf.web import connect, grpcweb
 from tests.helpers import ROOT
 from tests.helpers.net import free_port
-from tests.web.webharness import STARTERS, WebServer, curl, importable, require
+from tests.web.webharness import GMF_SERVERS, STARTERS, WebServer, curl, importable, require
 
 HERE = Path(__file__).resolve().parent  # the node scripts and the page they build
 
@@ -38,9 +38,8 @@ CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 FEATURES = ["Feature 0/1", "Feature 0/2", "Feature 1/0", "Feature 1/1", "Feature 2/0", "Feature 2/2"]
 SMALL_RECT = route_guide_pb2.Rectangle(lo=route_guide_pb2.Point(latitude=0, longitude=0),
                                        hi=route_guide_pb2.Point(latitude=20_000_000, longitude=20_000_000))
-# connectrpc: the reference peer. codecs: gmf.web's codecs driven by tests/web/codec_server.py
-# (not GMF's server; phase 2 replaces it with GMF on each runtime).
-SERVERS = ["connectrpc", "codecs"]
+# connectrpc: the reference peer; gmf-RUNTIME: GMF on each runtime (tests/web/gmf_server.py).
+SERVERS = ["connectrpc", *GMF_SERVERS]
 
 
 @pytest.fixture(scope="module")
