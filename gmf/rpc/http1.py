@@ -31,7 +31,7 @@ from ..logs import log_access
 from ..metrics import UNKNOWN_METHOD
 from ..protocol import grpc as g
 from ..web.http1 import Body, Closed, EndOfRequest, H1Event, H1ServerConnection, Rejected, Request
-from ..web.sink import Head, Out, write_out
+from ..web.sink import NOTHING, Head, Out
 from . import runner
 from .call import Call
 from .peer import auth_context, format_peer
@@ -48,6 +48,8 @@ _CLOSE = (b"connection", b"close")
 
 class Http1Connection(asyncio.Protocol):
     """One HTTP/1.1 client connection (see the module docstring)."""
+
+    # It is its calls' gmf.web.sink.OutWriter (write) and their WebHost (gmf.rpc.web).
 
     def __init__(self, server: ServerState, web: WebServing) -> None:
         self.server = server
@@ -203,24 +205,28 @@ class Http1Connection(asyncio.Protocol):
             log.info("HTTP/1.1 connection from %s: %s", self.peer, getattr(events[0], "reason", events[0]))
         self._run(events)
 
-    # ------------------------------------------------------------------ HTTP response writer
-    def send_head(self, status: int, headers: list[Header], content_length: int | None = None) -> None:
-        if self.draining:
-            headers = [*headers, _CLOSE]
-        self.h1.send_head(status, headers, content_length)
-        self.schedule_flush()
-
-    def send_body(self, data: bytes) -> None:
-        self.h1.send_body(data)
-        self.schedule_flush()
-
-    def end_response(self, now: float) -> None:
-        self.h1.end_response(now)
-        self._ended = True
-        self.schedule_flush()
+    # ------------------------------------------------------------------ response writer (gmf.web.sink.OutWriter)
+    def write(self, out: Out, extra_headers: list[Header]) -> None:
+        if out is NOTHING:
+            return  # the encoder holds it (a unary response goes out whole at its end)
+        h1 = self.h1
+        head = out.head
+        if head is not None:
+            headers = head.headers + extra_headers if extra_headers else head.headers
+            h1.send_head(head.status, [*headers, _CLOSE] if self.draining else headers, head.content_length)
+        if out.body:
+            h1.send_body(out.body)
+        if out.end:
+            h1.end_response(self.loop.time())
+            self._ended = True
+            if not self._processing:
+                self._flush()  # a handler finished: its whole response goes out now, in one write
+        elif not self._processing:
+            self.schedule_flush()
+        # inside _run the write happens at its end
 
     def not_rpc(self, stream_id: int, status: int, headers: list[Header]) -> None:
-        write_out(self, Out(Head(status, headers, 0), b"", True), self.loop.time())
+        self.write(Out(Head(status, headers, 0), b"", True), [])
 
     # ------------------------------------------------------------------ CallSink (connection side)
     @property
@@ -246,10 +252,15 @@ class Http1Connection(asyncio.Protocol):
         self.metrics.rpc_finished(call.path, code)
         if self.server.access_log:
             log_access(call.path, code, self.loop.time() - call.started_at, self.peer)
+        if self._processing or self.transport is None:
+            return  # _run goes on with what follows
         if self._held:
             self._held = False
-        if not self._processing and self.transport is not None:
-            self._run([])  # the next pipelined request, the close after a last response
+            self._update_reading()
+        if self.h1.has_input:
+            self._run([])  # the next pipelined request
+        else:
+            self._maybe_close()  # (the response went out already) the close after a last response
 
     def request_complete(self, call: Call) -> None:
         if not call.method.request_streaming and call.task is None and not call.finished:
@@ -273,8 +284,12 @@ class Http1Connection(asyncio.Protocol):
         if data:
             transport.write(data)
             self.metrics.bytes_sent += len(data)
-        if not self.calls and (self.h1.closing or self._answer_then_close
-                               or (self.draining and not self._request_open)):
+        self._maybe_close()
+
+    def _maybe_close(self) -> None:
+        transport = self.transport
+        if (transport is not None and not self.calls
+                and (self.h1.closing or self._answer_then_close or (self.draining and not self._request_open))):
             transport.close()  # after what was written
 
     # ------------------------------------------------------------------ shutdown (OpenConnection)

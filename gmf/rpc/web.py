@@ -8,9 +8,10 @@ A connection hands every request that is not gRPC over HTTP/2 to :meth:`WebServi
 2. a CORS preflight is answered by the :class:`~gmf.web.cors.CorsPolicy`, a request that is no
    RPC by the connection's ``not_rpc`` (the one place each connection answers those);
 3. an RPC resolves its method as gRPC does (interceptors included) and becomes a
-   :class:`WebCall`, a :class:`~gmf.rpc.call.Call` whose ``feed`` first turns the wire's body
-   (base64 text, Connect envelopes, a bare unary message or a GET's query, JSON) into
-   gRPC-framed messages, answering through a :class:`WebSink`: its
+   :class:`~gmf.rpc.call.Call` (gRPC-Web binary: the body is gRPC's framing) or a
+   :class:`WebCall`, whose ``feed`` first turns the wire's body (base64 text, Connect
+   envelopes, a bare unary message or a GET's query, JSON) into gRPC-framed messages; either
+   answers through a :class:`WebSink`: its
    :class:`~gmf.rpc.sink.CallSink`, which sends initial metadata, messages and the status
    through the protocol's :class:`~gmf.web.sink.ResponseEncoder` to an HTTP response writer
    (the HTTP/1.1 connection itself, or :class:`H2StreamWriter` over one HTTP/2 stream) with
@@ -37,7 +38,7 @@ from ..web import connect, grpcweb
 from ..web.cors import CorsPolicy, Preflight
 from ..web.http1 import H1Limits
 from ..web.route import Kind, Route, classify
-from ..web.sink import Head, HttpResponseWriter, Out, ResponseEncoder, write_out
+from ..web.sink import Head, Out, OutWriter, ResponseEncoder
 from . import runner
 from .call import Call
 from .context import ServicerContext
@@ -101,15 +102,28 @@ class Body(Protocol):
         ...
 
 
+class Base64Body:
+    """gRPC-Web text: the body is base64 (separately padded chunks allowed) of gRPC framing."""
+
+    __slots__ = ("_stream",)
+
+    def __init__(self) -> None:
+        self._stream = grpcweb.Base64Stream()
+
+    def decode(self, data: bytes, end: bool) -> bytes:
+        out = self._stream.feed(data) if data else b""
+        if end:
+            self._stream.end()
+        return out
+
+
 class FramedBody:
-    """gRPC-Web (binary or base64 text) and Connect streaming bodies: length-prefixed messages,
-    decompressed and checked by the protocol's decoder (gmf.web), framed again for the call;
-    Connect JSON messages become protobuf."""
+    """Connect streaming bodies: enveloped messages, decompressed and checked by the protocol's
+    decoder (gmf.web), framed again for the call; JSON messages become protobuf."""
 
     __slots__ = ("_decoder", "_json")
 
-    def __init__(self, decoder: grpcweb.GrpcWebRequestDecoder | connect.ConnectStreamDecoder,
-                 json_in: connect.JsonCodec | None) -> None:
+    def __init__(self, decoder: connect.ConnectStreamDecoder, json_in: connect.JsonCodec | None) -> None:
         self._decoder = decoder
         self._json = json_in
 
@@ -158,8 +172,9 @@ class WebCall(Call):
 
     __slots__ = ("body",)
 
-    def __init__(self, sink: CallSink, stream_id: int, method: Method, headers: list[Header], body: Body) -> None:
-        super().__init__(sink, stream_id, method, headers, None)
+    def __init__(self, sink: CallSink, stream_id: int, method: Method, headers: list[Header], body: Body,
+                 encoding: str | None = None) -> None:
+        super().__init__(sink, stream_id, method, headers, encoding)
         self.body = body
 
     def feed(self, data: bytes, flow_length: int, end_stream: bool) -> int:
@@ -180,7 +195,7 @@ class WebSink:
     __slots__ = ("host", "writer", "encoder", "cors", "json_out", "loop", "peer",
                  "max_receive_message_length", "max_send_message_length")
 
-    def __init__(self, host: WebHost, writer: HttpResponseWriter, encoder: ResponseEncoder, cors: list[Header],
+    def __init__(self, host: WebHost, writer: OutWriter, encoder: ResponseEncoder, cors: list[Header],
                  json_out: connect.JsonCodec | None, response_class: type | None) -> None:
         self.host = host
         self.writer = writer
@@ -209,17 +224,19 @@ class WebSink:
         self.host.call_finished(stream_id, code)
 
     def send_headers(self, stream_id: int, metadata: list[Header] | None, encoding: str | None) -> None:
-        write_out(self.writer, self.encoder.start(metadata or []), self.loop.time(), self.cors)
+        if metadata is None:
+            return  # implied by the first message (Call.send_response): the encoder sends the head then
+        self.writer.write(self.encoder.start(metadata), self.cors)
 
     def send_message(self, stream_id: int, payload: bytes, compressed: bool) -> None:
         if self.json_out is not None:
             codec, cls = self.json_out
             payload = codec.encode(cls.FromString(payload))  # type: ignore[attr-defined]
-        write_out(self.writer, self.encoder.message(payload), self.loop.time(), self.cors)
+        self.writer.write(self.encoder.message(payload), self.cors)
 
     def send_status(self, stream_id: int, code: int, details: str, metadata: list[Header] | None,
                     trailers_only: bool) -> None:
-        write_out(self.writer, self.encoder.finish(code, details, metadata or []), self.loop.time(), self.cors)
+        self.writer.write(self.encoder.finish(code, details, metadata or []), self.cors)
 
 
 class H2StreamWriter:
@@ -232,19 +249,15 @@ class H2StreamWriter:
         self.conn = conn
         self.stream_id = stream_id
 
-    def send_head(self, status: int, headers: list[Header], content_length: int | None = None) -> None:
-        fields = [(b":status", b"%d" % status), *headers]
-        if content_length is not None:
-            fields.append((b"content-length", b"%d" % content_length))
-        self.conn.h2.send_headers(self.stream_id, encode_headers(fields))
-        self.conn.schedule_flush()
-
-    def send_body(self, data: bytes) -> None:
-        self.conn.h2.send_data(self.stream_id, data)
-        self.conn.schedule_flush()
-
-    def end_response(self, now: float) -> None:
-        self.conn.h2.send_data(self.stream_id, b"", end_stream=True)
+    def write(self, out: Out, extra_headers: list[Header]) -> None:
+        h2, sid = self.conn.h2, self.stream_id
+        if out.head is not None:
+            fields = [(b":status", b"%d" % out.head.status), *out.head.headers, *extra_headers]
+            if out.head.content_length is not None:
+                fields.append((b"content-length", b"%d" % out.head.content_length))
+            h2.send_headers(sid, encode_headers(fields))
+        if out.body or out.end:
+            h2.send_data(sid, out.body, end_stream=out.end)
         self.conn.schedule_flush()
 
 
@@ -284,8 +297,8 @@ class WebServing:
         self._shapes: dict[str, tuple[bool, bool]] = {}
 
     # ------------------------------------------------------------------ per request
-    def begin(self, host: WebHost, writer: HttpResponseWriter, stream_id: int, method: bytes, target: bytes,
-              headers: list[Header], *, http2: bool) -> WebCall | None:
+    def begin(self, host: WebHost, writer: OutWriter, stream_id: int, method: bytes, target: bytes,
+              headers: list[Header], *, http2: bool) -> Call | None:
         """One request: answered now (None), or its call, started as gRPC starts one (a
         request-streaming handler runs at once; the others when ``host.request_complete``)."""
         origin = None
@@ -299,7 +312,7 @@ class WebServing:
         loop = host.loop
         if kind is Kind.PREFLIGHT:
             pre = self.cors.preflight(headers) if self.cors is not None else _NO_CORS
-            write_out(writer, Out(Head(pre.status, pre.headers, 0), b"", True), loop.time())
+            writer.write(Out(Head(pre.status, pre.headers, 0), b"", True), [])
             return None
         if kind is Kind.ANSWER or kind is Kind.GRPC:  # GRPC: only the HTTP/2 connection serves it
             host.not_rpc(stream_id, route.status or 415, route.headers + cors)
@@ -308,13 +321,14 @@ class WebServing:
         found = state.methods.resolve(route.path, lambda: g.metadata_from_headers(headers))
         plan = self._plan(route, headers, found)
         if isinstance(plan, Answer):
-            write_out(writer, plan.out, loop.time(), cors)
+            writer.write(plan.out, cors)
             host.rejected(route.path, plan.code, found.path if found is not None else UNKNOWN_METHOD)
             return None
         assert found is not None
-        encoder, body, timeout, json_out = plan
+        encoder, body, encoding, timeout, json_out = plan
         sink = WebSink(host, writer, encoder, cors, json_out[1] if json_out else None, json_out[2] if json_out else None)
-        call = WebCall(sink, stream_id, found, headers, body)
+        call = (Call(sink, stream_id, found, headers, encoding) if body is None
+                else WebCall(sink, stream_id, found, headers, body, encoding))
         call.context = ServicerContext(call)
         host.calls[stream_id] = call
         state.metrics.rpc_started(found.path)
@@ -338,8 +352,9 @@ class WebServing:
             conn.request_complete(call)
 
     def _plan(self, route: Route, headers: list[Header], found: Method | None
-              ) -> Answer | tuple[ResponseEncoder, Body, float | None, JsonCodecs | None]:
-        """The encoder, body decoder, deadline and JSON codecs of an RPC, or its answer now."""
+              ) -> Answer | tuple[ResponseEncoder, Body | None, str | None, float | None, JsonCodecs | None]:
+        """The encoder, body decoder (None: gRPC framing as it is), grpc-encoding, deadline and
+        JSON codecs of an RPC, or its answer now."""
         max_length = self.state.max_receive_message_length
         if route.kind is Kind.GRPC_WEB:
             fmt = route.grpc_web
@@ -358,7 +373,9 @@ class WebServing:
                         return Answer(web_encoder.finish(g.INTERNAL, str(exc), []), g.INTERNAL)
                 elif name == b"grpc-encoding":
                     encoding = value.decode("latin-1")
-            return web_encoder, FramedBody(grpcweb.GrpcWebRequestDecoder(fmt, max_length, encoding), None), timeout, None
+            # The body is gRPC's framing (base64 in -text): the call's own decoder reads it, with the
+            # same answers as gRPC's (framing, size limit, grpc-encoding).
+            return web_encoder, Base64Body() if fmt.text else None, encoding, timeout, None
         try:
             if route.kind is Kind.CONNECT_GET:
                 allowed = found is not None and self._allows_get(route.path)
@@ -384,7 +401,7 @@ class WebServing:
         json_in = json[0] if json else None
         body: Body = (FramedBody(connect.ConnectStreamDecoder(call, max_length), json_in) if call.streaming
                       else UnaryBody(max_length, call.request_encoding, json_in, call.message))
-        return encoder, body, call.timeout, json
+        return encoder, body, None, call.timeout, json
 
     # ------------------------------------------------------------------ per method path
     def _shape(self, path: str, found: Method | None, headers: list[Header]) -> tuple[bool, bool] | None:

@@ -79,6 +79,7 @@ _FAST_HEAD = re.compile(
     rb"([-!#$%&'*+.^_`|~0-9A-Za-z]+) ([\x21-\x7e]+) HTTP/1\.1\r\n"
     rb"((?:[-!#$%&'*+.^_`|~0-9A-Za-z]+:[ \t]*(?:[\x21-\x7e](?:[\x20-\x7e\t]*[\x21-\x7e])?)?[ \t]*\r\n)*)\r\n"
 )
+_FIELD_LINE = re.compile(rb"([^:]+):[ \t]*(.*?)[ \t]*\r\n", re.S)  # one line of a block _FAST_HEAD accepted
 _DIGITS = re.compile(rb"[0-9]{1,18}")
 _FALLBACK = object()  # the fast path declines: h11 parses this cycle
 
@@ -217,13 +218,13 @@ class H1ServerConnection:
                 break
             if self._answering or not buf:
                 break
-            try:
-                self._check_head(buf, now)
-            except _Reject:
-                return out + self._to_h11(now)  # h11's path gives the answer
             request = self._fast_head(buf, now)
-            if request is None:
-                break  # the head is not complete yet
+            if request is None:  # the head is not complete yet: the limits and timeouts apply
+                try:
+                    self._check_head(buf, now)
+                except _Reject:
+                    return out + self._to_h11(now)  # h11's path gives the answer
+                break
             if request is _FALLBACK:
                 return out + self._to_h11(now)
             assert isinstance(request, Request)
@@ -237,21 +238,20 @@ class H1ServerConnection:
         end = buf.find(b"\r\n\r\n")
         if end < 0:
             return None if b"\n\n" not in buf and b"\n\r\n" not in buf else _FALLBACK
+        lim = self.limits
+        if end > lim.max_head or buf.find(b"\r\n", 0, lim.max_request_line + 2) < 0:
+            return _FALLBACK
         m = _FAST_HEAD.match(buf, 0, end + 4)
         if m is None or m.end() != end + 4:
             return _FALLBACK
         method, target, block = m.group(1), m.group(2), m.group(3)
         if method == b"HEAD":
             return _FALLBACK
-        headers: list[Header] = []
+        headers = [(name.lower(), value) for name, value in _FIELD_LINE.findall(block)]
         length = 0
         hosts = lengths = 0
         keep_alive = True
-        for line in block.split(b"\r\n")[:-1]:
-            name, _, value = line.partition(b":")
-            name = name.lower()
-            value = value.strip(b" \t")
-            headers.append((name, value))
+        for name, value in headers:
             if name == b"host":
                 hosts += 1
             elif name == b"content-length":
@@ -267,10 +267,10 @@ class H1ServerConnection:
                     return _FALLBACK
             elif name == b"transfer-encoding" or name == b"expect":
                 return _FALLBACK
-        if hosts != 1 or lengths > 1 or len(headers) > self.limits.max_headers or length > self.limits.max_body:
+        if hosts != 1 or lengths > 1 or len(headers) > lim.max_headers or length > lim.max_body:
             return _FALLBACK
         self._buf = buf[end + 4:]
-        self._head_since = None
+        self._head_since = self._idle_since = None
         self._body_since = now
         self._response_started = False
         self._in_request = self._answering = True
@@ -496,6 +496,11 @@ class H1ServerConnection:
         out = b"".join(self._out)
         self._out.clear()
         return out
+
+    @property
+    def has_input(self) -> bool:
+        """Bytes received that no event has taken yet (a pipelined request, the rest of a body)."""
+        return bool(self._buf) if self._fast else bool(self._h11.trailing_data[0])
 
     @property
     def reading_paused(self) -> bool:

@@ -70,6 +70,14 @@ class HttpResponseWriter(Protocol):
     def end_response(self, now: float) -> None: ...
 
 
+class OutWriter(Protocol):
+    """What a connection offers a call's response: one :class:`Out` at a time, written as
+    :func:`write_out` does (``extra_headers`` join the head), with the connection's clock and
+    one flush (gmf.rpc.http1.Http1Connection, gmf.rpc.web.H2StreamWriter)."""
+
+    def write(self, out: Out, extra_headers: list[Header]) -> None: ...
+
+
 def write_out(writer: HttpResponseWriter, out: Out, now: float, extra_headers: list[Header] | None = None) -> None:
     """Send one :class:`Out` to an HTTP writer; ``extra_headers`` (CORS) join the head."""
     if out.head is not None:
