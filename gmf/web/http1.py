@@ -75,11 +75,13 @@ _HEAD_END = re.compile(rb"\r?\n\r?\n")
 _REQUEST_LINE = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+ [\x21-\x7e]+ HTTP/[0-9]\.[0-9]")
 # The fast path's head: an HTTP/1.1 request line, then header lines as h11 accepts them (a token,
 # ":", optional whitespace, a value of visible characters with inner spaces/tabs), CRLF each.
+# (Any run of spaces, tabs and visible characters is h11's ``OWS field-value OWS``.)
 _FAST_HEAD = re.compile(
     rb"([-!#$%&'*+.^_`|~0-9A-Za-z]+) ([\x21-\x7e]+) HTTP/1\.1\r\n"
-    rb"((?:[-!#$%&'*+.^_`|~0-9A-Za-z]+:[ \t]*(?:[\x21-\x7e](?:[\x20-\x7e\t]*[\x21-\x7e])?)?[ \t]*\r\n)*)\r\n"
+    rb"((?:[-!#$%&'*+.^_`|~0-9A-Za-z]+:[\x20-\x7e\t]*\r\n)*)\r\n"
 )
-_FIELD_LINE = re.compile(rb"([^:]+):[ \t]*(.*?)[ \t]*\r\n", re.S)  # one line of a block _FAST_HEAD accepted
+_FIELD_LINE = re.compile(rb"([^:]*):[ \t]*([^\r]*)\r\n")  # a line of a block _FAST_HEAD accepted
+_OWS = (b" ", b"\t")
 _DIGITS = re.compile(rb"[0-9]{1,18}")
 _FALLBACK = object()  # the fast path declines: h11 parses this cycle
 
@@ -143,11 +145,11 @@ class _Reject(Exception):
         self.reason = reason
 
 
+_PHRASES = {int(s): s.phrase.encode() for s in HTTPStatus}
+
+
 def _phrase(status: int) -> bytes:
-    try:
-        return HTTPStatus(status).phrase.encode()
-    except ValueError:
-        return b""
+    return _PHRASES.get(status, b"")
 
 
 class H1ServerConnection:
@@ -247,11 +249,15 @@ class H1ServerConnection:
         method, target, block = m.group(1), m.group(2), m.group(3)
         if method == b"HEAD":
             return _FALLBACK
-        headers = [(name.lower(), value) for name, value in _FIELD_LINE.findall(block)]
+        headers: list[Header] = []
         length = 0
         hosts = lengths = 0
         keep_alive = True
-        for name, value in headers:
+        for name, value in _FIELD_LINE.findall(block):
+            name = name.lower()
+            if value.endswith(_OWS):
+                value = value.rstrip(b" \t")
+            headers.append((name, value))
             if name == b"host":
                 hosts += 1
             elif name == b"content-length":
