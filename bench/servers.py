@@ -3,11 +3,13 @@
 Every server is a separate process started from its script with ``--port P``; pinned
 ones run under ``taskset -c CPU`` (and GMF's single worker also gets ``--cpu CPU``, i.e.
 ``Placement.fixed(CPU)``).  Readiness = the TCP port accepts, then a real grpcio client
-(``validate.py`` in a child process) gets ``Hello world!`` with status OK.
+(``validate.py`` in a child process) gets ``Hello world!`` with status OK, and for servers
+of the web rows a Connect JSON and a gRPC-Web call over HTTP/1.1 do too.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import resource
 import shutil
@@ -30,6 +32,7 @@ from .machine import proc_stats
 GMF_SERVER = Path("examples/helloworld/server.py")
 PEERS = Path("bench/peers")
 BASELINE = "grpcio-aio"
+WEB_BASELINE = "connectrpc"  # the ratio column of the web rows (Connect and gRPC-Web over HTTP/1.1)
 
 
 @dataclass(frozen=True)
@@ -39,8 +42,10 @@ class ServerSpec:
     args: tuple[str, ...] = ()
     pinned: bool = True  # taskset to the server CPU
     gmf_cpu: bool = False  # pass --cpu SERVER_CPU (GMF's Placement.fixed)
-    baseline: str = BASELINE  # ratio column: req/s relative to this server
+    baseline: str = BASELINE  # ratio column: req/s relative to this server (gRPC shapes)
     description: str = ""
+    protocols: tuple[str, ...] = ("grpc",)  # "grpc": gRPC over HTTP/2; "web": Connect and gRPC-Web over HTTP/1.1
+    needs: tuple[str, ...] = ()  # Python modules the server imports
 
     def argv(self, port: int, server_cpu: int) -> list[str]:
         cmd: list[str] = []
@@ -62,6 +67,9 @@ class ServerSpec:
         """Why this server cannot run here, or None."""
         if not (ROOT / self.script).exists():
             return f"{self.script} not found"
+        missing = [m for m in self.needs if importlib.util.find_spec(m) is None]
+        if missing:
+            return f"{', '.join(missing)} not installed (the [dev] extra)"
         return None
 
 
@@ -74,6 +82,7 @@ SERVERS: dict[str, ServerSpec] = {
             pinned=False,
             baseline="grpcio-aio-unpinned",
             description="GMF, one worker per CPU, default runtime",
+            protocols=("grpc", "web"),
         ),
         *(
             ServerSpec(
@@ -82,6 +91,7 @@ SERVERS: dict[str, ServerSpec] = {
                 args=("--runtime", runtime),
                 gmf_cpu=True,
                 description=f"GMF, one worker pinned, {runtime} runtime",
+                protocols=("grpc", "web"),
             )
             for runtime in ("uring", "uvloop", "asyncio")
         ),
@@ -110,6 +120,14 @@ SERVERS: dict[str, ServerSpec] = {
             description="grpcio thread-pool server pinned to one CPU",
         ),
         ServerSpec("grpclib", PEERS / "grpclib_server.py", description="grpclib pinned to one CPU"),
+        ServerSpec(
+            WEB_BASELINE,
+            PEERS / "connectrpc_server.py",
+            baseline=WEB_BASELINE,
+            description="connectrpc (Connect, gRPC-Web) on uvicorn with httptools and uvloop, pinned to one CPU",
+            protocols=("web",),
+            needs=("connectrpc", "uvicorn"),
+        ),
     )
 }
 
@@ -117,7 +135,8 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "all": tuple(name for name in SERVERS if name != "gmf-1-auto"),
     "gmf-1": ("gmf-1-uring", "gmf-1-uvloop", "gmf-1-asyncio"),
     "gmf-all": ("gmf", "gmf-1-uring", "gmf-1-uvloop", "gmf-1-asyncio"),
-    "peers": ("grpcio-aio", "grpcio-aio-unpinned", "grpcio-sync", "grpclib"),
+    "peers": ("grpcio-aio", "grpcio-aio-unpinned", "grpcio-sync", "grpclib", WEB_BASELINE),
+    "web": ("gmf-1-uring", WEB_BASELINE),
 }
 
 
@@ -233,6 +252,33 @@ def validate(port: int, calls: int = 4, timeout: float = 30.0) -> None:
         raise ServerError(f"grpcio validation failed: {(proc.stderr or proc.stdout).strip()[-500:]}")
 
 
+def validate_web(port: int, timeout: float = 10.0) -> None:
+    """Connect unary JSON and gRPC-Web unary over HTTP/1.1 (http.client) must both get
+    ``Hello world!`` with status OK: what h2load's web rows send."""
+    import http.client
+    import json
+
+    from .h2load import WEB_REQUESTS
+
+    for web in WEB_REQUESTS.values():
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        try:
+            headers = dict(h.split(": ", 1) for h in web.headers)
+            conn.request("POST", GRPC_PATH, body=web.body, headers=headers)
+            response = conn.getresponse()
+            body = response.read()
+        except OSError as exc:
+            raise ServerError(f"{web.name} validation call failed: {exc}") from exc
+        finally:
+            conn.close()
+        if web.name == "connect-json":
+            ok = response.status == 200 and json.loads(body or b"{}") == {"message": "Hello world!"}
+        else:
+            ok = response.status == 200 and b"Hello world!" in body and b"grpc-status:0" in body.replace(b" ", b"")
+        if not ok:
+            raise ServerError(f"{web.name} validation: HTTP {response.status} {body[:200]!r}")
+
+
 def server_env() -> dict[str, str]:
     """The harness's environment plus the repository on PYTHONPATH (works without an install)."""
     env = dict(os.environ)
@@ -287,9 +333,12 @@ def launch(
         server = RunningServer(spec, port, proc, log_path)
         try:
             wait_ready(server)
-            validate(port)
-            if body_file is not None:
-                check_h2load_request(port, body_file)
+            if "grpc" in spec.protocols:
+                validate(port)
+                if body_file is not None:
+                    check_h2load_request(port, body_file)
+            if "web" in spec.protocols:
+                validate_web(port)
             time.sleep(settle_s)  # let every worker of a multi-process server reach its accept loop
             if proc.poll() is not None:
                 raise ServerError(f"{spec.name} exited after validation:\n{server.log_tail()}")
