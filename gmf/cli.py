@@ -127,7 +127,8 @@ OPTIONS: tuple[Option, ...] = (
            "max_outbound_buffer", metavar="BYTES"),
     Option("slow-handler-threshold", _number, "seconds the event loop may be blocked (by a handler) before a "
            "warning with the handler and its stack", "slow_handler_threshold", metavar="SECONDS"),
-    Option("handshake-timeout", _number, "seconds a new connection has to send the HTTP/2 preface",
+    Option("handshake-timeout", _number, "seconds a new connection has to send the HTTP/2 preface (HTTP/1.1: "
+           "a complete request head)",
            "handshake_timeout", metavar="SECONDS"),
     Option("grace", _number, "seconds in-flight RPCs get to finish on SIGTERM/SIGINT", "grace", metavar="SECONDS"),
     Option("web", parse_bool, "serve gRPC-Web and Connect beside gRPC on the same port (HTTP/1.1 and HTTP/2; "
@@ -143,7 +144,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("metrics-port", _integer, "serve Prometheus /metrics (counters of all workers) on this port",
            "metrics_port", default="off", metavar="PORT"),
     Option("metrics-host", str, "address the /metrics endpoint listens on", "metrics_host", metavar="HOST"),
-    Option("tls-cert", str, "PEM certificate chain: serve TLS (ALPN h2, TLS 1.2+) with --tls-key", metavar="FILE"),
+    Option("tls-cert", str, "PEM certificate chain: serve TLS (TLS 1.2+, ALPN h2, and http/1.1 with --web) with "
+           "--tls-key", metavar="FILE"),
     Option("tls-key", str, "PEM private key of --tls-cert", metavar="FILE"),
     Option("tls-client-ca", str, "PEM roots client certificates must chain to (mutual TLS)", metavar="FILE"),
     Option("require-client-cert", parse_bool, "refuse clients without a certificate from --tls-client-ca",

@@ -45,8 +45,8 @@ Timeouts are deadlines, not timers: :attr:`H1ServerConnection.deadline` is the m
 which the runtime must call :meth:`H1ServerConnection.check_deadline` (re-read it after every
 call into the connection). The runtime owns the clock; every entry point takes ``now``.
 
-How a runtime drives it (phase 2: the accept point hands a connection whose first bytes are not
-the HTTP/2 preface, or whose ALPN is ``http/1.1``, to this class)::
+How a runtime drives it (:class:`gmf.rpc.http1.Http1Connection` does, for the connections the
+accept point hands it: ALPN ``http/1.1``, or first bytes that are an HTTP/1.x request)::
 
     conn = H1ServerConnection(H1Limits(), now=loop.time())
     for event in conn.receive_data(chunk, loop.time()):   # b"" = EOF
