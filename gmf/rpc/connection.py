@@ -14,20 +14,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from concurrent.futures import Executor
 from typing import TYPE_CHECKING, cast
 
 from ..logs import log_access
-from ..metrics import UNKNOWN_METHOD
 from ..protocol import frames as fr
 from ..protocol import grpc as g
 from ..protocol import h2events as ev
 from ..protocol.h2conn import H2ServerConnection
 from ..protocol.hpack_codec import encode_headers
 from . import runner
+from .base import ConnectionBase
 from .call import Call
 from .context import ServicerContext
-from .peer import auth_context, format_peer
+from .peer import format_peer
 
 SHUTDOWN_ACK_TIMEOUT = 1.0  # seconds a draining connection waits for its GOAWAY PING's ACK
 
@@ -81,7 +80,7 @@ class _RequestSummary:
                      and content_type[16:20] != b"-web")
 
 
-class GrpcConnection(asyncio.Protocol):
+class GrpcConnection(ConnectionBase, asyncio.Protocol):
     """One client connection: gRPC over HTTP/2, and the :class:`CallSink` of its calls."""
 
     def __init__(self, server: ServerState) -> None:
@@ -196,11 +195,7 @@ class GrpcConnection(asyncio.Protocol):
             if timer is not None:
                 timer.cancel()
         self._timer = self._stall_timer = None
-        for call in list(self.calls.values()):
-            call.cancel()
-        self.calls.clear()
-        self.server.connection_closed(self)
-        self.transport = None
+        self._lost()
 
     def pause_writing(self) -> None:
         # The peer is not reading what we send: stop reading from it too, so a client that
@@ -394,21 +389,7 @@ class GrpcConnection(asyncio.Protocol):
             fields += g.http_error_fields(g.UNKNOWN, "invalid gRPC content-type")
         self.h2.send_headers(stream_id, encode_headers(fields), end_stream=True)
 
-    def request_complete(self, call: Call) -> None:
-        """The client half-closed: a unary-request handler can start now."""
-        if not call.method.request_streaming and call.task is None and not call.finished:
-            runner.start(call)
-
     # ------------------------------------------------------------------ CallSink (gmf.rpc.sink)
-    @property
-    def executor(self) -> Executor:
-        return self.server.executor
-
-    def auth_context(self) -> dict[str, list[bytes]]:
-        """grpcio's ``auth_context()`` of this connection (from the TLS peer certificate)."""
-        transport = self.transport
-        return auth_context(transport.get_extra_info("ssl_object") if transport is not None else None)
-
     def release(self, stream_id: int, nbytes: int) -> None:
         self.h2.acknowledge_received_data(stream_id, nbytes)
         if not self._flush_scheduled:
@@ -454,11 +435,6 @@ class GrpcConnection(asyncio.Protocol):
                 self.schedule_flush()
 
     # ------------------------------------------------------------------ output
-    def schedule_flush(self) -> None:
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self.loop.call_soon(self._flush)
-
     def _flush(self) -> None:
         self._flush_scheduled = False
         h = self.h2
@@ -474,9 +450,6 @@ class GrpcConnection(asyncio.Protocol):
         if self.closing:
             self._maybe_close()
 
-    def rejected(self, path: str, code: int, method: str = UNKNOWN_METHOD) -> None:
-        self.server.rejected(path, code, self.peer, method)
-
     # ------------------------------------------------------------------ shutdown
     def start_shutdown(self) -> None:
         """Graceful: GOAWAY now, close once in-flight calls are done. New streams are still
@@ -490,23 +463,9 @@ class GrpcConnection(asyncio.Protocol):
         self.h2.finish_shutdown()
         self._flush()
 
-    def cancel_all(self) -> None:
-        for call in list(self.calls.values()):
-            call.fail(g.UNAVAILABLE, "Server shutting down")
-        self.schedule_flush()
 
     def _maybe_close(self) -> None:
         if self.h2.shutdown_pending and not self.h2.goaway_received:
             return  # the client may still open streams it sent before seeing our GOAWAY
         if not self.calls and not self.h2.has_data_to_send():
             self.close()
-
-    def close(self) -> None:
-        transport = self.transport
-        if transport is not None and not transport.is_closing():
-            transport.close()
-
-    def _abort(self) -> None:
-        transport = self.transport
-        if transport is not None:
-            transport.abort()

@@ -24,17 +24,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from concurrent.futures import Executor
 from typing import TYPE_CHECKING, cast
 
 from ..logs import log_access
-from ..metrics import UNKNOWN_METHOD
-from ..protocol import grpc as g
 from ..web.http1 import Body, Closed, EndOfRequest, H1Event, H1ServerConnection, Rejected, Request
 from ..web.sink import NOTHING, Head, Out
-from . import runner
+from .base import ConnectionBase
 from .call import Call
-from .peer import auth_context, format_peer
+from .peer import format_peer
 
 if TYPE_CHECKING:
     from .server_state import ServerState
@@ -46,7 +43,7 @@ Header = tuple[bytes, bytes]
 _CLOSE = (b"connection", b"close")
 
 
-class Http1Connection(asyncio.Protocol):
+class Http1Connection(ConnectionBase, asyncio.Protocol):
     """One HTTP/1.1 client connection (see the module docstring)."""
 
     # It is its calls' gmf.web.sink.OutWriter (write) and their WebHost (gmf.rpc.web).
@@ -102,11 +99,7 @@ class Http1Connection(asyncio.Protocol):
             self._timer.cancel()
             self._timer = None
         self._request = None
-        for call in list(self.calls.values()):
-            call.cancel()
-        self.calls.clear()
-        self.server.connection_closed(self)
-        self.transport = None
+        self._lost()
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -229,14 +222,6 @@ class Http1Connection(asyncio.Protocol):
         self.write(Out(Head(status, headers, 0), b"", True), [])
 
     # ------------------------------------------------------------------ CallSink (connection side)
-    @property
-    def executor(self) -> Executor:
-        return self.server.executor
-
-    def auth_context(self) -> dict[str, list[bytes]]:
-        transport = self.transport
-        return auth_context(transport.get_extra_info("ssl_object") if transport is not None else None)
-
     def release(self, stream_id: int, nbytes: int) -> None:
         if self._held:
             self._held = False
@@ -262,19 +247,7 @@ class Http1Connection(asyncio.Protocol):
         else:
             self._maybe_close()  # (the response went out already) the close after a last response
 
-    def request_complete(self, call: Call) -> None:
-        if not call.method.request_streaming and call.task is None and not call.finished:
-            runner.start(call)
-
-    def rejected(self, path: str, code: int, method: str = UNKNOWN_METHOD) -> None:
-        self.server.rejected(path, code, self.peer, method)
-
     # ------------------------------------------------------------------ output
-    def schedule_flush(self) -> None:
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self.loop.call_soon(self._flush)
-
     def _flush(self) -> None:
         self._flush_scheduled = False
         transport = self.transport
@@ -298,17 +271,3 @@ class Http1Connection(asyncio.Protocol):
         self.draining = True
         self.schedule_flush()
 
-    def cancel_all(self) -> None:
-        for call in list(self.calls.values()):
-            call.fail(g.UNAVAILABLE, "Server shutting down")
-        self.schedule_flush()
-
-    def close(self) -> None:
-        transport = self.transport
-        if transport is not None and not transport.is_closing():
-            transport.close()
-
-    def _abort(self) -> None:
-        transport = self.transport
-        if transport is not None:
-            transport.abort()
