@@ -219,7 +219,7 @@ class Http1Connection(ConnectionBase, asyncio.Protocol):
         # inside _run the write happens at its end
 
     def not_rpc(self, stream_id: int, status: int, headers: list[Header]) -> None:
-        self.write(Out(Head(status, headers, 0), b"", True), [])
+        self.write(Out(Head(status, headers, None if status == 204 else 0), b"", True), [])
 
     # ------------------------------------------------------------------ CallSink (connection side)
     def release(self, stream_id: int, nbytes: int) -> None:

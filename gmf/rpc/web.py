@@ -261,6 +261,11 @@ class H2StreamWriter:
         self.conn.schedule_flush()
 
 
+def _empty(status: int, headers: list[Header]) -> Out:
+    """A response without a body (no framing header at all for 204, RFC 9110 8.6)."""
+    return Out(Head(status, headers, None if status == 204 else 0), b"", True)
+
+
 class Answer(NamedTuple):
     """An RPC request answered before any handler: the response, and its status code."""
 
@@ -312,7 +317,7 @@ class WebServing:
         loop = host.loop
         if kind is Kind.PREFLIGHT:
             pre = self.cors.preflight(headers) if self.cors is not None else _NO_CORS
-            writer.write(Out(Head(pre.status, pre.headers, 0), b"", True), [])
+            writer.write(_empty(pre.status, [h for h in pre.headers if h[0] != b"content-length"]), [])
             return None
         if kind is Kind.ANSWER or kind is Kind.GRPC:  # GRPC: only the HTTP/2 connection serves it
             host.not_rpc(stream_id, route.status or 415, route.headers + cors)

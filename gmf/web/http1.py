@@ -84,6 +84,7 @@ _FIELD_LINE = re.compile(rb"([^:]*):[ \t]*([^\r]*)\r\n")  # a line of a block _F
 _OWS = (b" ", b"\t")
 _DIGITS = re.compile(rb"[0-9]{1,18}")
 _FALLBACK = object()  # the fast path declines: h11 parses this cycle
+_NO_BODY = (204, 304)  # responses without a body: no framing header when no length is given
 
 
 @dataclass(frozen=True, slots=True)
@@ -452,9 +453,11 @@ class H1ServerConnection:
                 if name == b"connection" and value.lower() == b"close":
                     self._keep_alive = False
                 parts.append(b"%s: %s\r\n" % (name, value))
-            self._chunked = content_length is None
-            parts.append(b"content-length: %d\r\n" % content_length if content_length is not None
-                         else b"transfer-encoding: chunked\r\n")
+            self._chunked = content_length is None and status not in _NO_BODY
+            if content_length is not None:
+                parts.append(b"content-length: %d\r\n" % content_length)
+            elif self._chunked:
+                parts.append(b"transfer-encoding: chunked\r\n")
             if not self._keep_alive and not any(name == b"connection" for name, _ in headers):
                 parts.append(b"connection: close\r\n")
             parts.append(b"\r\n")

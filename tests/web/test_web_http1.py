@@ -297,3 +297,14 @@ def test_fast_path_response_bytes() -> None:
     assert conn.data_to_send() == (b"HTTP/1.1 200 OK\r\ncontent-type: application/grpc-web\r\n"
                                    b"transfer-encoding: chunked\r\nconnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
     assert conn.closing
+
+
+def test_no_content_has_no_framing(h1: Factory) -> None:
+    """204 without a length: neither content-length nor chunked (RFC 9110 8.6), on both paths."""
+    conn = h1(now=0.0)
+    feed(conn, CLIENT_REQUESTS["options"])
+    conn.send_head(204, [(b"allow", b"POST")])
+    conn.end_response(0.0)
+    out = conn.data_to_send().lower()
+    assert out.startswith(b"http/1.1 204 ") and b"content-length" not in out and b"chunked" not in out
+    assert out.endswith(b"\r\n\r\n") and not conn.closing
