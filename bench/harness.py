@@ -320,9 +320,9 @@ def run_config(config: Config) -> int:
         body = Path(tmp) / "req.bin"
         body.write_bytes(hello_request_body("world"))
         web_bodies = {}
-        for name, web in WEB_REQUESTS.items():
+        for name, request in WEB_REQUESTS.items():
             web_bodies[name] = Path(tmp) / f"{name}.bin"
-            web_bodies[name].write_bytes(web.body)
+            web_bodies[name].write_bytes(request.body)
         runner = Runner(config, body, web_bodies)
         points = runner.peak() if config.shapes else []
         if config.fixed_rate:
@@ -361,10 +361,10 @@ def run_config(config: Config) -> int:
     log("")
     if peak:
         log(report.text_table(peak, f"Peak throughput ({pinning_text(config)})"))
-        web = [p for p in peak if p.shape in WEB_SHAPES]
-        if web:
+        web_points = [p for p in peak if p.shape in WEB_SHAPES]
+        if web_points:
             log("")
-            log(report.web_table(web))
+            log(report.web_table(web_points))
     if fixed:
         log("")
         log(report.text_table(fixed, "Fixed rate: 50% of the baseline's 16x16 peak"))

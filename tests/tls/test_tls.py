@@ -402,7 +402,7 @@ def test_handshaking_connections_count_against_max_connections(pki: Pki) -> None
     with spawn("asyncio", options=tls_options(pki, True, max_connections=3, handshake_timeout=60.0)) as proc:
         stalled = [socket.create_connection(("127.0.0.1", proc.port), timeout=5) for _ in range(3)]
         # the three stalled handshakes hold every slot: a new connection is closed at once
-        poll.until(lambda: refused(proc.port, wait=0.5), "a fourth connection to be refused")
+        poll.until(lambda: refused(proc.port, wait=0.5, tls=True), "a fourth connection to be refused")
         for sock in stalled:
             sock.close()
 
