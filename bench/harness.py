@@ -40,7 +40,7 @@ from .servers import (
 )
 
 FULL_SERVERS = "all"
-QUICK_SERVERS = "gmf,gmf-1-uring,grpcio-aio,grpcio-aio-unpinned"
+QUICK_SERVERS = "gmf,gmf-1-uring,grpcio-aio,grpcio-aio-unpinned,block"
 FULL_SHAPES = "1x200,16x16,1000x1,web,fixed,memory"
 QUICK_SHAPES = "1x200,16x16"
 SPECIAL_SHAPES = ("fixed", "memory")
@@ -139,10 +139,15 @@ class Runner:
             result.server_cpu_us = used / requests * 1e6
         return result
 
+    def shapes_of(self, spec: ServerSpec) -> list[Shape]:
+        """The shapes ``spec`` is measured at: its own, if it has any, else the run's; of those,
+        the ones it speaks (gRPC shapes: gRPC servers; web rows: web servers)."""
+        shapes = [Shape.parse(name) for name in spec.shapes] if spec.shapes else self.config.shapes
+        return [s for s in shapes if s.protocol in spec.protocols]
+
     def pairs(self) -> list[tuple[ServerSpec, list[Shape]]]:
-        """Each server with the shapes it speaks (gRPC shapes: gRPC servers; web rows: web servers)."""
-        c = self.config
-        out = [(spec, [s for s in c.shapes if s.protocol in spec.protocols]) for spec in c.servers]
+        """Each server with its shapes (servers with none left out)."""
+        out = [(spec, self.shapes_of(spec)) for spec in self.config.servers]
         return [(spec, shapes) for spec, shapes in out if shapes]
 
     def peak(self) -> list[Point]:
@@ -211,7 +216,7 @@ class Runner:
         peaks = {p.server: p.req_per_s for p in peak if p.shape == shape.name and p.failure is None}
         points: list[Point] = []
         for spec in c.servers:
-            if "grpc" not in spec.protocols:
+            if spec.shapes or "grpc" not in spec.protocols:  # measured at its own shapes only
                 continue
             base_peak = peaks.get(spec.baseline)
             if not base_peak:

@@ -77,7 +77,7 @@ def markdown_table(points: Sequence[Point]) -> str:
 
 @dataclass
 class Target:
-    """One goal from issue 5 and what the run measured for it."""
+    """One goal (issues 5 and 11) and what the run measured for it."""
 
     goal: str
     measured: str
@@ -152,6 +152,7 @@ def targets(points: Sequence[Point], memory: Sequence[dict[str, Any]]) -> list[T
             )
         )
     out += _memory_targets(memory)
+    out += _sync_targets(points)
     uring, uvloop = _find(points, "gmf-1-uring", "1000x1"), _find(points, "gmf-1-uvloop", "1000x1")
     r = _ratio(uring, uvloop)
     if r is not None and uring is not None and uvloop is not None:
@@ -163,6 +164,25 @@ def targets(points: Sequence[Point], memory: Sequence[dict[str, Any]]) -> list[T
                 r >= 1.0,
             )
         )
+    return out
+
+
+# Issue 11's goals for plain-def handlers: (server, baseline, shape, at least), listed when measured.
+SYNC_GOALS = (
+    ("gmf-sync-block", "grpcio-sync-block", "16x4", 2.0),
+    ("gmf-1-def", "grpcio-sync", "1x200", 5.0),
+    ("gmf-1-def", "grpcio-sync", "16x16", 5.0),
+    ("gmf-1-def", "gmf-1-def-inline", "1x200", 0.9),
+    ("gmf-1-def", "gmf-1-def-inline", "16x16", 0.9),
+)
+
+
+def _sync_targets(points: Sequence[Point]) -> list[Target]:
+    out: list[Target] = []
+    for server, base, shape, least in SYNC_GOALS:
+        r = _ratio(_find(points, server, shape), _find(points, base, shape))
+        if r is not None:
+            out.append(Target(f"{server} >= {least:g}x {base}, {shape}", f"{r:.2f}x", r >= least))
     return out
 
 
@@ -244,14 +264,15 @@ def markdown(data: dict[str, Any]) -> str:
         markdown_table(peak),
         "",
         "`vs base`: req/s relative to grpcio-aio pinned to the same single CPU; for `gmf` (all workers) "
-        "and `grpcio-aio-unpinned`, relative to grpcio-aio unpinned.",
+        "and `grpcio-aio-unpinned`, relative to grpcio-aio unpinned; for the plain-def rows, relative to "
+        "grpcio-sync (`gmf-1-def*`) and grpcio-sync-block (`gmf-sync-block`).",
     ]
     if fixed:
         parts += ["", "## Fixed rate (50% of the baseline's peak)", "", markdown_table(fixed)]
     if data.get("memory"):
         parts += ["", "## Idle connections", "", memory_markdown(data["memory"])]
     if data.get("targets"):
-        parts += ["", "## Targets (issue 5)", "", targets_markdown([Target(**t) for t in data["targets"]])]
+        parts += ["", "## Targets (issues 5 and 11)", "", targets_markdown([Target(**t) for t in data["targets"]])]
     servers = meta.get("servers", {})
     if servers:
         parts += ["", "## Servers", ""]

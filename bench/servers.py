@@ -31,6 +31,8 @@ from .machine import proc_stats
 
 GMF_SERVER = Path("examples/helloworld/server.py")
 PEERS = Path("bench/peers")
+GMF_SYNC_SERVER = PEERS / "gmf_sync_server.py"  # the Greeter as a plain def, served by gmf.server()
+BLOCK_SHAPE = "16x4"  # the blocking-handler rows: 64 calls in flight, each sleeping 5 ms
 BASELINE = "grpcio-aio"
 WEB_BASELINE = "connectrpc"  # the ratio column of the web rows (Connect and gRPC-Web over HTTP/1.1)
 
@@ -46,6 +48,7 @@ class ServerSpec:
     description: str = ""
     protocols: tuple[str, ...] = ("grpc",)  # "grpc": gRPC over HTTP/2; "web": Connect and gRPC-Web over HTTP/1.1
     needs: tuple[str, ...] = ()  # Python modules the server imports
+    shapes: tuple[str, ...] = ()  # measured at these shapes only, whatever the run's (e.g. a blocking handler's)
 
     def argv(self, port: int, server_cpu: int) -> list[str]:
         cmd: list[str] = []
@@ -58,7 +61,7 @@ class ServerSpec:
 
     def pinning(self, server_cpu: int) -> str:
         if not self.pinned:
-            if self.script == GMF_SERVER:
+            if self.script in (GMF_SERVER, GMF_SYNC_SERVER) and not self.gmf_cpu:
                 return "one worker per CPU, each pinned by GMF"
             return "unpinned (all CPUs)"
         return f"CPU {server_cpu}" + (" (Placement.fixed)" if self.gmf_cpu else " (taskset)")
@@ -120,6 +123,40 @@ SERVERS: dict[str, ServerSpec] = {
             description="grpcio thread-pool server pinned to one CPU",
         ),
         ServerSpec("grpclib", PEERS / "grpclib_server.py", description="grpclib pinned to one CPU"),
+        # Sync (plain def) handlers, the way grpcio services have them (issue 11)
+        ServerSpec(
+            "gmf-1-def",
+            GMF_SYNC_SERVER,
+            gmf_cpu=True,
+            baseline="grpcio-sync",
+            description="GMF, one worker pinned, the Greeter as a plain def (gmf.server(), default placement)",
+        ),
+        ServerSpec(
+            "gmf-1-def-inline",
+            GMF_SYNC_SERVER,
+            args=("--sync-handlers", "inline"),
+            gmf_cpu=True,
+            baseline="grpcio-sync",
+            description="as gmf-1-def, forced inline on the loop (the path before handler threads)",
+        ),
+        ServerSpec(
+            "gmf-sync-block",
+            GMF_SYNC_SERVER,
+            args=("--block-ms", "5"),
+            pinned=False,
+            baseline="grpcio-sync-block",
+            shapes=(BLOCK_SHAPE,),
+            description="GMF at its defaults (one worker per CPU, 10 handler threads each), a def handler blocking 5 ms",
+        ),
+        ServerSpec(
+            "grpcio-sync-block",
+            PEERS / "grpcio_sync_server.py",
+            args=("--block-ms", "5"),
+            pinned=False,
+            baseline="grpcio-sync-block",
+            shapes=(BLOCK_SHAPE,),
+            description="grpcio's thread-pool server (10 threads), unpinned, the handler blocking 5 ms",
+        ),
         ServerSpec(
             WEB_BASELINE,
             PEERS / "connectrpc_server.py",
@@ -136,6 +173,8 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "gmf-1": ("gmf-1-uring", "gmf-1-uvloop", "gmf-1-asyncio"),
     "gmf-all": ("gmf", "gmf-1-uring", "gmf-1-uvloop", "gmf-1-asyncio"),
     "peers": ("grpcio-aio", "grpcio-aio-unpinned", "grpcio-sync", "grpclib", WEB_BASELINE),
+    "sync": ("gmf-1-def", "gmf-1-def-inline", "grpcio-sync", "gmf-sync-block", "grpcio-sync-block"),
+    "block": ("gmf-sync-block", "grpcio-sync-block"),
     "web": ("gmf-1-uring", WEB_BASELINE),
 }
 

@@ -19,6 +19,7 @@ from typing import Any
 from . import logs, watchdog
 from . import runtime as rt
 from . import tls as gmf_tls
+from .address import bind_listener
 from .rpc.accept import Acceptor
 from .rpc.registry import MethodRegistry
 from .rpc.server_state import ServerOptions, ServerState
@@ -57,25 +58,6 @@ class WorkerConfig:
     on_worker_stop: Callable[[WorkerInfo], Any] | None = None
     on_drain: tuple[Callable[[], Any], ...] = ()  # run when the worker starts draining, before GOAWAY
     tls: gmf_tls.ServerTls | None = None
-
-
-def bind_listener(host: str, port: int, family: int, backlog: int | None) -> socket.socket:
-    """A non-blocking TCP socket bound with SO_REUSEPORT (listening when ``backlog`` is set)."""
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.bind((host, port))
-        if backlog is not None:
-            sock.listen(backlog)
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
 
 
 def _raise_open_file_limit(max_connections: int) -> None:

@@ -1,5 +1,6 @@
 """The whole per-RPC path of one connection: request bytes in (``data_received``), HTTP/2 and
-gRPC parsing, dispatch to a plain-def unary handler, response bytes out (``transport.write``).
+gRPC parsing, dispatch to a plain-def unary handler (inline, where the placement rule puts it
+after its first calls), response bytes out (``transport.write``).
 
 Includes what the RPC layer adds on every call (counters, access-log check, deadline timer).
 """
@@ -72,6 +73,13 @@ def test_gmf_connection_unary(benchmark, wire: Wire) -> None:
         loop.run_forever()
         return sink.written - before
 
+    method = state.methods.resolve("/helloworld.Greeter/SayHello", lambda: ())
+    for _ in range(10_000):  # the placement rule: its first calls run in the handler threads
+        if method.inline:
+            break
+        cycle()
+        loop.run_until_complete(asyncio.sleep(0.0005))  # their replies come back through the loop
+    assert method.inline, "the plain-def handler should run inline once seen quick (gmf/rpc/inline.py)"
     try:
         assert benchmark(cycle) > len(reply)
         assert not conn.h2.terminated

@@ -16,12 +16,11 @@ import logging
 import sys
 from typing import TYPE_CHECKING, cast
 
-from ..logs import log_access
 from ..protocol import frames as fr
 from ..protocol import grpc as g
 from ..protocol import h2events as ev
+from ..protocol import plain
 from ..protocol.h2conn import H2ServerConnection
-from ..protocol.hpack_codec import encode_headers
 from . import runner
 from .base import ConnectionBase
 from .call import Call
@@ -84,18 +83,9 @@ class GrpcConnection(ConnectionBase, asyncio.Protocol):
     """One client connection: gRPC over HTTP/2, and the :class:`CallSink` of its calls."""
 
     def __init__(self, server: ServerState) -> None:
-        self.server = server
-        self.metrics = server.metrics
-        self.loop = server.loop
-        self.max_receive_message_length = server.max_receive_message_length
-        self.max_send_message_length = server.max_send_message_length
-        self.transport: asyncio.Transport | None = None
+        self._setup(server)
         self.h2 = H2ServerConnection(clock=self.loop.time, **server.h2_limits)
-        self.calls: dict[int, Call] = {}
-        self.peer = "unknown"
-        self.write_paused = False
         self.closing = False
-        self._flush_scheduled = False
         options = server.options
         # One timer: the handshake deadline, then the idle watchdog (see _idle_check), then,
         # once closing after a GOAWAY, the cut of a peer that does not read it.
@@ -322,9 +312,8 @@ class GrpcConnection(ConnectionBase, asyncio.Protocol):
             h.send_headers(sid, g.trailers(g.RESOURCE_EXHAUSTED, message, trailers_only=True), end_stream=True)
             self.rejected(summary.path_str, g.RESOURCE_EXHAUSTED)
             return
-        if summary.path is None or summary.method is None:
-            h.reset_stream(sid, fr.PROTOCOL_ERROR)
-            return
+        # The HTTP/2 core let through well-formed requests only (RFC 9113 8.3: :method, and
+        # :scheme and a non-empty :path unless CONNECT); gRPC is a POST of application/grpc*.
         if not summary.grpc:
             self._not_grpc(event, summary)
             return
@@ -344,14 +333,20 @@ class GrpcConnection(ConnectionBase, asyncio.Protocol):
                 )
                 self.rejected(summary.path_str, g.UNIMPLEMENTED, method.path)
                 return
+        server = self.server
+        if server.max_concurrent_rpcs is not None and server.active_rpcs >= server.max_concurrent_rpcs:
+            h.send_headers(sid, g.trailers(g.RESOURCE_EXHAUSTED, "Concurrent RPC limit exceeded!", trailers_only=True),
+                           end_stream=True)
+            self.rejected(summary.path_str, g.RESOURCE_EXHAUSTED, method.path)
+            return
         call = Call(self, sid, method, event.headers, enc)
         call.context = ServicerContext(call)
         if accept is not None:
             call.accept_encoding = accept.decode("latin-1")
-        server = self.server
         if server.compression is not None and call.accept_encoding and server.compression in call.accept_encoding:
             call.send_encoding = server.compression
         self.calls[sid] = call
+        server.active_rpcs += 1
         self.metrics.rpc_started(method.path)
         if server.access_log:
             call.started_at = self.loop.time()
@@ -371,23 +366,26 @@ class GrpcConnection(ConnectionBase, asyncio.Protocol):
 
     def _not_grpc(self, event: ev.RequestReceived, summary: _RequestSummary) -> None:
         """Not a gRPC request: with the web protocols on, gmf.web.route decides what it is
-        (gRPC-Web, Connect, a CORS preflight, or an HTTP answer); without, 405 or 415."""
+        (gRPC-Web, Connect, a CORS preflight, or an HTTP answer); without, plain.not_grpc's
+        405 or 415. Either way "none of the above" is :meth:`answer_http`."""
         web = self.server.web
         if web is not None:
-            web.serve_h2(self, event)  # calls not_rpc for what is none of them
+            web.serve_h2(self, event)
         else:
-            self.not_rpc(event.stream_id, 405 if summary.method != b"POST" else 415, [])
+            method = cast(bytes, summary.method)
+            status, fields = plain.not_grpc(method)
+            self.answer_http(event.stream_id, status, fields, method)
 
-    def not_rpc(self, stream_id: int, status: int, headers: list[g.Header]) -> None:
-        """The answer to a request that is no RPC served here: 405 (not POST) or 415 (not
-        gRPC's content type; 204 for a non-preflight OPTIONS with the web protocols on), with
-        ``headers`` (allow, accept-post, CORS) and, on 405/415, a gRPC status for gRPC clients."""
-        fields = [(b":status", b"%d" % status), *headers]
-        if status == 405:
-            fields += g.http_error_fields(g.UNIMPLEMENTED, "gRPC requires POST")
-        elif status == 415:
-            fields += g.http_error_fields(g.UNKNOWN, "invalid gRPC content-type")
-        self.h2.send_headers(stream_id, encode_headers(fields), end_stream=True)
+    def answer_http(self, stream_id: int, status: int, headers: list[g.Header] | tuple[g.Header, ...] = (),
+                    method: bytes = b"POST") -> None:
+        """Answer a request that is not an RPC: ``status`` with a short text/plain body saying
+        this is a gRPC server (``gmf.protocol.plain``), the body sent as DATA under flow control.
+        The one answer for every request no protocol takes ("none of the above")."""
+        block, body = plain.answer(status, headers, method)
+        h = self.h2
+        h.send_headers(stream_id, block, end_stream=not body)
+        if body:
+            h.send_data(stream_id, body, end_stream=True)
 
     # ------------------------------------------------------------------ CallSink (gmf.rpc.sink)
     def release(self, stream_id: int, nbytes: int) -> None:
@@ -422,14 +420,9 @@ class GrpcConnection(ConnectionBase, asyncio.Protocol):
         return h.pending_bytes(stream_id) > _WRITE_HIGH_WATER or self.write_paused or self.outbound_full
 
     def call_finished(self, stream_id: int, code: int) -> None:
-        calls = self.calls
-        call = calls.pop(stream_id, None)
-        if call is None:
+        if self._call_ended(stream_id, code) is None:
             return
-        self.metrics.rpc_finished(call.path, code)
-        if self.server.access_log:
-            log_access(call.path, code, self.loop.time() - call.started_at, self.peer)
-        if not calls:
+        if not self.calls:
             self._idle_since = self.loop.time()
             if self.closing:
                 self.schedule_flush()
@@ -462,7 +455,6 @@ class GrpcConnection(ConnectionBase, asyncio.Protocol):
     def _finish_shutdown(self) -> None:
         self.h2.finish_shutdown()
         self._flush()
-
 
     def _maybe_close(self) -> None:
         if self.h2.shutdown_pending and not self.h2.goaway_received:

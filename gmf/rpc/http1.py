@@ -26,7 +26,7 @@ import logging
 import math
 from typing import TYPE_CHECKING, cast
 
-from ..logs import log_access
+from ..protocol import plain
 from ..web.http1 import Body, Closed, EndOfRequest, H1Event, H1ServerConnection, Rejected, Request
 from ..web.sink import NOTHING, Head, Out
 from .base import ConnectionBase
@@ -49,17 +49,9 @@ class Http1Connection(ConnectionBase, asyncio.Protocol):
     # It is its calls' gmf.web.sink.OutWriter (write) and their WebHost (gmf.rpc.web).
 
     def __init__(self, server: ServerState, web: WebServing) -> None:
-        self.server = server
+        self._setup(server)
         self.web = web
-        self.metrics = server.metrics
-        self.loop = server.loop
-        self.max_receive_message_length = server.max_receive_message_length
-        self.max_send_message_length = server.max_send_message_length
-        self.transport: asyncio.Transport | None = None
         self.h1 = H1ServerConnection(web.limits, now=self.loop.time())
-        self.calls: dict[int, Call] = {}
-        self.peer = "unknown"
-        self.write_paused = False
         self.draining = False
         self._request: Call | None = None  # the call whose request body is still arriving
         self._request_open = False  # a request head arrived and its end has not
@@ -69,7 +61,6 @@ class Http1Connection(ConnectionBase, asyncio.Protocol):
         self._answer_then_close = False  # the peer half-closed after a complete request
         self._held = False  # a call holds back request messages its handler has not read
         self._read_paused = False
-        self._flush_scheduled = False
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
 
@@ -218,8 +209,12 @@ class Http1Connection(ConnectionBase, asyncio.Protocol):
             self.schedule_flush()
         # inside _run the write happens at its end
 
-    def not_rpc(self, stream_id: int, status: int, headers: list[Header]) -> None:
-        self.write(Out(Head(status, headers, None if status == 204 else 0), b"", True), [])
+    def answer_http(self, stream_id: int, status: int, headers: list[Header] | tuple[Header, ...] = (),
+                    method: bytes = b"POST") -> None:
+        """Answer a request that is not an RPC, as the HTTP/2 connection does: ``status`` with
+        gmf.protocol.plain's text (HEAD: its length only; 204: no content and no framing)."""
+        fields, length, body = plain.content(status, method)
+        self.write(Out(Head(status, [*fields, *headers], length), body, True), [])
 
     # ------------------------------------------------------------------ CallSink (connection side)
     def release(self, stream_id: int, nbytes: int) -> None:
@@ -231,12 +226,8 @@ class Http1Connection(ConnectionBase, asyncio.Protocol):
         return self.write_paused
 
     def call_finished(self, stream_id: int, code: int) -> None:
-        call = self.calls.pop(stream_id, None)
-        if call is None:
+        if self._call_ended(stream_id, code) is None:
             return
-        self.metrics.rpc_finished(call.path, code)
-        if self.server.access_log:
-            log_access(call.path, code, self.loop.time() - call.started_at, self.peer)
         if self._processing or self.transport is None:
             return  # _run goes on with what follows
         if self._held:

@@ -15,8 +15,8 @@ same for both. Requests reach a call as gRPC length-prefixed messages (``Call.fe
 without that envelope (Connect's unary calls, base64, JSON) is turned into it first
 (:class:`~gmf.rpc.web.WebCall`).
 
-Every method is called on the event loop's thread (a handler running in a thread reaches the
-call through ``loop.call_soon_threadsafe``/``run_coroutine_threadsafe``). ``stream_id`` is the
+Every method is called on the event loop's thread: a handler running in one of the worker's
+threads hands what it sends to the loop through ``executor.to_loop`` (gmf.rpc.runner). ``stream_id`` is the
 call's id on its connection (the HTTP/2 stream id; HTTP/1.1: the request's number), as given to
 ``Call``.
 """
@@ -24,10 +24,10 @@ call's id on its connection (the HTTP/2 stream id; HTTP/1.1: the request's numbe
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import Executor
 from typing import Protocol
 
 from ..protocol.hpack_codec import Header
+from .threads import HandlerThreads
 
 
 class CallSink(Protocol):
@@ -36,7 +36,7 @@ class CallSink(Protocol):
     def loop(self) -> asyncio.AbstractEventLoop: ...
 
     @property
-    def executor(self) -> Executor: ...  # threads for plain-def request-streaming handlers
+    def executor(self) -> HandlerThreads: ...  # the worker's threads for plain-def handlers
 
     @property
     def max_receive_message_length(self) -> int: ...  # bytes of one decoded request message

@@ -6,7 +6,8 @@ A connection hands every request that is not gRPC over HTTP/2 to :meth:`WebServi
 
 1. :func:`gmf.web.route.classify` says what the request is;
 2. a CORS preflight is answered by the :class:`~gmf.web.cors.CorsPolicy`, a request that is no
-   RPC by the connection's ``not_rpc`` (the one place each connection answers those);
+   RPC by the connection's ``answer_http`` (the one place each connection answers those, with
+   gmf.protocol.plain's text);
 3. an RPC resolves its method as gRPC does (interceptors included) and becomes a
    :class:`~gmf.rpc.call.Call` (gRPC-Web binary: the body is gRPC's framing) or a
    :class:`WebCall`, whose ``feed`` first turns the wire's body (base64 text, Connect
@@ -28,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from ..metrics import UNKNOWN_METHOD
@@ -44,6 +44,7 @@ from .call import Call
 from .context import ServicerContext
 from .registry import Method
 from .sink import CallSink
+from .threads import HandlerThreads
 
 if TYPE_CHECKING:
     from .connection import GrpcConnection
@@ -64,7 +65,7 @@ class WebHost(Protocol):
     def loop(self) -> asyncio.AbstractEventLoop: ...
 
     @property
-    def executor(self) -> Executor: ...
+    def executor(self) -> HandlerThreads: ...
 
     @property
     def max_receive_message_length(self) -> int: ...
@@ -92,7 +93,8 @@ class WebHost(Protocol):
     def rejected(self, path: str, code: int, method: str = UNKNOWN_METHOD) -> None:
         """An RPC answered with a status before any handler ran (counted, access-logged)."""
 
-    def not_rpc(self, stream_id: int, status: int, headers: list[Header]) -> None:
+    def answer_http(self, stream_id: int, status: int, headers: list[Header] | tuple[Header, ...] = (),
+                    method: bytes = b"POST") -> None:
         """Answer a request that is no RPC of any protocol served here (route's Kind.ANSWER)."""
 
 
@@ -208,7 +210,7 @@ class WebSink:
         self.max_send_message_length = host.max_send_message_length
 
     @property
-    def executor(self) -> Executor:
+    def executor(self) -> HandlerThreads:
         return self.host.executor
 
     def auth_context(self) -> dict[str, list[bytes]]:
@@ -320,7 +322,7 @@ class WebServing:
             writer.write(_empty(pre.status, [h for h in pre.headers if h[0] != b"content-length"]), [])
             return None
         if kind is Kind.ANSWER or kind is Kind.GRPC:  # GRPC: only the HTTP/2 connection serves it
-            host.not_rpc(stream_id, route.status or 415, route.headers + cors)
+            host.answer_http(stream_id, route.status or 415, route.headers + cors, method)
             return None
         state = self.state
         found = state.methods.resolve(route.path, lambda: g.metadata_from_headers(headers))
@@ -331,11 +333,16 @@ class WebServing:
             return None
         assert found is not None
         encoder, body, encoding, timeout, json_out = plan
+        if state.max_concurrent_rpcs is not None and state.active_rpcs >= state.max_concurrent_rpcs:
+            writer.write(encoder.finish(g.RESOURCE_EXHAUSTED, "Concurrent RPC limit exceeded!", []), cors)
+            host.rejected(route.path, g.RESOURCE_EXHAUSTED, found.path)
+            return None
         sink = WebSink(host, writer, encoder, cors, json_out[1] if json_out else None, json_out[2] if json_out else None)
         call = (Call(sink, stream_id, found, headers, encoding) if body is None
                 else WebCall(sink, stream_id, found, headers, body, encoding))
         call.context = ServicerContext(call)
         host.calls[stream_id] = call
+        state.active_rpcs += 1  # one less in the connection's call_finished
         state.metrics.rpc_started(found.path)
         if state.access_log:
             call.started_at = loop.time()

@@ -34,6 +34,9 @@ not_a_server = 42
 
 def not_a_factory():
     return "hello"
+
+def needs_args(port):
+    return GmfServer()
 """
 
 
@@ -101,6 +104,9 @@ def test_serves_helloworld_called_by_grpcurl_and_grpcio() -> None:
         )
         assert out.returncode == 0, out.stderr
         assert '"message": "Hello John!"' in out.stdout
+        listed = subprocess.run([grpcurl, "-plaintext", f"127.0.0.1:{served.port}", "list"],  # the README's line
+                                capture_output=True, text=True, timeout=30)
+        assert "helloworld.Greeter" in listed.stdout.split(), listed.stderr
         with grpc.insecure_channel(f"127.0.0.1:{served.port}") as ch:
             reply = helloworld_pb2_grpc.GreeterStub(ch).SayHello(helloworld_pb2.HelloRequest(name="grpcio"), timeout=10)
         assert reply.message == "Hello grpcio!"
@@ -153,6 +159,8 @@ BAD = [
     (["--app", "cliapp:not_a_server"], {}, "is a int, not a GmfServer"),
     (["--app", "cliapp:not_a_factory"], {}, "is a str, not a GmfServer"),
     (["--app", "cliapp"], {}, "'cliapp' is not MODULE:ATTR"),
+    (["--app", "cliapp:needs_args"], {}, "cliapp:needs_args needs arguments (missing a required argument: 'port')"),
+    ([], {"GMF_SYNC_HANDLERS": "sometimes"}, "GMF_SYNC_HANDLERS='sometimes': choose one of auto, threads, inline"),
     (["--app", "cliapp:pinned", "--workers", "2"], {}, "workers=2 disagrees with Placement.fixed(0)"),
 ]
 
@@ -171,6 +179,44 @@ def test_bad_usage_is_one_line_and_exit_status_2(tmp_path: Path, args: list[str]
     assert "Traceback" not in err
     assert err.count("\n") == 1 and err.startswith("gmf: error: "), err
     assert message in err
+
+
+SCRIPT = """
+import sys
+from gmf import GmfServer
+server = GmfServer(workers=1)
+if sys.argv[1] == "start":
+    handle = server.start("127.0.0.1:0")
+    print("WORKERS", len(handle.worker_pids), flush=True)
+    handle.stop(grace=1)
+else:
+    server.serve("127.0.0.1:0")
+"""
+
+
+@pytest.mark.parametrize("how", ["start", "serve"])
+def test_environment_applies_to_start_and_serve_as_to_gmf_serve(tmp_path: Path, how: str) -> None:
+    """GMF_WORKERS (and every other GMF_* setting) wins over the code's workers=1 in start() and
+    serve() as in `gmf serve`; a bad value is one `gmf: error:` line naming the variable."""
+    script = tmp_path / "app.py"
+    script.write_text(SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(script), how], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=clean_env(GMF_WORKERS="2", GMF_RUNTIME="asyncio"))
+    if how == "serve":
+        served = Served(proc)
+        assert served.workers == 2
+        assert served.stop() == 0
+        assert served.log().count("runtime=asyncio") == 2
+    else:
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        assert "WORKERS 2" in out and "serving on 127.0.0.1:" in err and "with 2 worker(s)" in err
+    bad = subprocess.run([sys.executable, str(script), how], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                         env=clean_env(GMF_WORKERS="two"))
+    assert bad.returncode == 1
+    assert "GMF_WORKERS='two': expected an integer" in bad.stderr
+    if how == "serve":
+        assert bad.stderr.strip().splitlines()[-1].startswith("gmf: error: GMF_WORKERS='two'") and "Traceback" not in bad.stderr
 
 
 def test_port_in_use_is_exit_status_1() -> None:

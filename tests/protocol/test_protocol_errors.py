@@ -137,11 +137,12 @@ def test_not_grpc_content_type_and_method(port):
     client = RawClient(port)
     client.handshake()
     base = [(":scheme", "http"), (":path", "/helloworld.Greeter/SayHello"), (":authority", "x")]
+    # an HTTP answer with a text body (tests/protocol/test_not_grpc.py)
     client.send(client.headers(1, [(":method", "POST"), *base, ("content-type", "text/plain")], end_stream=True))
-    assert client.decode(_response(client, 1)[-1].data)[":status"] == "415"
+    assert client.decode(_response(client, 1)[0].data)[":status"] == "415"
     client.send(client.headers(3, [(":method", "GET"), *base, ("content-type", "application/grpc")], end_stream=True))
-    assert client.decode(_response(client, 3)[-1].data)[":status"] == "405"
-    client.send(client.headers(5, [(":method", "POST"), (":scheme", "http")], end_stream=True))  # no :path
+    assert client.decode(_response(client, 3)[0].data)[":status"] == "405"
+    client.send(client.headers(5, [(":method", "POST"), (":scheme", "http")], end_stream=True))  # no :path: malformed
     frames = _response(client, 5) or client.frames(until=1)
     assert any(isinstance(f, RstStreamFrame) and f.error_code == PROTOCOL_ERROR for f in frames)
     client.close()

@@ -10,6 +10,7 @@ The test server is tests/helpers/apps.py's (helloworld, routeguide, gmftest's se
 from __future__ import annotations
 
 import json
+import shlex
 import signal
 import socket
 import ssl
@@ -23,6 +24,7 @@ import helloworld_pb2_grpc
 import pytest
 
 from gmf.protocol import grpc as g
+from gmf.protocol import plain
 from gmf.web import connect, grpcweb
 from tests.helpers import ROOT, poll
 from tests.helpers.hostile import still_serving
@@ -76,21 +78,31 @@ def test_one_port_serves_grpc_connect_and_grpc_web_over_both_http_versions(web_s
 
 
 def test_requests_that_are_no_rpc(web_server: ServerProcess) -> None:
-    """No RPC of any protocol: 405/415 with what is allowed, over both HTTP versions; gRPC
-    clients still read a status from the HTTP/2 answers."""
+    """No RPC of any protocol: 405/415 with what is allowed and gmf.protocol.plain's text, the
+    same over both HTTP versions (HEAD: the length only; a plain OPTIONS: 204, no content)."""
     for version in ("--http1.1", "--http2-prior-knowledge"):
-        status, headers, _ = curl(version, f"http://{web_server.target}/")
-        assert status == 405 and headers["allow"] == "POST", version
-        # No body: curl 7.88 reports the RST_STREAM(NO_ERROR) that follows an answer given before
-        # the request ended (RFC 9113 8.1) as an error when it is still sending.
-        status, headers, _ = curl(version, "-X", "POST", "-H", "content-type: text/plain", f"http://{web_server.target}{HELLO}")
-        assert status == 415 and "application/json" in headers["accept-post"], version
-    _, headers, _ = curl("--http2-prior-knowledge", "-X", "POST", "-H", "content-type: text/plain",
-                         f"http://{web_server.target}{HELLO}")
-    assert headers["grpc-status"] == str(g.UNKNOWN)
+        status, headers, body = curl(version, f"http://{web_server.target}/")
+        assert (status, headers["allow"], body) == (405, "POST", plain.TEXT), version
+        assert headers["content-type"] == "text/plain; charset=utf-8", version
+        assert headers["content-length"] == str(len(plain.TEXT)), version
+        status, headers, body = curl(version, "-X", "POST", "-H", "content-type: text/plain", f"http://{web_server.target}{HELLO}")
+        assert status == 415 and body == plain.TEXT, version
+        accepted = headers["accept-post"].split(", ")
+        assert "application/json" in accepted and ("application/grpc" in accepted) == (version != "--http1.1"), version
+        status, headers, body = curl(version, "-I", f"http://{web_server.target}/")  # HEAD (-I: -o gets the head)
+        assert (status, headers["content-length"]) == (405, str(len(plain.TEXT))) and plain.TEXT not in body, version
+        status, headers, body = curl(version, "-X", "OPTIONS", f"http://{web_server.target}/")
+        assert (status, body) == (204, b"") and "content-length" not in headers and "content-type" not in headers, version
     out = raw_http1(web_server.port, b"POST /x HTTP/1.1\r\nHost: a\r\ncontent-type: application/grpc\r\n"
                                      b"content-length: 0\r\nconnection: close\r\n\r\n")
-    assert out.startswith(b"HTTP/1.1 415 "), out  # gRPC needs HTTP/2: gRPC-Web is what HTTP/1.1 gets
+    assert out.startswith(b"HTTP/1.1 415 ") and out.endswith(plain.TEXT), out  # gRPC needs HTTP/2: gRPC-Web is what HTTP/1.1 gets
+    out = raw_http1(web_server.port, b"HEAD / HTTP/1.1\r\nHost: a\r\nconnection: close\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 405 ") and b"content-length: %d\r\n" % len(plain.TEXT) in out, out
+    assert out.endswith(b"\r\n\r\n") and plain.TEXT not in out, out  # HEAD: the length, no body
+    # keep-alive: the answer does not end the connection; the next request on it is served
+    out = raw_http1(web_server.port, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+                                     b"GET / HTTP/1.1\r\nHost: a\r\nconnection: close\r\n\r\n")
+    assert out.count(b"HTTP/1.1 405 ") == 2 and out.count(plain.TEXT) == 2, out
 
 
 # ---------------------------------------------------------------------------- the switch
@@ -108,9 +120,9 @@ def test_web_false_is_grpc_only(nogrpcweb_server: ServerProcess) -> None:
     goaways = [f for f in client.frames(stop=lambda f: isinstance(f, GoAwayFrame)) if isinstance(f, GoAwayFrame)]
     assert goaways and goaways[-1].error_code == 1  # PROTOCOL_ERROR: not the HTTP/2 preface
     client.close()
-    status, headers, _ = curl("--http2-prior-knowledge", "-H", "content-type: application/json", "-d", "{}",
-                              f"http://{nogrpcweb_server.target}{HELLO}")
-    assert status == 415 and headers["grpc-status"] == str(g.UNKNOWN)
+    status, headers, body = curl("--http2-prior-knowledge", "-H", "content-type: application/json", "-d", "{}",
+                                 f"http://{nogrpcweb_server.target}{HELLO}")
+    assert (status, headers["accept-post"], body) == (415, "application/grpc", plain.TEXT)  # plain.not_grpc's
     still_serving(nogrpcweb_server.port)
 
 
@@ -226,6 +238,31 @@ def test_interceptors_see_web_calls() -> None:
         assert status == 200 and len(connect.decode_stream_response(raw)[0]) == 2
 
 
+def test_max_concurrent_rpcs_counts_web_calls() -> None:
+    """max_concurrent_rpcs (grpcio's maximum_concurrent_rpcs) is one count for every protocol:
+    a Connect call while a gRPC call runs is refused (RESOURCE_EXHAUSTED: Connect's 429), and
+    web calls over either HTTP version give their place back when they end (a drift either way
+    would refuse the later calls, or let two run at once)."""
+    import gmftest_pb2
+    import gmftest_pb2_grpc
+
+    with serving("asyncio", options={"max_concurrent_rpcs": 1}) as srv:
+        url = f"http://{srv.target}{HELLO}"
+        for version in ("--http1.1", "--http2-prior-knowledge") * 3:
+            assert connect_json(url, {"name": "x"}, version)[::2] == (200, {"message": "Hello x!"}), version
+        with grpc.insecure_channel(srv.target) as channel:
+            stub = gmftest_pb2_grpc.TestServiceStub(channel)
+            slow = stub.Unary.future(gmftest_pb2.EchoRequest(action="sleep", sleep_seconds=3.0, message="held"))
+            # (the server's one place is the sleeping call's once its handler runs)
+            poll.until(lambda: connect_json(url, {"name": "x"})[0] == 429, "a Connect call refused", 5.0)
+            for version in ("--http1.1", "--http2-prior-knowledge"):
+                status, _, body = connect_json(url, {"name": "x"}, version)
+                assert (status, body["code"]) == (429, "resource_exhausted"), (version, body)
+            slow.result(timeout=10)
+        for version in ("--http1.1", "--http2-prior-knowledge"):
+            assert connect_json(url, {"name": "y"}, version)[2] == {"message": "Hello y!"}, version
+
+
 def test_access_log_counts_web_calls() -> None:
     with serving("asyncio", options={"access_log": True}) as srv:
         connect_json(f"http://{srv.target}{HELLO}", {"name": "x"})
@@ -317,10 +354,12 @@ def test_readme_curl_line_against_the_helloworld_example() -> None:
                              "--workers", "1"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_port(port, timeout=30)
-        out = subprocess.run(["curl", "-sS", "-H", "content-type: application/json", "-d", '{"name":"John"}',
-                              f"http://localhost:{port}/helloworld.Greeter/SayHello"],
-                             capture_output=True, text=True, timeout=30, check=True).stdout
-        assert json.loads(out) == {"message": "Hello John!"}
+        lines = (ROOT / "README.md").read_text().splitlines()
+        at = next(i for i, line in enumerate(lines) if line.startswith("curl -H 'content-type: application/json'"))
+        argv = shlex.split(lines[at].replace("127.0.0.1:50051", f"127.0.0.1:{port}"))
+        assert lines[at + 1].startswith("# ") and str(port) in argv[-1], lines[at:at + 2]
+        out = subprocess.run(["curl", "-sS", *argv[1:]], capture_output=True, text=True, timeout=30, check=True).stdout
+        assert json.loads(out) == json.loads(lines[at + 1][2:]) == {"message": "Hello John!"}
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(30)
