@@ -54,18 +54,46 @@ def hello_request_body(name: str = "world") -> bytes:
 
 
 @dataclass(frozen=True)
+class Web:
+    """A request over HTTP/1.1 (h2load --h1): gRPC-Web or Connect, its headers and body."""
+
+    name: str
+    headers: tuple[str, ...]
+    body: bytes
+
+
+WEB_REQUESTS = {
+    web.name: web
+    for web in (
+        Web("connect-json", ("content-type: application/json",), b'{"name":"world"}'),
+        Web("grpc-web", ("content-type: application/grpc-web+proto", "x-grpc-web: 1"), hello_request_body("world")),
+    )
+}
+WEB_CONNECTIONS = 16  # HTTP/1.1 keep-alive connections, one request at a time each (issue 16)
+
+
+@dataclass(frozen=True)
 class Shape:
-    """A load shape: ``connections`` x ``streams`` concurrent streams per connection."""
+    """A load shape: ``connections`` x ``streams`` concurrent streams per connection; with
+    ``web``, HTTP/1.1 keep-alive connections (one request in flight each) carrying it."""
 
     connections: int
     streams: int
+    web: Web | None = None
 
     @property
     def name(self) -> str:
-        return f"{self.connections}x{self.streams}"
+        return self.web.name if self.web is not None else f"{self.connections}x{self.streams}"
+
+    @property
+    def protocol(self) -> str:
+        return "grpc" if self.web is None else "web"
 
     @classmethod
     def parse(cls, text: str) -> Shape:
+        web = WEB_REQUESTS.get(text.strip())
+        if web is not None:
+            return cls(WEB_CONNECTIONS, 1, web)
         match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
         if not match:
             raise ValueError(f"bad shape {text!r}: expected CONNECTIONSxSTREAMS, e.g. 16x16")
@@ -98,6 +126,7 @@ class H2loadResult:
     p90_us: float | None = None
     p99_us: float | None = None
     logged: int = 0  # requests in the per-request log (those the percentiles come from)
+    server_cpu_us: float | None = None  # the server's CPU time per request (set by the harness)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -232,7 +261,10 @@ def h2load_command(
     if spec.rps_per_client is not None:
         cmd += ["--rps", str(spec.rps_per_client)]
     cmd += ["-d", str(body_file)]
-    for header in GRPC_HEADERS:
+    web = spec.shape.web
+    if web is not None:
+        cmd.append("--h1")
+    for header in GRPC_HEADERS if web is None else web.headers:
         cmd += ["-H", header]
     if log_file is not None:
         cmd += ["--log-file", str(log_file)]

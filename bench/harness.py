@@ -24,11 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from . import ROOT, machine, report
-from .h2load import H2loadError, H2loadResult, LoadSpec, Shape, hello_request_body, run_h2load
+from .h2load import WEB_REQUESTS, H2loadError, H2loadResult, LoadSpec, Shape, hello_request_body, run_h2load
 from .memory import hold_idle
 from .results import Point, add_ratios, reduce_runs
 from .servers import (
     SERVERS,
+    WEB_BASELINE,
+    RunningServer,
     ServerError,
     ServerSpec,
     launch,
@@ -39,9 +41,10 @@ from .servers import (
 
 FULL_SERVERS = "all"
 QUICK_SERVERS = "gmf,gmf-1-uring,grpcio-aio,grpcio-aio-unpinned,block"
-FULL_SHAPES = "1x200,16x16,1000x1,fixed,memory"
+FULL_SHAPES = "1x200,16x16,1000x1,web,fixed,memory"
 QUICK_SHAPES = "1x200,16x16"
 SPECIAL_SHAPES = ("fixed", "memory")
+WEB_SHAPES = tuple(WEB_REQUESTS)  # "web" in --shapes: all of them (HTTP/1.1 keep-alive, 16 connections)
 FIXED_SHAPE = "16x16"
 MEMORY_SERVERS = "gmf-1-auto,grpcio-aio"
 
@@ -78,6 +81,7 @@ def pick_cpus() -> tuple[int, int | None]:
 def parse_shapes(text: str) -> tuple[list[Shape], bool, bool]:
     shapes: list[Shape] = []
     names = [part.strip() for part in text.split(",") if part.strip()]
+    names = [n for name in names for n in (WEB_SHAPES if name == "web" else (name,))]
     for name in names:
         if name not in SPECIAL_SHAPES:
             shape = Shape.parse(name)
@@ -96,16 +100,18 @@ def pinning_text(config: Config) -> str:
 
 def method_text(config: Config) -> str:
     return (
-        f"h2load -t1, unary helloworld SayHello(name='world'); each point = median of {config.repeats} runs "
+        f"h2load -t1, unary helloworld SayHello(name='world') (web rows: h2load --h1 -c 16, Connect JSON or "
+        f"gRPC-Web over HTTP/1.1 keep-alive); each point = median of {config.repeats} runs "
         f"of {config.duration_s:g}s after a {config.warmup_s:g}s warm-up, servers restarted per round; "
         "p50/p99 from h2load's per-request log; errors = non-2xx + failed streams, summed over runs"
     )
 
 
 class Runner:
-    def __init__(self, config: Config, body_file: Path) -> None:
+    def __init__(self, config: Config, body_file: Path, web_bodies: dict[str, Path] | None = None) -> None:
         self.config = config
         self.body_file = body_file
+        self.web_bodies = web_bodies or {}
         self.runs: dict[tuple[str, str], list[H2loadResult]] = {}
         self.failures: dict[tuple[str, str], str] = {}
         self.banners: dict[str, str] = {}
@@ -118,20 +124,40 @@ class Runner:
             warmup_s=self.config.warmup_s,
             rps_per_client=rps_per_client,
         )
-        return run_h2load(spec, self.body_file, cpu=self.config.load_cpu)
+        body = self.body_file if shape.web is None else self.web_bodies[shape.web.name]
+        return run_h2load(spec, body, cpu=self.config.load_cpu)
+
+    def measured_load(self, server: RunningServer, shape: Shape) -> H2loadResult:
+        """One load, with the server's CPU time per request: its CPU seconds over the whole run
+        (warm-up included) / the requests of that time at the measured rate."""
+        pids = server.worker_pids()
+        before = machine.cpu_seconds(pids)
+        result = self.load(server.port, shape)
+        used = machine.cpu_seconds(pids) - before
+        requests = result.req_per_s * (self.config.duration_s + self.config.warmup_s)
+        if requests > 0:
+            result.server_cpu_us = used / requests * 1e6
+        return result
 
     def shapes_of(self, spec: ServerSpec) -> list[Shape]:
-        """The shapes ``spec`` is measured at: its own, if it has any, else the run's."""
-        return [Shape.parse(name) for name in spec.shapes] if spec.shapes else self.config.shapes
+        """The shapes ``spec`` is measured at: its own, if it has any, else the run's; of those,
+        the ones it speaks (gRPC shapes: gRPC servers; web rows: web servers)."""
+        shapes = [Shape.parse(name) for name in spec.shapes] if spec.shapes else self.config.shapes
+        return [s for s in shapes if s.protocol in spec.protocols]
+
+    def pairs(self) -> list[tuple[ServerSpec, list[Shape]]]:
+        """Each server with its shapes (servers with none left out)."""
+        out = [(spec, self.shapes_of(spec)) for spec in self.config.servers]
+        return [(spec, shapes) for spec, shapes in out if shapes]
 
     def peak(self) -> list[Point]:
         c = self.config
         broken: dict[str, str] = {}
-        total = sum(len(self.shapes_of(spec)) for spec in c.servers) * c.repeats
+        pairs = self.pairs()
+        total = sum(len(shapes) for _, shapes in pairs) * c.repeats
         done = 0
         for rnd in range(1, c.repeats + 1):
-            for spec in c.servers:
-                shapes = self.shapes_of(spec)
+            for spec, shapes in pairs:
                 if spec.name in broken:
                     done += len(shapes)
                     continue
@@ -144,7 +170,7 @@ class Runner:
                             left -= 1
                             key = (spec.name, shape.name)
                             try:
-                                result = self.load(server.port, shape)
+                                result = self.measured_load(server, shape)
                             except H2loadError as exc:
                                 self.failures[key] = str(exc).splitlines()[0]
                                 log(
@@ -155,7 +181,8 @@ class Runner:
                             log(
                                 f"[{done}/{total}] round {rnd} {spec.name:<20} {shape.name:>7}: "
                                 f"{result.req_per_s:>9,.0f} req/s  p50 {report.fmt_us(result.p50_us):>8}  "
-                                f"p99 {report.fmt_us(result.p99_us):>8}  errors {result.errors}"
+                                f"p99 {report.fmt_us(result.p99_us):>8}  errors {result.errors}  "
+                                f"cpu {report.fmt_us(result.server_cpu_us)}/req"
                             )
                             if server.proc.poll() is not None:
                                 raise ServerError(f"{spec.name} died during the load:\n{server.log_tail()}")
@@ -164,8 +191,8 @@ class Runner:
                     log(f"!! {spec.name}: {exc}")
                     done += left
         points = []
-        for spec in c.servers:
-            for shape in self.shapes_of(spec):
+        for spec, shapes in pairs:
+            for shape in shapes:
                 key = (spec.name, shape.name)
                 point = Point(spec.name, shape.name, spec.pinning(c.server_cpu))
                 if key in self.runs:
@@ -173,13 +200,15 @@ class Runner:
                 else:
                     point.failure = broken.get(spec.name) or self.failures.get(key) or "no runs"
                 points.append(point)
-        add_ratios(points, {s.name: s.baseline for s in c.servers})
+        web_names = set(WEB_SHAPES)
+        add_ratios([p for p in points if p.shape not in web_names], {s.name: s.baseline for s in c.servers})
+        add_ratios([p for p in points if p.shape in web_names], {s.name: WEB_BASELINE for s in c.servers})
         return points
 
     def fixed_rate(self, peak: list[Point]) -> list[Point]:
         """Every server at ``fixed_fraction`` of its baseline's peak on the fixed-rate shape."""
         c = self.config
-        shape_names = [s.name for s in c.shapes]
+        shape_names = [s.name for s in c.shapes if s.web is None]
         if not shape_names:
             log("!! fixed-rate run skipped: it needs a peak shape to measure the baseline first")
             return []
@@ -187,7 +216,7 @@ class Runner:
         peaks = {p.server: p.req_per_s for p in peak if p.shape == shape.name and p.failure is None}
         points: list[Point] = []
         for spec in c.servers:
-            if spec.shapes:  # measured at its own shapes only
+            if spec.shapes or "grpc" not in spec.protocols:  # measured at its own shapes only
                 continue
             base_peak = peaks.get(spec.baseline)
             if not base_peak:
@@ -295,7 +324,11 @@ def run_config(config: Config) -> int:
     with tempfile.TemporaryDirectory(prefix="gmf-bench-") as tmp:
         body = Path(tmp) / "req.bin"
         body.write_bytes(hello_request_body("world"))
-        runner = Runner(config, body)
+        web_bodies = {}
+        for name, request in WEB_REQUESTS.items():
+            web_bodies[name] = Path(tmp) / f"{name}.bin"
+            web_bodies[name].write_bytes(request.body)
+        runner = Runner(config, body, web_bodies)
         points = runner.peak() if config.shapes else []
         if config.fixed_rate:
             points += runner.fixed_rate(points)
@@ -333,6 +366,10 @@ def run_config(config: Config) -> int:
     log("")
     if peak:
         log(report.text_table(peak, f"Peak throughput ({pinning_text(config)})"))
+        web_points = [p for p in peak if p.shape in WEB_SHAPES]
+        if web_points:
+            log("")
+            log(report.web_table(web_points))
     if fixed:
         log("")
         log(report.text_table(fixed, "Fixed rate: 50% of the baseline's 16x16 peak"))

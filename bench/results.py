@@ -25,6 +25,7 @@ class Point:
     p50_us: float | None = None
     p99_us: float | None = None
     errors: int = 0  # summed over repeats
+    cpu_us: float | None = None  # the server's CPU time per request (web rows; median)
     ratio: float | None = None  # req/s relative to the baseline server
     baseline: str | None = None
     failure: str | None = None  # the server or h2load failed: no numbers
@@ -60,6 +61,7 @@ def reduce_runs(point: Point, runs: list[H2loadResult]) -> Point:
     point.p50_us = _median_opt([r.p50_us for r in runs])
     point.p99_us = _median_opt([r.p99_us for r in runs])
     point.errors = sum(r.errors for r in runs)
+    point.cpu_us = _median_opt([r.server_cpu_us for r in runs])
     return point
 
 
