@@ -134,6 +134,13 @@ def targets(points: Sequence[Point], memory: Sequence[dict[str, Any]]) -> list[T
         )
     singles = [p.server for p in points if p.server.startswith("gmf-1-")]
     singles = list(dict.fromkeys(singles))
+    for shape, what in (("connect-json", "Connect unary JSON"), ("grpc-web", "gRPC-Web unary")):
+        ratios = {s: _ratio(_find(points, s, shape), _find(points, "connectrpc", shape)) for s in singles}
+        found = {s: r for s, r in ratios.items() if r is not None}
+        if found or _find(points, "connectrpc", shape) is not None:
+            out.append(Target(f"gmf, one pinned worker >= 2x connectrpc on uvicorn, {what} over HTTP/1.1 (16 conns)",
+                              ", ".join(f"{s} {r:.2f}x" for s, r in found.items()) or "-",
+                              None if not found else max(found.values()) >= 2.0))
     for peer in ("grpcio-aio", "grpclib"):
         for shape in (one_connection, "16x16"):
             ratios = {s: _ratio(_find(points, s, shape), _find(points, peer, shape)) for s in singles}
@@ -253,6 +260,21 @@ def _memory_targets(memory: Sequence[dict[str, Any]]) -> list[Target]:
             )
         )
     return out
+
+
+def web_table(points: Sequence[Point]) -> str:
+    """The web rows: req/s and the server's CPU per request, each against connectrpc's."""
+    base = {p.shape: p for p in points if p.server == "connectrpc" and p.failure is None}
+    out = ["Web over HTTP/1.1 keep-alive, 16 connections (vs connectrpc on uvicorn, same pinned CPU)",
+           f"{'server':<14}{'shape':<14}{'req/s':>10}{'cpu/req':>10}{'req/s ratio':>13}{'cpu ratio':>11}"]
+    for p in points:
+        if p.failure is not None:
+            out.append(f"{p.server:<14}{p.shape:<14}{'FAILED':>10}")
+            continue
+        peer = base.get(p.shape)
+        cpu_ratio = f"{peer.cpu_us / p.cpu_us:.2f}x" if peer and peer.cpu_us and p.cpu_us else "-"
+        out.append(f"{p.server:<14}{p.shape:<14}{p.req_per_s:>10,.0f}{fmt_us(p.cpu_us):>10}{fmt_ratio(p):>13}{cpu_ratio:>11}")
+    return "\n".join(out)
 
 
 def targets_markdown(items: Sequence[Target]) -> str:

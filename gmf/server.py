@@ -28,6 +28,7 @@ from .rpc.interceptors import check_interceptors
 from .rpc.registry import MethodRegistry
 from .rpc.server_state import ServerOptions
 from .supervisor import Supervisor
+from .web.cors import check_origins
 from .worker import WorkerConfig, WorkerInfo
 
 if TYPE_CHECKING:
@@ -125,6 +126,9 @@ class GmfServer:
         sync_handlers: str = "auto",
         grpcio_flavor: str = "aio",
         max_concurrent_rpcs: int | None = None,
+        web: bool = True,
+        cors_origins: Iterable[str] = (),
+        http1_body_timeout: float = 30.0,
     ) -> None:
         self.placement = Placement.max_spread()
         self.cpu_sets: list[tuple[int, ...] | None] = []
@@ -174,6 +178,9 @@ class GmfServer:
             sync_handlers=sync_handlers,
             grpcio_flavor=grpcio_flavor,
             max_concurrent_rpcs=max_concurrent_rpcs,
+            web=web,
+            cors_origins=cors_origins,
+            http1_body_timeout=http1_body_timeout,
         )
 
     def configure(self, **options: Any) -> GmfServer:
@@ -197,6 +204,10 @@ class GmfServer:
             raise ValueError(f"sync_handlers must be one of {', '.join(SYNC_HANDLERS)} (got {options['sync_handlers']!r})")
         if options.get("grpcio_flavor", "aio") not in ("aio", "sync"):
             raise ValueError(f"grpcio_flavor must be 'aio' or 'sync' (got {options['grpcio_flavor']!r})")
+        if "cors_origins" in options:
+            check_origins(options["cors_origins"])
+        if "web" in options and not isinstance(options["web"], bool):
+            raise ValueError(f"web must be True or False (got {options['web']!r})")
         if "slow_handler_threshold" in options:
             watchdog.check_threshold(options["slow_handler_threshold"])
         for name in ("on_worker_start", "on_worker_stop"):
@@ -211,6 +222,8 @@ class GmfServer:
             fields["compression"] = encoding_name(compression)
         if "interceptors" in fields:
             fields["interceptors"] = check_interceptors(fields["interceptors"])
+        if "cors_origins" in fields:
+            fields["cors_origins"] = check_origins(fields["cors_origins"])
         self.options = dataclasses.replace(self.options, **fields)
         for name in _ATTRIBUTES & set(options):
             setattr(self, name, options[name])
@@ -308,6 +321,8 @@ class GmfServer:
             raise StartupError(str(exc)) from None
         if self.runtime == "auto" and not os.environ.get(rt.ENV_VAR):
             log.info("runtime: %s (%s)", choice.name, choice.reason)
+        if self.tls is not None:  # http/1.1 too when gRPC-Web and Connect are served
+            self.tls.offer(gmf_tls.ALPN_WEB if self.options.web else gmf_tls.ALPN)
         config = WorkerConfig(
             host=host,
             port=port,
@@ -402,6 +417,7 @@ _NUMBERS: dict[str, tuple[type, float]] = {
     "outbound_stall_timeout": (float, 0.001),
     "handler_threads": (int, 1),
     "max_concurrent_rpcs": (int, 1),
+    "http1_body_timeout": (float, 0.001),
 }
 _NULLABLE = frozenset({"workers", "max_send_message_length", "metrics_port", "idle_timeout", "max_outbound_buffer",
                        "outbound_stall_timeout", "max_concurrent_rpcs"})

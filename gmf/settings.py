@@ -21,6 +21,7 @@ from .errors import StartupError
 from .placement import Placement
 from .rpc.inline import SYNC_HANDLERS
 from .tls import ServerCredentials
+from .web.cors import check_origins
 
 if TYPE_CHECKING:
     from .server import GmfServer
@@ -58,6 +59,14 @@ def _address(text: str) -> str:
     except StartupError as exc:
         raise ValueError(str(exc)) from None
     return text
+
+
+def _origins(text: str) -> tuple[str, ...]:
+    origins = tuple(o.strip() for o in text.split(",") if o.strip())
+    try:
+        return check_origins(origins)
+    except ValueError as exc:
+        raise ValueError(str(exc).removeprefix("cors_origins: ")) from None
 
 
 def parse_bool(text: str) -> bool:
@@ -124,12 +133,18 @@ OPTIONS: tuple[Option, ...] = (
            "max_outbound_buffer", metavar="BYTES"),
     Option("slow-handler-threshold", _number, "seconds the event loop may be blocked (by a handler) before a "
            "warning with the handler and its stack", "slow_handler_threshold", metavar="SECONDS"),
-    Option("handshake-timeout", _number, "seconds a new connection has to send the HTTP/2 preface",
-           "handshake_timeout", metavar="SECONDS"),
+    Option("handshake-timeout", _number, "seconds a new connection has to send the HTTP/2 preface (HTTP/1.1: "
+           "a complete request head)", "handshake_timeout", metavar="SECONDS"),
     Option("grace", _number, "seconds in-flight RPCs get to finish on SIGTERM/SIGINT", "grace", metavar="SECONDS"),
     Option("handler-threads", _integer, "threads per worker for plain-def handlers", "handler_threads", metavar="N"),
     Option("sync-handlers", _choice(*SYNC_HANDLERS), "where plain-def unary handlers run: auto (threads, inline once "
            "seen never to block), threads, inline", "sync_handlers", metavar="WHERE"),
+    Option("web", parse_bool, "serve gRPC-Web and Connect beside gRPC on the same port (HTTP/1.1 and HTTP/2; "
+           "--no-web: gRPC over HTTP/2 only)", "web"),
+    Option("cors-origins", _origins, "origins browsers may call from, comma-separated ('*': any)", "cors_origins",
+           default="none (no CORS headers)", metavar="ORIGINS"),
+    Option("http1-body-timeout", _number, "seconds an HTTP/1.1 request body may take to arrive after its head",
+           "http1_body_timeout", metavar="SECONDS"),
     Option("health", parse_bool, "serve grpc.health.v1.Health (NOT_SERVING while draining)", "health"),
     Option("reflection", parse_bool, "serve server reflection v1 and v1alpha (grpcurl list/describe)", "reflection"),
     Option("access-log", parse_bool, "one gmf.access log line per RPC (method, status, duration, peer)",
@@ -137,7 +152,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("metrics-port", _integer, "serve Prometheus /metrics (counters of all workers) on this port",
            "metrics_port", default="off", metavar="PORT"),
     Option("metrics-host", str, "address the /metrics endpoint listens on", "metrics_host", metavar="HOST"),
-    Option("tls-cert", str, "PEM certificate chain: serve TLS (ALPN h2, TLS 1.2+) with --tls-key", metavar="FILE"),
+    Option("tls-cert", str, "PEM certificate chain: serve TLS (TLS 1.2+, ALPN h2, and http/1.1 with --web) with "
+           "--tls-key", metavar="FILE"),
     Option("tls-key", str, "PEM private key of --tls-cert", metavar="FILE"),
     Option("tls-client-ca", str, "PEM roots client certificates must chain to (mutual TLS)", metavar="FILE"),
     Option("require-client-cert", parse_bool, "refuse clients without a certificate from --tls-client-ca",

@@ -29,6 +29,13 @@ class Sink(asyncio.Transport):
     def __init__(self) -> None:
         super().__init__()
         self.written = 0
+        self.protocol: Any = None
+
+    def set_protocol(self, protocol: Any) -> None:  # the accept room hands over to the protocol it chose
+        self.protocol = protocol
+
+    def get_protocol(self) -> Any:
+        return self.protocol
 
     def write(self, data: Any) -> None:
         self.written += len(data)
@@ -50,10 +57,12 @@ def test_gmf_connection_unary(benchmark, wire: Wire) -> None:
     state = state_mod.ServerState(loop, registry, state_mod.ServerOptions())
     conn = accept_mod.Acceptor(state)()
     sink = Sink()
+    sink.set_protocol(conn)
     conn.connection_made(sink)
     reply = helloworld_pb2.HelloReply(message="Hello world!").SerializeToString()
     credit = 5 + len(reply)  # the DATA bytes of one response: keeps the connection window steady
     conn.data_received(wire.client_start + wire.request(1, wire.first_block, credit=credit))
+    conn = sink.get_protocol()  # the HTTP/2 connection the preface chose (the same one with web=False)
     counter = {"sid": 1}
 
     def cycle() -> int:

@@ -9,10 +9,12 @@ from collections.abc import Callable, Sequence, Sized
 from dataclasses import dataclass
 from typing import Any, Protocol, TypedDict
 
-from ..metrics import WorkerMetrics
+from ..logs import log_access
+from ..metrics import UNKNOWN_METHOD, WorkerMetrics
 from .interceptors import InterceptedMethods
 from .registry import MethodCache, MethodOptions, MethodRegistry
 from .threads import HandlerThreads
+from .web import WebServing
 
 log = logging.getLogger("gmf")
 
@@ -60,6 +62,11 @@ class ServerOptions:
     sync_handlers: str = "auto"
     max_concurrent_rpcs: int | None = None  # per worker; more get RESOURCE_EXHAUSTED (grpcio's maximum_concurrent_rpcs)
     grpcio_flavor: str = "aio"  # answer as grpc.aio ("aio") or grpc.server ("sync") where they differ
+    # gRPC-Web and Connect beside gRPC (docs/web.md): HTTP/1.1 connections (chosen by ALPN or the
+    # first bytes) and non-gRPC content types on HTTP/2. False: gRPC over HTTP/2 only.
+    web: bool = True
+    cors_origins: tuple[str, ...] = ()  # origins browsers may call from ("*": any); none: no CORS
+    http1_body_timeout: float = 30.0  # seconds an HTTP/1.1 request body may take after its head
 
     def method_options(self) -> MethodOptions:
         return MethodOptions(sync_handlers=self.sync_handlers, grpcio_flavor=self.grpcio_flavor)
@@ -107,6 +114,7 @@ class ServerState:
         method_options = options.method_options()
         self.methods = (InterceptedMethods(registry, options.interceptors, method_options) if options.interceptors
                         else MethodCache(registry, method_options))
+        self.registry = registry
         self.on_drain = tuple(on_drain)
         self.options = options
         self.max_receive_message_length = options.max_receive_message_length
@@ -122,6 +130,7 @@ class ServerState:
         self.access_log = options.access_log
         self.executor = HandlerThreads(loop, options.handler_threads)  # threads start on first use
         self._idle: asyncio.Event | None = None
+        self.web = WebServing(self) if options.web else None  # gRPC-Web and Connect (docs/web.md)
 
     def connection_opened(self, conn: OpenConnection) -> None:
         self.connections.add(conn)
@@ -131,6 +140,14 @@ class ServerState:
         self.connections.discard(conn)
         if self._idle is not None and self.idle():
             self._idle.set()
+
+    def rejected(self, path: str, code: int, peer: str, method: str = UNKNOWN_METHOD) -> None:
+        """An RPC answered with a status before any handler: counted (unregistered paths
+        under one label) and access-logged like the others."""
+        self.metrics.rpc_started(method)
+        self.metrics.rpc_finished(method, code)
+        if self.access_log:
+            log_access(path if path.isprintable() else repr(path), code, 0.0, peer)
 
     def idle(self) -> bool:
         """Every connection is gone (each closes itself after GOAWAY once its calls finish)."""

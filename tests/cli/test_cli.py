@@ -151,6 +151,9 @@ BAD = [
     ([], {"GMF_LOG_LEVEL": "loud"}, "GMF_LOG_LEVEL='loud': choose one of debug"),
     ([], {"GMF_PLACEMENT": "fenced:"}, "GMF_PLACEMENT='fenced:': invalid placement"),
     (["--bogus"], {}, "unrecognized arguments: --bogus"),
+    (["--cors-origins", "example.com"], {}, "--cors-origins='example.com': 'example.com' is not an origin"),
+    ([], {"GMF_WEB": "maybe"}, "GMF_WEB='maybe': expected one of"),
+    (["--http1-body-timeout", "0"], {}, "http1_body_timeout must be at least"),
     (["--app", "no_such_module_xyz:server"], {}, "no module named 'no_such_module_xyz'"),
     (["--app", "cliapp:missing"], {}, "module 'cliapp' has no attribute 'missing'"),
     (["--app", "cliapp:not_a_server"], {}, "is a int, not a GmfServer"),
@@ -328,3 +331,29 @@ def test_tls_and_mutual_tls_from_the_command_line(tmp_path: Path) -> None:
         out, err = proc.communicate(timeout=30)
         assert proc.returncode == 2, err
         assert err.count("\n") == 1 and err.startswith("gmf: error:") and "tls" in err.lower(), err
+
+
+def test_web_options_from_the_command_line() -> None:
+    """--cors-origins lets the page's origin call (curl with origin:, Connect JSON over HTTP/1.1);
+    GMF_WEB=0 turns gRPC-Web and Connect off (HTTP/1.1 is then a bad HTTP/2 preface)."""
+    served = Served(gmf("examples.helloworld.server:create_server", "--bind", "127.0.0.1:0", "--workers", "1",
+                        "--cors-origins", "http://page.example, https://other.example:8443"))
+    try:
+        out = subprocess.run(["curl", "-sS", "-i", "-H", "origin: http://page.example", "-H",
+                              "content-type: application/json", "-d", '{"name":"cli"}',
+                              f"http://127.0.0.1:{served.port}/helloworld.Greeter/SayHello"],
+                             capture_output=True, text=True, timeout=30).stdout
+        assert "access-control-allow-origin: http://page.example" in out and '"Hello cli!"' in out, out
+    finally:
+        assert served.stop() == 0, served.log()
+    served = Served(gmf("examples.helloworld.server:create_server", "--bind", "127.0.0.1:0", "--workers", "1",
+                        env=clean_env(GMF_WEB="0")))
+    try:
+        with socket.create_connection(("127.0.0.1", served.port), timeout=10) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            reply = b""
+            while chunk := sock.recv(4096):
+                reply += chunk
+        assert b"HTTP/1.1" not in reply and b"invalid connection preface" in reply  # HTTP/2's GOAWAY
+    finally:
+        assert served.stop() == 0, served.log()

@@ -13,7 +13,7 @@ import grpc
 import pytest
 
 import gmf
-from gmf import channel_args
+from gmf import channel_args, settings
 
 pytestmark = pytest.mark.core  # the core server suite: CI runs it on every tested Python too
 
@@ -34,6 +34,28 @@ def test_grpc_server_arguments_become_gmf_options() -> None:
     aio = gmf.aio.server(migration_thread_pool=futures.ThreadPoolExecutor(max_workers=3))
     assert aio.gmf_server.options.handler_threads == 3 and aio.gmf_server.options.grpcio_flavor == "aio"
     assert gmf.server().gmf_server.options.handler_threads == 10  # GmfServer's default
+
+
+def test_web_options_as_gmfserver_takes_them_and_from_the_environment() -> None:
+    """gmf.server()/gmf.aio.server() take web, cors_origins and http1_body_timeout as GmfServer
+    does (checked the same); GMF_WEB, GMF_CORS_ORIGINS and GMF_HTTP1_BODY_TIMEOUT apply through
+    gmf.settings, as for every option of serve(), start() and gmf serve."""
+    options = gmf.server(web=False, cors_origins=["https://app.example.com"], http1_body_timeout=5).gmf_server.options
+    assert (options.web, options.cors_origins, options.http1_body_timeout) == (False, ("https://app.example.com",), 5)
+    options = gmf.aio.server(cors_origins=["*"]).gmf_server.options
+    assert (options.web, options.cors_origins) == (True, ("*",))
+    with pytest.raises(ValueError, match="not an origin"):
+        gmf.server(cors_origins=["app.example.com"])
+    with pytest.raises(ValueError, match="web must be True or False"):
+        gmf.aio.server(web="no")
+    server = gmf.server(cors_origins=["https://app.example.com"])
+    settings.apply(server.gmf_server, {"GMF_WEB": "off", "GMF_CORS_ORIGINS": "http://a.example, http://b.example:8080",
+                                       "GMF_HTTP1_BODY_TIMEOUT": "2.5"})
+    options = server.gmf_server.options
+    assert (options.web, options.cors_origins, options.http1_body_timeout) == (
+        False, ("http://a.example", "http://b.example:8080"), 2.5)
+    with pytest.raises(gmf.StartupError, match="GMF_CORS_ORIGINS='a.example': 'a.example' is not an origin"):
+        settings.apply(server.gmf_server, {"GMF_CORS_ORIGINS": "a.example"})
 
 
 def test_bad_grpc_arguments() -> None:

@@ -17,6 +17,7 @@ from gmf.protocol import plain
 from tests.attacks.test_garbage import served
 from tests.helpers.hostile import Bystander
 from tests.helpers.rawh2 import PREFACE, RawClient, frame
+from tests.helpers.servers import server_fixture
 
 TEXT = plain.TEXT.decode()
 pytestmark = pytest.mark.core  # the core server suite: CI runs it on every tested Python too
@@ -29,15 +30,36 @@ def _answer(client: RawClient, sid: int) -> tuple[dict[str, str], bytes]:
     return client.decode(mine[0].data), b"".join(f.data for f in mine if isinstance(f, DataFrame))
 
 
-@pytest.mark.parametrize("method, content_type, status", [
+nogrpcweb_server = server_fixture("The test server with web=False: gRPC over HTTP/2 only.", ["asyncio"],
+                                  options={"web": False})
+NOT_GRPC = pytest.mark.parametrize("method, content_type, status", [
     ("GET", None, "405"),
     ("POST", "text/plain", "415"),
     ("POST", None, "415"),
     ("PUT", "application/grpc", "405"),
 ])
+
+
+@NOT_GRPC
 def test_not_grpc_gets_status_and_text(session_server, method, content_type, status):
-    with Bystander(session_server.port):
-        client = RawClient(session_server.port)
+    """With the web protocols on (the default): ``allow``/``accept-post`` list what is served,
+    POST and application/grpc among them."""
+    listed = _not_grpc(session_server.port, method, content_type, status)
+    assert ("POST" if status == "405" else "application/grpc") in listed.split(", "), listed
+
+
+@NOT_GRPC
+def test_not_grpc_without_web(nogrpcweb_server, method, content_type, status):
+    """web=False: the same status and text, with exactly plain.not_grpc's fields."""
+    listed = _not_grpc(nogrpcweb_server.port, method, content_type, status)
+    assert listed == ("POST" if status == "405" else "application/grpc")
+
+
+def _not_grpc(port: int, method: str, content_type: str | None, status: str) -> str:
+    """Send the request, check the status and the text, and that the connection serves gRPC
+    after it; returns the ``allow`` (405) or ``accept-post`` (415) field."""
+    with Bystander(port):
+        client = RawClient(port)
         client.handshake()
         fields = [(":method", method), (":scheme", "http"), (":path", "/"), (":authority", "x")]
         fields += [("content-type", content_type)] if content_type else []
@@ -46,9 +68,9 @@ def test_not_grpc_gets_status_and_text(session_server, method, content_type, sta
         assert headers[":status"] == status
         assert headers["content-type"] == "text/plain; charset=utf-8"
         assert int(headers["content-length"]) == len(body) and body.decode() == TEXT
-        assert headers.get("allow" if status == "405" else "accept-post") in ("POST", "application/grpc")
         served(client, 3)  # the same connection serves gRPC after it
         client.close()
+    return headers.get("allow" if status == "405" else "accept-post", "")
 
 
 def test_head_gets_the_length_only(session_server):

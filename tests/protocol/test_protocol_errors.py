@@ -36,7 +36,6 @@ def port(session_server):
 
 
 BAD_INPUTS = {
-    "http1_request": (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", PROTOCOL_ERROR),
     "garbage_preface": (b"\x00\x01\x02garbage-garbage-garbage-garbage", PROTOCOL_ERROR),
     "first_frame_not_settings": (PREFACE + frame(0x6, 0, 0, b"12345678"), PROTOCOL_ERROR),
     "ping_wrong_length": (PREFACE + SETTINGS_EMPTY + frame(0x6, 0, 0, b"1234"), FRAME_SIZE_ERROR),
@@ -62,6 +61,19 @@ def test_bad_bytes_get_goaway_and_server_keeps_serving(port, name):
     assert goaway_of(frames).error_code == code
     assert client.closed(), "the server must close the connection after a connection error"
     client.close()
+    still_serving(port)
+
+
+def test_http1_request_is_answered_over_http1(port):
+    """An HTTP/1.1 request line is not garbage on this port: gRPC-Web and Connect are served
+    beside gRPC (docs/web.md), so it gets an HTTP/1.1 answer (405: GET without a Connect
+    query). With ``web=False`` it is a bad preface (tests/web/test_web_serving.py)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+    assert out.startswith(b"HTTP/1.1 405 "), out
     still_serving(port)
 
 

@@ -311,9 +311,10 @@ def test_plaintext_and_garbage_on_a_tls_port_are_closed(mtls_server: ServerProce
             with pytest.raises(grpc.RpcError) as err:
                 helloworld_pb2_grpc.GreeterStub(ch).SayHello(helloworld_pb2.HelloRequest(name="x"), timeout=10)
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE
-        with tls_client(pki, mtls_server.port, alpn=["http/1.1"]) as sock:  # TLS is fine, HTTP/1.1 is not
-            assert sock.selected_alpn_protocol() is None
-            sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        with tls_client(pki, mtls_server.port, alpn=["http/1.1"]) as sock:  # HTTP/1.1: gRPC-Web and Connect
+            assert sock.selected_alpn_protocol() == "http/1.1"
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            assert sock.recv(4096).startswith(b"HTTP/1.1 405 ")  # no RPC there (tests/web/test_web_serving.py)
             closed_within(sock, 5)
         for junk in (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
                      b"\x16\x03\x01\x00\x05" + os.urandom(5), os.urandom(4096)):
@@ -401,7 +402,7 @@ def test_handshaking_connections_count_against_max_connections(pki: Pki) -> None
     with spawn("asyncio", options=tls_options(pki, True, max_connections=3, handshake_timeout=60.0)) as proc:
         stalled = [socket.create_connection(("127.0.0.1", proc.port), timeout=5) for _ in range(3)]
         # the three stalled handshakes hold every slot: a new connection is closed at once
-        poll.until(lambda: refused(proc.port, wait=0.5), "a fourth connection to be refused")
+        poll.until(lambda: refused(proc.port, wait=0.5, tls=True), "a fourth connection to be refused")
         for sock in stalled:
             sock.close()
 
