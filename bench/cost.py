@@ -82,6 +82,13 @@ class CountingTransport(asyncio.Transport):
         super().__init__()
         self.written = 0
         self.writes = 0
+        self.protocol: Any = None
+
+    def set_protocol(self, protocol: Any) -> None:  # the accept room hands over to the protocol it chose
+        self.protocol = protocol
+
+    def get_protocol(self) -> Any:
+        return self.protocol
 
     def write(self, data: Any) -> None:
         self.written += len(data)
@@ -147,6 +154,7 @@ class Workload:
 
     def start(self) -> None:
         settings = struct.pack(">HL", 0x4, MAX_WINDOW)  # the client's initial stream window
+        self.transport.set_protocol(self.conn)
         self.conn.connection_made(self.transport)
         self.conn.data_received(
             PREFACE
@@ -154,6 +162,7 @@ class Workload:
             + frame(0x8, 0, 0, struct.pack(">L", (1 << 24) - 65535))  # connection window: 16 MiB
             + frame(0x4, 0x1, 0, b"")
         )
+        self.conn = self.transport.get_protocol()  # the HTTP/2 connection the preface chose
         self.first = True
         if self.kind == "bidi":  # ``batch`` long calls, as streamload's bidi slots
             self.bidi_sids = [self._sid() for _ in range(self.batch)]
