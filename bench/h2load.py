@@ -13,7 +13,8 @@ import re
 import struct
 import subprocess
 import tempfile
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,9 @@ def hello_request_body(name: str = "world") -> bytes:
     return grpc_frame(encode_string_field(1, name))
 
 
+UNARY, STREAM, BIDI = "unary", "stream", "bidi"
+
+
 @dataclass(frozen=True)
 class Web:
     """A request over HTTP/1.1 (h2load --h1): gRPC-Web or Connect, its headers and body."""
@@ -74,30 +78,43 @@ WEB_CONNECTIONS = 16  # HTTP/1.1 keep-alive connections, one request at a time e
 
 @dataclass(frozen=True)
 class Shape:
-    """A load shape: ``connections`` x ``streams`` concurrent streams per connection; with
-    ``web``, HTTP/1.1 keep-alive connections (one request in flight each) carrying it."""
+    """A load shape: ``connections`` x ``streams`` concurrent streams per connection.
+
+    ``mode`` is ``unary`` (h2load, SayHello), or ``stream``/``bidi`` (the Go streamload client:
+    ServerStream calls of 100 chunks, or BidiEcho round trips, 100-byte chunks); those are
+    written ``stream:1x4`` and ``bidi:4x8``. With ``web``, HTTP/1.1 keep-alive connections
+    (one request in flight each) carrying a unary web request (h2load --h1)."""
 
     connections: int
     streams: int
+    mode: str = UNARY
     web: Web | None = None
 
     @property
     def name(self) -> str:
-        return self.web.name if self.web is not None else f"{self.connections}x{self.streams}"
+        if self.web is not None:
+            return self.web.name
+        base = f"{self.connections}x{self.streams}"
+        return base if self.mode == UNARY else f"{self.mode}:{base}"
 
     @property
     def protocol(self) -> str:
         return "grpc" if self.web is None else "web"
 
+    @property
+    def unit(self) -> str:
+        """What the rate counts: requests (unary) or messages (streaming)."""
+        return "req" if self.mode == UNARY else "msg"
+
     @classmethod
     def parse(cls, text: str) -> Shape:
         web = WEB_REQUESTS.get(text.strip())
         if web is not None:
-            return cls(WEB_CONNECTIONS, 1, web)
-        match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+            return cls(WEB_CONNECTIONS, 1, UNARY, web)
+        match = re.fullmatch(r"\s*(?:(stream|bidi):)?(\d+)\s*[xX]\s*(\d+)\s*", text)
         if not match:
-            raise ValueError(f"bad shape {text!r}: expected CONNECTIONSxSTREAMS, e.g. 16x16")
-        shape = cls(int(match.group(1)), int(match.group(2)))
+            raise ValueError(f"bad shape {text!r}: expected [stream:|bidi:]CONNECTIONSxSTREAMS, e.g. 16x16")
+        shape = cls(int(match.group(2)), int(match.group(3)), match.group(1) or UNARY)
         if shape.connections < 1 or shape.streams < 1:
             raise ValueError(f"bad shape {text!r}: both numbers must be >= 1")
         return shape
@@ -126,8 +143,24 @@ class H2loadResult:
     p90_us: float | None = None
     p99_us: float | None = None
     logged: int = 0  # requests in the per-request log (those the percentiles come from)
-    server_cpu_us: float | None = None  # the server's CPU time per request (set by the harness)
+    server_cpu_s: float | None = None  # CPU time the server used while measured (/proc/PID/stat)
+    server_window_s: float | None = None  # the wall time that CPU time was measured over
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def cpu_us_per_unit(self) -> float | None:
+        """Server CPU microseconds per request (or message): robust to a busy machine."""
+        done = self.req_per_s * self.elapsed_s
+        if self.server_cpu_s is None or done <= 0:
+            return None
+        return self.server_cpu_s / done * 1e6
+
+    @property
+    def server_cpu_percent(self) -> float | None:
+        """How much of a CPU the server got while measured (100 = one CPU)."""
+        if self.server_cpu_s is None or not self.server_window_s:
+            return None
+        return self.server_cpu_s / self.server_window_s * 100
 
     @property
     def errors(self) -> int:
@@ -137,6 +170,8 @@ class H2loadResult:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["errors"] = self.errors
+        data["cpu_us_per_unit"] = self.cpu_us_per_unit
+        data["server_cpu_percent"] = self.server_cpu_percent
         return data
 
 
@@ -276,10 +311,45 @@ class H2loadError(RuntimeError):
     pass
 
 
+CpuClock = Callable[[], float | None]  # the server's CPU seconds so far (None: gone)
+
+
+def run_measured(
+    cmd: list[str], budget: float, warmup_s: float, server_cpu: CpuClock | None
+) -> tuple[subprocess.CompletedProcess[str], float | None, float | None]:
+    """Run a load generator; with ``server_cpu``, also the server's CPU time (and the wall time)
+    from the end of the warm-up to the generator's exit. Returns (process, cpu_s, window_s)."""
+    if server_cpu is None:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=budget, check=False), None, None
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        deadline = time.monotonic() + budget
+        try:
+            proc.wait(timeout=warmup_s)
+        except subprocess.TimeoutExpired:
+            pass
+        cpu0, t0 = server_cpu(), time.monotonic()
+        try:
+            stdout, stderr = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise
+        cpu1, t1 = server_cpu(), time.monotonic()
+        done = subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
+    if cpu0 is None or cpu1 is None:
+        return done, None, None
+    return done, cpu1 - cpu0, t1 - t0
+
+
 def run_h2load(
-    spec: LoadSpec, body_file: Path, cpu: int | None = None, timeout_s: float | None = None
+    spec: LoadSpec,
+    body_file: Path,
+    cpu: int | None = None,
+    timeout_s: float | None = None,
+    server_cpu: CpuClock | None = None,
 ) -> H2loadResult:
-    """Run h2load once; returns the parsed summary with percentiles from its per-request log."""
+    """Run h2load once; returns the parsed summary with percentiles from its per-request log
+    (and, with ``server_cpu``, the server's CPU time over the measured phase)."""
     budget = timeout_s
     if budget is None:
         budget = 60.0 + (spec.duration_s or 0.0) + spec.warmup_s
@@ -287,13 +357,14 @@ def run_h2load(
         log_file = Path(tmp) / "requests.log"
         cmd = h2load_command(spec, body_file, log_file, cpu)
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=budget, check=False)
+            proc, cpu_s, window_s = run_measured(cmd, budget, spec.warmup_s, server_cpu)
         except subprocess.TimeoutExpired as exc:
             raise H2loadError(f"h2load did not finish within {budget:.0f}s: {' '.join(cmd)}") from exc
         try:
             result = parse_output(proc.stdout)
         except ValueError as exc:
             raise H2loadError(f"{exc}\nstderr: {proc.stderr.strip()[-500:]}") from exc
+        result.server_cpu_s, result.server_window_s = cpu_s, window_s
         if log_file.exists():
             add_percentiles(result, parse_log(log_file.read_text()))
         else:

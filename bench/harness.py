@@ -1,7 +1,13 @@
-"""``invoke bench``: GMF side by side with grpcio and grpclib under h2load (see docs/benchmarking.md).
+"""``invoke bench``: GMF side by side with grpc-go, grpcio and grpclib (see docs/benchmarking.md).
 
-python -m bench --quick                  # ~1 minute smoke run
-python -m bench                          # the full run (~15 minutes)
+Unary shapes load helloworld SayHello with h2load; streaming shapes (``stream:CxS``,
+``bidi:CxS``) load streambench with the Go streamload client. Every point also records the
+server's CPU time per request (or message), which a busy machine does not distort the way it
+distorts req/s, and the ratios to grpc-go. A profiled run per GMF server (py-spy) says where
+the time goes.
+
+python -m bench --quick                  # ~2 minute smoke run
+python -m bench                          # the full run (~25 minutes)
 python -m bench --servers gmf,peers --shapes 16x16,fixed --duration 3
 python -m bench --micro                  # pytest-benchmark microbenchmarks
 python -m bench --compare OLD.json NEW.json
@@ -16,6 +22,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,25 +31,39 @@ from pathlib import Path
 from typing import Any
 
 from . import ROOT, machine, report
-from .h2load import WEB_REQUESTS, H2loadError, H2loadResult, LoadSpec, Shape, hello_request_body, run_h2load
+from . import profile as prof
+from .h2load import (
+    UNARY,
+    WEB_REQUESTS,
+    H2loadError,
+    H2loadResult,
+    LoadSpec,
+    Shape,
+    hello_request_body,
+    run_h2load,
+)
 from .memory import hold_idle
-from .results import Point, add_ratios, reduce_runs
+from .results import Point, add_go_ratios, add_ratios, reduce_runs
 from .servers import (
+    GREETER,
     SERVERS,
     WEB_BASELINE,
-    RunningServer,
     ServerError,
     ServerSpec,
+    go_peers,
     launch,
     raise_nofile_limit,
     rss_kib,
     select,
 )
+from .streamload import run_streamload
 
 FULL_SERVERS = "all"
-QUICK_SERVERS = "gmf,gmf-1-uring,grpcio-aio,grpcio-aio-unpinned,block"
-FULL_SHAPES = "1x200,16x16,1000x1,web,fixed,memory"
-QUICK_SHAPES = "1x200,16x16"
+QUICK_SERVERS = "gmf,gmf-1-uring,grpcio-aio,grpcio-aio-unpinned,grpc-go-1,grpc-go,gmf-1-stream,grpc-go-1-stream,block"
+FULL_SHAPES = "1x100,16x16,1000x1,stream:1x4,bidi:4x8,web,fixed,memory"
+QUICK_SHAPES = "1x100,16x16,bidi:4x8"
+# Profiled (py-spy) at every shape of the run they serve, when they are in the run.
+PROFILED = ("gmf-1-uring", "gmf-1-stream")
 SPECIAL_SHAPES = ("fixed", "memory")
 WEB_SHAPES = tuple(WEB_REQUESTS)  # "web" in --shapes: all of them (HTTP/1.1 keep-alive, 16 connections)
 FIXED_SHAPE = "16x16"
@@ -64,6 +85,8 @@ class Config:
     memory_servers: list[ServerSpec] = field(default_factory=list)
     memory_connections: int = 10_000
     fixed_fraction: float = 0.5
+    profile: bool = True  # py-spy runs of the GMF servers (PROFILES)
+    skipped: dict[str, str] = field(default_factory=dict)  # server -> why it was left out (no Go)
 
 
 def log(message: str) -> None:
@@ -101,10 +124,24 @@ def pinning_text(config: Config) -> str:
 def method_text(config: Config) -> str:
     return (
         f"h2load -t1, unary helloworld SayHello(name='world') (web rows: h2load --h1 -c 16, Connect JSON or "
-        f"gRPC-Web over HTTP/1.1 keep-alive); each point = median of {config.repeats} runs "
+        f"gRPC-Web over HTTP/1.1 keep-alive); streaming: bench/peers/go/streamload "
+        f"(stream: ServerStream of 100 x 100-byte chunks per call; bidi: BidiEcho, one 100-byte chunk in "
+        f"flight per call); each point = median of {config.repeats} runs "
         f"of {config.duration_s:g}s after a {config.warmup_s:g}s warm-up, servers restarted per round; "
-        "p50/p99 from h2load's per-request log; errors = non-2xx + failed streams, summed over runs"
+        "p50/p99 from h2load's per-request log (streamload's histogram); errors = non-2xx + failed streams, "
+        "summed over runs; CPU/unit = the server's user+system CPU time (/proc/PID/stat, all its processes "
+        "and threads) over the measured phase divided by the requests (messages) done"
     )
+
+
+def applies(spec: ServerSpec, shape: Shape) -> bool:
+    """A server is loaded at the shapes of the protocol it speaks (gRPC shapes: gRPC servers;
+    web rows: web servers) and of what it serves (unary: Greeter, streaming: streambench)."""
+    return shape.protocol in spec.protocols and (shape.mode == UNARY) == (spec.service == GREETER)
+
+
+def _record_into(out: dict[str, str | None], pid: int, seconds: float, raw: Path) -> None:
+    out["error"] = prof.record(pid, seconds, raw)
 
 
 class Runner:
@@ -116,34 +153,36 @@ class Runner:
         self.failures: dict[tuple[str, str], str] = {}
         self.banners: dict[str, str] = {}
 
-    def load(self, port: int, shape: Shape, rps_per_client: int | None = None) -> H2loadResult:
+    def load(
+        self, server: Any, shape: Shape, rps_per_client: int | None = None, duration_s: float | None = None
+    ) -> H2loadResult:
+        c = self.config
+        pids = [server.proc.pid, *server.worker_pids()]
+
+        def server_cpu() -> float | None:
+            return machine.cpu_seconds(list(dict.fromkeys(pids)))
+
+        duration = c.duration_s if duration_s is None else duration_s
+        if shape.mode != UNARY:
+            peers = go_peers()
+            if isinstance(peers, str):
+                raise H2loadError(peers)
+            return run_streamload(peers.streamload, server.port, shape, duration, c.warmup_s, c.load_cpu, server_cpu)
         spec = LoadSpec(
-            port=port,
+            port=server.port,
             shape=shape,
-            duration_s=self.config.duration_s,
-            warmup_s=self.config.warmup_s,
+            duration_s=duration,
+            warmup_s=c.warmup_s,
             rps_per_client=rps_per_client,
         )
         body = self.body_file if shape.web is None else self.web_bodies[shape.web.name]
-        return run_h2load(spec, body, cpu=self.config.load_cpu)
-
-    def measured_load(self, server: RunningServer, shape: Shape) -> H2loadResult:
-        """One load, with the server's CPU time per request: its CPU seconds over the whole run
-        (warm-up included) / the requests of that time at the measured rate."""
-        pids = server.worker_pids()
-        before = machine.cpu_seconds(pids)
-        result = self.load(server.port, shape)
-        used = machine.cpu_seconds(pids) - before
-        requests = result.req_per_s * (self.config.duration_s + self.config.warmup_s)
-        if requests > 0:
-            result.server_cpu_us = used / requests * 1e6
-        return result
+        return run_h2load(spec, body, cpu=c.load_cpu, server_cpu=server_cpu)
 
     def shapes_of(self, spec: ServerSpec) -> list[Shape]:
         """The shapes ``spec`` is measured at: its own, if it has any, else the run's; of those,
-        the ones it speaks (gRPC shapes: gRPC servers; web rows: web servers)."""
+        the ones that load what it serves and in the protocol it speaks (``applies``)."""
         shapes = [Shape.parse(name) for name in spec.shapes] if spec.shapes else self.config.shapes
-        return [s for s in shapes if s.protocol in spec.protocols]
+        return [shape for shape in shapes if applies(spec, shape)]
 
     def pairs(self) -> list[tuple[ServerSpec, list[Shape]]]:
         """Each server with its shapes (servers with none left out)."""
@@ -170,7 +209,7 @@ class Runner:
                             left -= 1
                             key = (spec.name, shape.name)
                             try:
-                                result = self.measured_load(server, shape)
+                                result = self.load(server, shape)
                             except H2loadError as exc:
                                 self.failures[key] = str(exc).splitlines()[0]
                                 log(
@@ -178,11 +217,13 @@ class Runner:
                                 )
                                 continue
                             self.runs.setdefault(key, []).append(result)
+                            cpu = result.cpu_us_per_unit
                             log(
-                                f"[{done}/{total}] round {rnd} {spec.name:<20} {shape.name:>7}: "
-                                f"{result.req_per_s:>9,.0f} req/s  p50 {report.fmt_us(result.p50_us):>8}  "
+                                f"[{done}/{total}] round {rnd} {spec.name:<20} {shape.name:>10}: "
+                                f"{result.req_per_s:>9,.0f} {shape.unit}/s  p50 {report.fmt_us(result.p50_us):>8}  "
                                 f"p99 {report.fmt_us(result.p99_us):>8}  errors {result.errors}  "
-                                f"cpu {report.fmt_us(result.server_cpu_us)}/req"
+                                f"CPU {'-' if cpu is None else f'{cpu:.1f}us'}/{shape.unit} "
+                                f"({report.fmt_pct(result.server_cpu_percent)} of a CPU)"
                             )
                             if server.proc.poll() is not None:
                                 raise ServerError(f"{spec.name} died during the load:\n{server.log_tail()}")
@@ -203,12 +244,13 @@ class Runner:
         web_names = set(WEB_SHAPES)
         add_ratios([p for p in points if p.shape not in web_names], {s.name: s.baseline for s in c.servers})
         add_ratios([p for p in points if p.shape in web_names], {s.name: WEB_BASELINE for s in c.servers})
+        add_go_ratios(points, {s.name: s.go_ref for s in c.servers})
         return points
 
     def fixed_rate(self, peak: list[Point]) -> list[Point]:
         """Every server at ``fixed_fraction`` of its baseline's peak on the fixed-rate shape."""
         c = self.config
-        shape_names = [s.name for s in c.shapes if s.web is None]
+        shape_names = [s.name for s in c.shapes if s.mode == UNARY and s.web is None]
         if not shape_names:
             log("!! fixed-rate run skipped: it needs a peak shape to measure the baseline first")
             return []
@@ -216,7 +258,7 @@ class Runner:
         peaks = {p.server: p.req_per_s for p in peak if p.shape == shape.name and p.failure is None}
         points: list[Point] = []
         for spec in c.servers:
-            if spec.shapes or "grpc" not in spec.protocols:  # measured at its own shapes only
+            if spec.service != GREETER or spec.shapes or "grpc" not in spec.protocols:  # streaming, web-only, or own shapes only
                 continue
             base_peak = peaks.get(spec.baseline)
             if not base_peak:
@@ -231,7 +273,7 @@ class Runner:
             try:
                 with launch(spec, c.server_cpu, body_file=self.body_file) as server:
                     for rnd in range(1, c.repeats + 1):
-                        result = self.load(server.port, shape, rps_per_client=per_client)
+                        result = self.load(server, shape, rps_per_client=per_client)
                         runs.append(result)
                         log(
                             f"fixed rate {target:,}/s round {rnd} {spec.name:<20}: {result.req_per_s:,.0f} req/s  "
@@ -245,6 +287,36 @@ class Runner:
             reduce_runs(point, runs)
             points.append(point)
         return points
+
+    def profile(self, tmp: Path) -> list[dict[str, Any]]:
+        """One py-spy recording per PROFILED server and shape of the run, on a server started for it."""
+        c = self.config
+        out: list[dict[str, Any]] = []
+        pairs = [(spec, shape) for spec in c.servers if spec.name in PROFILED for shape in self.shapes_of(spec)]
+        for spec, shape in pairs:
+            name, shape_name = spec.name, shape.name
+            seconds = max(2.0, min(5.0, c.duration_s))
+            entry: dict[str, Any] = {"server": name, "shape": shape_name, "seconds": seconds}
+            try:
+                with launch(spec, c.server_cpu, body_file=self.body_file) as server:
+                    worker = server.worker_pids()[0]
+                    raw = tmp / f"profile-{name}-{shape_name.replace(':', '-')}.txt"
+                    recorded: dict[str, str | None] = {}
+                    sampler = threading.Timer(c.warmup_s, _record_into, args=(recorded, worker, seconds, raw))
+                    sampler.start()
+                    result = self.load(server, shape, duration_s=seconds + 1.0)
+                    sampler.join()
+                    if recorded.get("error"):
+                        entry["failure"] = recorded["error"]
+                    else:
+                        breakdown = prof.parse_raw(raw.read_text(errors="replace"))
+                        entry.update(breakdown.to_dict())
+                        entry["rate_under_profiler"] = result.req_per_s
+            except (ServerError, H2loadError) as exc:
+                entry["failure"] = str(exc).splitlines()[0]
+            log(f"profile {name} {shape_name}: " + (entry.get("failure") or prof.one_line(entry)))
+            out.append(entry)
+        return out
 
     def memory(self) -> list[dict[str, Any]]:
         c = self.config
@@ -319,8 +391,12 @@ def run_config(config: Config) -> int:
     )
     for spec in [*config.servers, *(config.memory_servers if config.memory else [])]:
         reason = spec.missing()
-        if reason:
+        if reason and spec.skippable:
+            config.skipped[spec.name] = reason
+            log(f"-- {spec.name} left out: {reason}")
+        elif reason:
             log(f"!! {spec.name} cannot run: {reason}")
+    config.servers = [s for s in config.servers if s.name not in config.skipped]
     with tempfile.TemporaryDirectory(prefix="gmf-bench-") as tmp:
         body = Path(tmp) / "req.bin"
         body.write_bytes(hello_request_body("world"))
@@ -333,6 +409,7 @@ def run_config(config: Config) -> int:
         if config.fixed_rate:
             points += runner.fixed_rate(points)
         memory = runner.memory() if config.memory else []
+        profiles = runner.profile(Path(tmp)) if config.profile else []
     data: dict[str, Any] = {
         "meta": {
             "timestamp": stamp,
@@ -359,8 +436,11 @@ def run_config(config: Config) -> int:
         },
         "points": [p.to_dict() for p in points],
         "memory": memory,
+        "profiles": profiles,
+        "skipped": config.skipped,
     }
     data["targets"] = [vars(t) for t in report.targets(points, memory)]
+    data["go_targets"] = [vars(t) for t in report.go_targets(points)]
     peak = [p for p in points if p.mode == "peak"]
     fixed = [p for p in points if p.mode == "fixed-rate"]
     log("")
@@ -376,9 +456,16 @@ def run_config(config: Config) -> int:
     if memory:
         log("")
         log(report.memory_markdown(memory))
+    if data["go_targets"]:
+        log("")
+        log(report.targets_markdown([report.Target(**t) for t in data["go_targets"]]))
     if data["targets"]:
         log("")
         log(report.targets_markdown([report.Target(**t) for t in data["targets"]]))
+    for entry in profiles:
+        if not entry.get("failure"):
+            log("")
+            log(report.profile_markdown(entry))
     written = write_outputs(data, config.results_dir, stamp)
     log("")
     log(
@@ -401,6 +488,7 @@ def make_config(
     connections: int | None = None,
     server_cpu: int | None = None,
     load_cpu: int | None = None,
+    profile: bool | None = None,
 ) -> Config:
     shape_list, fixed, memory = parse_shapes(shapes or (QUICK_SHAPES if quick else FULL_SHAPES))
     default_server, default_load = pick_cpus()
@@ -420,6 +508,7 @@ def make_config(
         load_cpu=load_cpu if load_cpu is not None else default_load,
         memory_servers=select(memory_servers or MEMORY_SERVERS),
         memory_connections=connections if connections is not None else 10_000,
+        profile=profile if profile is not None else True,
     )
 
 
@@ -495,6 +584,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--server-cpu", type=int, help="CPU for pinned servers (default: first allowed)")
     parser.add_argument("--load-cpu", type=int, help="CPU for h2load (default: last allowed)")
     parser.add_argument("--results-dir", default="bench/results")
+    parser.add_argument("--no-profile", action="store_true", help="skip the py-spy runs of the GMF servers")
     parser.add_argument(
         "--compare", nargs=2, metavar=("OLD_JSON", "NEW_JSON"), help="compare two result files"
     )
@@ -520,6 +610,7 @@ def main(argv: list[str] | None = None) -> int:
             connections=args.connections,
             server_cpu=args.server_cpu,
             load_cpu=args.load_cpu,
+            profile=not args.no_profile,
         )
     except ValueError as exc:
         parser.error(str(exc))

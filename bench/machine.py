@@ -79,20 +79,6 @@ def _proc_times() -> dict[int, tuple[str, int]]:
     return {pid: (name, int(fields[11]) + int(fields[12])) for pid, name, fields in proc_stats()}
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU seconds the processes have used so far (0 for one that is gone)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2 :].split()
-        total += int(fields[11]) + int(fields[12])
-    return total / ticks
-
-
 def busy_processes(interval: float = 0.5, threshold: float = 10.0) -> list[tuple[int, str, float]]:
     """Other processes using more than ``threshold`` % of a CPU right now (they skew the numbers)."""
     ticks = os.sysconf("SC_CLK_TCK")
@@ -108,3 +94,18 @@ def busy_processes(interval: float = 0.5, threshold: float = 10.0) -> list[tuple
         if percent >= threshold:
             busy.append((pid, name, round(percent, 1)))
     return sorted(busy, key=lambda item: -item[2])
+
+
+def cpu_seconds(pids: list[int]) -> float | None:
+    """User + system CPU time of these processes (all their threads), in seconds; None if one
+    is gone. From /proc/PID/stat, so robust to whatever else the machine runs."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return None
+        fields = stat[stat.rfind(")") + 2 :].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / ticks

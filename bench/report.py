@@ -11,7 +11,10 @@ from typing import Any
 
 from .results import Point
 
-HEADERS = ("server", "shape", "req/s", "fastest", "slowest", "average", "p50", "p99", "errors", "vs base")
+HEADERS = (
+    "server", "shape", "req/s", "fastest", "slowest", "average", "p50", "p99", "errors", "vs base",
+    "CPU/req", "CPU%", "vs go", "CPU vs go",
+)
 
 
 def fmt_us(value: float | None) -> str:
@@ -25,15 +28,25 @@ def fmt_us(value: float | None) -> str:
 
 
 def fmt_ratio(point: Point) -> str:
-    if point.ratio is None:
-        return "-"
-    return f"{point.ratio:.2f}x"
+    return fmt_x(point.ratio)
+
+
+def fmt_x(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def fmt_pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}%"
+
+
+def fmt_cpu(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}us"
 
 
 def row(point: Point) -> list[str]:
     shape = point.shape if point.target_rps is None else f"{point.shape} @{point.target_rps:,}/s"
     if point.failure is not None:
-        return [point.server, shape, "FAILED", "-", "-", "-", "-", "-", "-", "-"]
+        return [point.server, shape, "FAILED"] + ["-"] * (len(HEADERS) - 3)
     return [
         point.server,
         shape,
@@ -45,6 +58,10 @@ def row(point: Point) -> list[str]:
         fmt_us(point.p99_us),
         str(point.errors),
         fmt_ratio(point),
+        fmt_cpu(point.cpu_us),
+        fmt_pct(point.cpu_percent),
+        fmt_x(point.go_ratio),
+        fmt_x(point.go_cpu_ratio),
     ]
 
 
@@ -105,7 +122,8 @@ def targets(points: Sequence[Point], memory: Sequence[dict[str, Any]]) -> list[T
     out: list[Target] = []
     if not any(p.mode == "peak" for p in points):
         return _memory_targets(memory)
-    for shape in ("1x200", "16x16"):
+    one_connection = next((p.shape for p in points if p.shape in ("1x100", "1x200")), "1x100")
+    for shape in (one_connection, "16x16"):
         r = _ratio(_find(points, "gmf", shape), _find(points, "grpcio-aio-unpinned", shape))
         out.append(
             Target(
@@ -124,7 +142,7 @@ def targets(points: Sequence[Point], memory: Sequence[dict[str, Any]]) -> list[T
                               ", ".join(f"{s} {r:.2f}x" for s, r in found.items()) or "-",
                               None if not found else max(found.values()) >= 2.0))
     for peer in ("grpcio-aio", "grpclib"):
-        for shape in ("1x200", "16x16"):
+        for shape in (one_connection, "16x16"):
             ratios = {s: _ratio(_find(points, s, shape), _find(points, peer, shape)) for s in singles}
             found = {s: r for s, r in ratios.items() if r is not None}
             measured = ", ".join(f"{s} {r:.2f}x" for s, r in found.items()) or "-"
@@ -167,12 +185,54 @@ def targets(points: Sequence[Point], memory: Sequence[dict[str, Any]]) -> list[T
     return out
 
 
+GO_PAIRS = (("gmf-1-uring", "grpc-go-1"), ("gmf", "grpc-go"), ("gmf-1-stream", "grpc-go-1-stream"),
+            ("gmf-stream", "grpc-go-stream"))
+
+
+def go_targets(points: Sequence[Point]) -> list[Target]:
+    """Issue 13's goals: GMF >= 1.0x grpc-go (req/s and, on a busy machine the steadier number,
+    CPU per request), and p99 <= grpc-go's, per shape, for each GMF/grpc-go pair in the run."""
+    out: list[Target] = []
+    peaks = [p for p in points if p.mode == "peak"]
+    for gmf, go in GO_PAIRS:
+        for mine in (p for p in peaks if p.server == gmf and p.failure is None):
+            theirs = _find(points, go, mine.shape)
+            if theirs is None:
+                continue
+            rate = _ratio(mine, theirs)
+            cpu = theirs.cpu_us / mine.cpu_us if theirs.cpu_us and mine.cpu_us else None
+            out.append(Target(
+                f"{gmf} >= 1.0x {go}, {mine.shape}",
+                f"{fmt_x(rate)} req/s, {fmt_x(cpu)} CPU/req ({fmt_cpu(mine.cpu_us)} vs {fmt_cpu(theirs.cpu_us)})",
+                None if rate is None else rate >= 1.0,
+            ))
+            if mine.p99_us is not None and theirs.p99_us is not None:
+                out.append(Target(
+                    f"p99 {gmf} <= {go}, {mine.shape}",
+                    f"{fmt_us(mine.p99_us)} vs {fmt_us(theirs.p99_us)}",
+                    mine.p99_us <= theirs.p99_us,
+                ))
+    return out
+
+
+def profile_markdown(entry: dict[str, Any]) -> str:
+    """One profiled run (bench/profile.py): its categories and hottest functions."""
+    title = f"Profile: {entry['server']} at {entry['shape']}"
+    lines = [f"**{title}** (py-spy, {entry.get('samples', 0):,} samples of the loop thread over "
+             f"{entry.get('seconds', 0):g}s{'' if entry.get('native') else ', Python frames only'})", "",
+             "| where | share |", "|---|---:|"]
+    lines += [f"| {name} | {share * 100:.1f}% |" for name, share in entry.get("categories", {}).items()]
+    lines += ["", "| self (innermost Python function) | share |", "|---|---:|"]
+    lines += [f"| `{name}` | {share * 100:.1f}% |" for name, share in entry.get("self_functions", {}).items()]
+    return "\n".join(lines)
+
+
 # Issue 11's goals for plain-def handlers: (server, baseline, shape, at least), listed when measured.
 SYNC_GOALS = (
     ("gmf-sync-block", "grpcio-sync-block", "16x4", 2.0),
-    ("gmf-1-def", "grpcio-sync", "1x200", 5.0),
+    ("gmf-1-def", "grpcio-sync", "1x100", 5.0),
     ("gmf-1-def", "grpcio-sync", "16x16", 5.0),
-    ("gmf-1-def", "gmf-1-def-inline", "1x200", 0.9),
+    ("gmf-1-def", "gmf-1-def-inline", "1x100", 0.9),
     ("gmf-1-def", "gmf-1-def-inline", "16x16", 0.9),
 )
 
@@ -265,14 +325,29 @@ def markdown(data: dict[str, Any]) -> str:
         "",
         "`vs base`: req/s relative to grpcio-aio pinned to the same single CPU; for `gmf` (all workers) "
         "and `grpcio-aio-unpinned`, relative to grpcio-aio unpinned; for the plain-def rows, relative to "
-        "grpcio-sync (`gmf-1-def*`) and grpcio-sync-block (`gmf-sync-block`).",
+        "grpcio-sync (`gmf-1-def*`) and grpcio-sync-block (`gmf-sync-block`); streaming servers relative to "
+        "grpcio-aio-stream. Streaming rows count messages (`req/s` = messages/s, `CPU/req` = per message). "
+        "`CPU/req`: the server's CPU time per request; `CPU%`: how much of a CPU it got while measured "
+        "(below 100% on a pinned server means the machine was busy or the load generator was the limit). "
+        "`vs go`: req/s relative to grpc-go on the same cores (`grpc-go-1` for one core, `grpc-go` for all); "
+        "`CPU vs go`: grpc-go's CPU per request divided by ours (above 1: less CPU than grpc-go).",
     ]
     if fixed:
         parts += ["", "## Fixed rate (50% of the baseline's peak)", "", markdown_table(fixed)]
     if data.get("memory"):
         parts += ["", "## Idle connections", "", memory_markdown(data["memory"])]
+    if data.get("go_targets"):
+        parts += ["", "## vs grpc-go (issue 13)", "", targets_markdown([Target(**t) for t in data["go_targets"]])]
     if data.get("targets"):
         parts += ["", "## Targets (issues 5 and 11)", "", targets_markdown([Target(**t) for t in data["targets"]])]
+    for entry in data.get("profiles", []):
+        if entry.get("failure"):
+            parts += ["", f"Profile of {entry['server']} at {entry['shape']}: not recorded ({entry['failure']})"]
+        else:
+            parts += ["", profile_markdown(entry)]
+    if data.get("skipped"):
+        parts += ["", "## Left out", ""]
+        parts += [f"- `{name}`: {why}" for name, why in data["skipped"].items()]
     servers = meta.get("servers", {})
     if servers:
         parts += ["", "## Servers", ""]

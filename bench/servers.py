@@ -1,10 +1,12 @@
 """The servers a benchmark run compares, and how to start, check and stop them.
 
-Every server is a separate process started from its script with ``--port P``; pinned
-ones run under ``taskset -c CPU`` (and GMF's single worker also gets ``--cpu CPU``, i.e.
-``Placement.fixed(CPU)``).  Readiness = the TCP port accepts, then a real grpcio client
-(``validate.py`` in a child process) gets ``Hello world!`` with status OK, and for servers
-of the web rows a Connect JSON and a gRPC-Web call over HTTP/1.1 do too.
+Every server is a separate process started from its script (or, for grpc-go, its binary,
+built by ``bench/peers/go_build.py``) with ``--port P``; pinned ones run under
+``taskset -c CPU`` (and GMF's single worker also gets ``--cpu CPU``, i.e.
+``Placement.fixed(CPU)``; grpc-go on one core gets ``GOMAXPROCS=1``).  Readiness = the TCP
+port accepts, then a real grpcio client (``validate.py`` in a child process) gets the
+expected answer with status OK (``Hello world!``, or the streambench methods' chunks), and for
+servers of the web rows a Connect JSON and a gRPC-Web call over HTTP/1.1 do too.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tests.helpers.net import free_port, port_open  # the one copy, shared with the tests
@@ -28,24 +30,48 @@ from tests.helpers.net import free_port, port_open  # the one copy, shared with 
 from . import ROOT
 from .h2load import GRPC_HEADERS, GRPC_PATH
 from .machine import proc_stats
+from .peers import go_build
 
 GMF_SERVER = Path("examples/helloworld/server.py")
+GMF_STREAM_SERVER = Path("examples/streambench/server.py")
 PEERS = Path("bench/peers")
 GMF_SYNC_SERVER = PEERS / "gmf_sync_server.py"  # the Greeter as a plain def, served by gmf.server()
 BLOCK_SHAPE = "16x4"  # the blocking-handler rows: 64 calls in flight, each sleeping 5 ms
 BASELINE = "grpcio-aio"
 WEB_BASELINE = "connectrpc"  # the ratio column of the web rows (Connect and gRPC-Web over HTTP/1.1)
+GREETER = "greeter"  # helloworld.Greeter/SayHello: the unary shapes (h2load)
+STREAMBENCH = "streambench"  # streambench.StreamBench: the streaming shapes (streamload)
+
+_go: go_build.GoPeers | str | None = None  # the built Go peers, or why they cannot be built
+
+
+def go_peers() -> go_build.GoPeers | str:
+    """The Go binaries (built once per process, cached on disk by go_build), or the skip reason."""
+    global _go
+    if _go is None:
+        try:
+            _go = go_build.build()
+        except go_build.GoUnavailable as exc:
+            _go = str(exc)
+        except go_build.GoBuildError as exc:
+            _go = f"skipped: the Go peers did not build: {str(exc).splitlines()[0]}"
+    return _go
+
 
 
 @dataclass(frozen=True)
 class ServerSpec:
     name: str
-    script: Path  # relative to the repository root
+    script: Path  # relative to the repository root (for Go peers: bench/peers/go/<binary>)
     args: tuple[str, ...] = ()
     pinned: bool = True  # taskset to the server CPU
     gmf_cpu: bool = False  # pass --cpu SERVER_CPU (GMF's Placement.fixed)
     baseline: str = BASELINE  # ratio column: req/s relative to this server (gRPC shapes)
     description: str = ""
+    go_binary: str | None = None  # a Go peer: the go_build binary to run instead of a script
+    env: tuple[tuple[str, str], ...] = ()  # extra environment (GOMAXPROCS)
+    service: str = GREETER  # what it serves: GREETER (unary shapes) or STREAMBENCH (streaming)
+    go_ref: str | None = None  # the grpc-go server its "vs go" columns compare with
     protocols: tuple[str, ...] = ("grpc",)  # "grpc": gRPC over HTTP/2; "web": Connect and gRPC-Web over HTTP/1.1
     needs: tuple[str, ...] = ()  # Python modules the server imports
     shapes: tuple[str, ...] = ()  # measured at these shapes only, whatever the run's (e.g. a blocking handler's)
@@ -54,26 +80,43 @@ class ServerSpec:
         cmd: list[str] = []
         if self.pinned:
             cmd += ["taskset", "-c", str(server_cpu)]
+        if self.go_binary is not None:
+            peers = go_peers()
+            if isinstance(peers, str):
+                raise ServerError(f"{self.name}: {peers}")
+            cmd += [str(peers.binaries()[self.go_binary]), "--host", "127.0.0.1", "--port", str(port), *self.args]
+            return cmd
         cmd += [sys.executable, str(self.script), "--port", str(port), *self.args]
         if self.gmf_cpu:
             cmd += ["--cpu", str(server_cpu)]
         return cmd
 
     def pinning(self, server_cpu: int) -> str:
+        procs = dict(self.env).get("GOMAXPROCS")
         if not self.pinned:
-            if self.script in (GMF_SERVER, GMF_SYNC_SERVER) and not self.gmf_cpu:
+            if self.script in (GMF_SERVER, GMF_STREAM_SERVER, GMF_SYNC_SERVER) and not self.gmf_cpu:
                 return "one worker per CPU, each pinned by GMF"
-            return "unpinned (all CPUs)"
-        return f"CPU {server_cpu}" + (" (Placement.fixed)" if self.gmf_cpu else " (taskset)")
+            return "unpinned (all CPUs)" + (" (GOMAXPROCS = CPUs)" if self.go_binary else "")
+        how = " (Placement.fixed)" if self.gmf_cpu else f" (taskset, GOMAXPROCS={procs})" if procs else " (taskset)"
+        return f"CPU {server_cpu}{how}"
 
     def missing(self) -> str | None:
-        """Why this server cannot run here, or None."""
+        """Why this server cannot run here, or None. For a Go peer it is a skip line
+        (``skipped: ...``): Go or its Debian packages are not installed."""
+        if self.go_binary is not None:
+            peers = go_peers()
+            return peers if isinstance(peers, str) else None
         if not (ROOT / self.script).exists():
             return f"{self.script} not found"
         missing = [m for m in self.needs if importlib.util.find_spec(m) is None]
         if missing:
             return f"{', '.join(missing)} not installed (the [dev] extra)"
         return None
+
+    @property
+    def skippable(self) -> bool:
+        """Missing counts as skipped (with the reason), not as a failed run: the Go peers."""
+        return self.go_binary is not None
 
 
 SERVERS: dict[str, ServerSpec] = {
@@ -123,6 +166,66 @@ SERVERS: dict[str, ServerSpec] = {
             description="grpcio thread-pool server pinned to one CPU",
         ),
         ServerSpec("grpclib", PEERS / "grpclib_server.py", description="grpclib pinned to one CPU"),
+        ServerSpec(
+            "grpc-go-1",
+            PEERS / "go" / "greeter",
+            go_binary="greeter",
+            env=(("GOMAXPROCS", "1"),),
+            description="grpc-go 1.33 pinned to one CPU, GOMAXPROCS=1",
+        ),
+        ServerSpec(
+            "grpc-go",
+            PEERS / "go" / "greeter",
+            pinned=False,
+            baseline="grpcio-aio-unpinned",
+            go_binary="greeter",
+            description="grpc-go 1.33 on all CPUs (GOMAXPROCS = CPUs)",
+        ),
+        ServerSpec(
+            "gmf-1-stream",
+            GMF_STREAM_SERVER,
+            args=("--runtime", "uring"),
+            gmf_cpu=True,
+            baseline="grpcio-aio-stream",
+            service=STREAMBENCH,
+            go_ref="grpc-go-1-stream",
+            description="GMF streambench, one worker pinned, uring runtime",
+        ),
+        ServerSpec(
+            "gmf-stream",
+            GMF_STREAM_SERVER,
+            pinned=False,
+            baseline="grpcio-aio-stream",
+            service=STREAMBENCH,
+            go_ref="grpc-go-stream",
+            description="GMF streambench, one worker per CPU, default runtime",
+        ),
+        ServerSpec(
+            "grpcio-aio-stream",
+            PEERS / "grpcio_aio_stream_server.py",
+            baseline="grpcio-aio-stream",
+            service=STREAMBENCH,
+            go_ref="grpc-go-1-stream",
+            description="grpcio grpc.aio streambench server pinned to one CPU (the same servicer as GMF's)",
+        ),
+        ServerSpec(
+            "grpc-go-1-stream",
+            PEERS / "go" / "streambench",
+            go_binary="streambench",
+            env=(("GOMAXPROCS", "1"),),
+            baseline="grpcio-aio-stream",
+            service=STREAMBENCH,
+            description="grpc-go 1.33 streambench pinned to one CPU, GOMAXPROCS=1",
+        ),
+        ServerSpec(
+            "grpc-go-stream",
+            PEERS / "go" / "streambench",
+            pinned=False,
+            go_binary="streambench",
+            baseline="grpcio-aio-stream",
+            service=STREAMBENCH,
+            description="grpc-go 1.33 streambench on all CPUs",
+        ),
         # Sync (plain def) handlers, the way grpcio services have them (issue 11)
         ServerSpec(
             "gmf-1-def",
@@ -168,11 +271,20 @@ SERVERS: dict[str, ServerSpec] = {
     )
 }
 
+# The grpc-go server each unary server is compared with in the "vs go" columns.
+_GO_REFS = {"gmf": "grpc-go", "grpcio-aio-unpinned": "grpc-go"}
+for _name, _spec in list(SERVERS.items()):
+    if _spec.service == GREETER and "grpc" in _spec.protocols and _spec.go_ref is None and not _name.startswith("grpc-go"):
+        SERVERS[_name] = replace(_spec, go_ref=_GO_REFS.get(_name, "grpc-go-1"))
+
 ALIASES: dict[str, tuple[str, ...]] = {
-    "all": tuple(name for name in SERVERS if name != "gmf-1-auto"),
+    "all": tuple(name for name in SERVERS if name not in ("gmf-1-auto", "gmf-stream", "grpc-go-stream")),
     "gmf-1": ("gmf-1-uring", "gmf-1-uvloop", "gmf-1-asyncio"),
     "gmf-all": ("gmf", "gmf-1-uring", "gmf-1-uvloop", "gmf-1-asyncio"),
     "peers": ("grpcio-aio", "grpcio-aio-unpinned", "grpcio-sync", "grpclib", WEB_BASELINE),
+    "go": ("grpc-go-1", "grpc-go"),
+    "stream": ("gmf-1-stream", "grpcio-aio-stream", "grpc-go-1-stream"),
+    "stream-all": ("gmf-stream", "grpc-go-stream"),
     "sync": ("gmf-1-def", "gmf-1-def-inline", "grpcio-sync", "gmf-sync-block", "grpcio-sync-block"),
     "block": ("gmf-sync-block", "grpcio-sync-block"),
     "web": ("gmf-1-uring", WEB_BASELINE),
@@ -280,9 +392,9 @@ def wait_ready(server: RunningServer, timeout: float = 30.0) -> None:
     raise ServerError(f"{server.spec.name} did not listen on port {server.port} within {timeout:.0f}s")
 
 
-def validate(port: int, calls: int = 4, timeout: float = 30.0) -> None:
-    """A real grpcio client call (in a child process) must get 'Hello world!' and status OK."""
-    cmd = [sys.executable, "-m", "bench.validate", "--port", str(port), "--calls", str(calls)]
+def validate(port: int, calls: int = 4, timeout: float = 30.0, service: str = GREETER) -> None:
+    """Real grpcio client calls (in a child process) must get the expected answers and status OK."""
+    cmd = [sys.executable, "-m", "bench.validate", "--port", str(port), "--calls", str(calls), "--service", service]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False, cwd=ROOT)
     except subprocess.TimeoutExpired as exc:
@@ -318,9 +430,10 @@ def validate_web(port: int, timeout: float = 10.0) -> None:
             raise ServerError(f"{web.name} validation: HTTP {response.status} {body[:200]!r}")
 
 
-def server_env() -> dict[str, str]:
+def server_env(extra: tuple[tuple[str, str], ...] = ()) -> dict[str, str]:
     """The harness's environment plus the repository on PYTHONPATH (works without an install)."""
     env = dict(os.environ)
+    env.update(extra)
     paths = [str(ROOT), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     env["PYTHONUNBUFFERED"] = "1"
@@ -367,14 +480,14 @@ def launch(
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                env=server_env(),
+                env=server_env(spec.env),
             )
         server = RunningServer(spec, port, proc, log_path)
         try:
             wait_ready(server)
             if "grpc" in spec.protocols:
-                validate(port)
-                if body_file is not None:
+                validate(port, service=spec.service)
+                if body_file is not None and spec.service == GREETER:
                     check_h2load_request(port, body_file)
             if "web" in spec.protocols:
                 validate_web(port)

@@ -25,7 +25,9 @@ log = logging.getLogger("gmf")
 TICK_S = 0.1
 _MAX_STACK_FRAMES = 40
 # Frames of gmf.rpc.runner that run a handler and hold its ``call`` in a local.
-_RUNNER_CODES = frozenset(fn.__code__ for fn in (runner.run, runner.run_unary_inline, runner._await_unary))
+_RUNNER_CODES = frozenset(
+    fn.__code__ for fn in (runner.run, runner.run_unary_inline, runner.run_unary_async, runner._await_unary)
+)
 
 
 def check_threshold(threshold: float | None) -> None:

@@ -4,6 +4,7 @@ SO_REUSEPORT listener. Nothing is shared with other workers."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 import logging
 import os
@@ -77,6 +78,31 @@ def _raise_open_file_limit(max_connections: int) -> None:
             "are refused; raise the limit (ulimit -n / LimitNOFILE= / docker --ulimit nofile=)",
             max_connections, soft,
         )
+
+
+# CPython's default generation-0 threshold: 700 more container objects allocated than freed.
+_DEFAULT_GC_THRESHOLD = (700, 10, 10)
+WORKER_GC_THRESHOLD = (20_000, 10, 10)
+
+
+def tune_gc() -> None:
+    """The worker's GC policy, once started (measured with gc.callbacks in a worker under h2load;
+    commits 86af1ac and 22d1fca):
+
+    - collect, then ``gc.freeze()``: everything alive now (modules, servicers, what the start
+      hook made) lives as long as the worker, so the collector never traverses it again and
+      stops writing to pages shared with the supervisor since the fork. An application's own
+      cycles then cost a pass over young objects only (main's cycle-per-request path: GC time
+      per request 8-12 us -> 3-5 us at 16x16).
+    - generation 0 at 20,000 instead of 700: requests leave no garbage, but a read with 100
+      requests has ~1,000 objects alive at once, which passed 700 and made a collection every
+      ~110 requests at 1x100 (0.7-1 us per request, 3-4% of the worker) with nothing to free.
+      Left alone when the application changed the thresholds (or disabled the collector).
+    """
+    gc.collect()
+    gc.freeze()
+    if gc.get_threshold() == _DEFAULT_GC_THRESHOLD:
+        gc.set_threshold(*WORKER_GC_THRESHOLD)
 
 
 async def _call_hook(hook: Callable[[WorkerInfo], Any] | None, info: WorkerInfo) -> None:
@@ -157,6 +183,7 @@ class Worker:
             self.id, info.pid, where, cfg.runtime.name, cfg.runtime.reason, cfg.host, cfg.port,
             " (TLS)" if cfg.tls is not None else "",
         )
+        tune_gc()
         self._report_ready("ok")
         self._send_stats_periodically(loop)
         dog = watchdog.start(loop, cfg.options.slow_handler_threshold)

@@ -228,7 +228,8 @@ CONTENT_TYPE = b"application/grpc"
 RESPONSE_HEADERS = encode_headers(
     [(b":status", b"200"), (b"content-type", CONTENT_TYPE), (b"grpc-accept-encoding", ACCEPT_ENCODING)]
 )
-_OK_TRAILERS = encode_headers([(b"grpc-status", b"0")])
+OK_TRAILERS = encode_headers([(b"grpc-status", b"0")])
+_OK_TRAILERS = OK_TRAILERS
 
 
 def response_headers(metadata: list[Header] | None = None, encoding: str | None = None) -> bytes:

@@ -56,6 +56,20 @@ _SHUTDOWN_PING = b"gmfdrain"  # the opaque data of the PING that ends a graceful
 _SELF_DEPENDENT = 0x100  # not a wire flag: HEADERS whose priority names its own stream (5.3.1)
 
 
+class _OpenData:
+    """The last DATA frame queued, while the next DATA of its stream may still join it:
+    its stream, its header (patched as payloads join), its length, and len(_out) right after
+    it (-1: nothing to join)."""
+
+    __slots__ = ("sid", "header", "length", "at")
+
+    def __init__(self) -> None:
+        self.sid = 0
+        self.header = bytearray(9)
+        self.length = 0
+        self.at = -1
+
+
 class H2ServerConnection(AbuseGuard):
     """State of one server-side HTTP/2 connection."""
 
@@ -79,14 +93,15 @@ class H2ServerConnection(AbuseGuard):
         self.goaway_received = False
         self.shutdown_pending = False  # GOAWAY(2^31-1) + PING sent, final GOAWAY after the ACK
         self._buf = bytearray()
-        self._out: list[bytes] = []
+        self._out: list[bytes | bytearray | memoryview] = []
+        self._merge = _OpenData()  # the DATA frame the next DATA of its stream may join
         self._preface_ok = False
         self._settings_seen = False
         self._continuation: tuple[int, int, bytearray] | None = None
         # The advertised limit is enforced per request by the layer above (a stream-level
         # answer); blocks far beyond it cost the connection, before they are materialized.
-        self._max_header_block = max_header_list_size * HEADER_HARD_FACTOR
-        self._decoder = CachingDecoder(self._max_header_block)
+        max_header_block = max_header_list_size * HEADER_HARD_FACTOR
+        self._decoder = CachingDecoder(max_header_block)
         # local settings (what we advertise)
         self.max_concurrent_streams = max_concurrent_streams
         self.local_initial_window = initial_window_size
@@ -102,7 +117,6 @@ class H2ServerConnection(AbuseGuard):
         # DATA bytes held because the peer's flow-control windows are closed (all streams):
         # the layer above caps it per connection (CVE-2019-9511/9517, internal data buffering).
         self.buffered_bytes = 0
-        self._remote_resets = 0
         # Abuse limits. ``_responded`` is set whenever we send response HEADERS or DATA; the
         # next unproductive frame or PING sees it and restarts both counts. Only these three
         # live on the connection (hot paths touch them); the rest waits in ``_limits``.
@@ -112,6 +126,7 @@ class H2ServerConnection(AbuseGuard):
         self._limits = AbuseLimits(
             max_unproductive_frames, max_pending_control_frames, keepalive_min_ping_interval, max_ping_strikes, clock
         )
+        self._limits.max_header_block = max_header_block
         self._settings = {
             f.SETTINGS_MAX_CONCURRENT_STREAMS: max_concurrent_streams,
             f.SETTINGS_INITIAL_WINDOW_SIZE: initial_window_size,
@@ -134,8 +149,9 @@ class H2ServerConnection(AbuseGuard):
         if not out:
             return b""
         self._pending_control = 0
+        self._merge.at = -1
         if len(out) == 1:
-            data = out[0]
+            data = bytes(out[0])
         else:
             data = b"".join(out)
         out.clear()
@@ -162,31 +178,54 @@ class H2ServerConnection(AbuseGuard):
             self._end_local(stream_id, s)
 
     def send_data(self, stream_id: int, data: bytes | memoryview, end_stream: bool = False) -> None:
-        """Send DATA within flow-control limits; the rest is buffered until credit arrives."""
+        """Send DATA within flow-control limits; the rest is buffered until credit arrives.
+        Consecutive DATA of one stream (nothing else queued in between, no END_STREAM) share
+        one frame up to the peer's frame size: a stream of small messages costs a frame header
+        per batch, not per message."""
         s = self.streams.get(stream_id)
         if s is None or s.local_closed:
             return
         self._responded = True
+        size = len(data)
+        if not s.pending and size <= s.send_window and size <= self.send_conn_window:
+            out = self._out
+            m = self._merge
+            if m.sid == stream_id and m.at == len(out) and size and not end_stream:
+                n = m.length + size
+                if n <= self.peer_max_frame:
+                    out.append(data if type(data) is bytes else bytes(data))  # joins the frame just before
+                    header = m.header
+                    header[0], header[1], header[2] = n >> 16, (n >> 8) & 0xFF, n & 0xFF
+                    m.length = n
+                    m.at += 1
+                    s.send_window -= size
+                    self.send_conn_window -= size
+                    return
+            if size <= self.peer_max_frame:
+                if end_stream:
+                    out.append(f.frame_header(size, f.DATA, f.FLAG_END_STREAM, stream_id))
+                    m.at = -1
+                else:
+                    header = m.header = bytearray(f.frame_header(size, f.DATA, 0, stream_id))
+                    out.append(header)
+                    m.sid, m.length = stream_id, size
+                if size:
+                    out.append(data if type(data) is bytes else bytes(data))
+                if not end_stream:
+                    m.at = len(out)
+                s.send_window -= size
+                self.send_conn_window -= size
+                if end_stream:
+                    self._end_local(stream_id, s)
+                return
         if s.pending:
             if data:
                 s.pending.append(memoryview(data))
-                s.pending_bytes += len(data)
-                self.buffered_bytes += len(data)
+                s.pending_bytes += size
+                self.buffered_bytes += size
             if end_stream:
                 s.pending_end = True
                 s.local_closed = True
-            return
-        size = len(data)
-        window = min(s.send_window, self.send_conn_window)
-        if size <= window and size <= self.peer_max_frame:
-            flags = f.FLAG_END_STREAM if end_stream else 0
-            self._out.append(f.frame_header(size, f.DATA, flags, stream_id))
-            if size:
-                self._out.append(bytes(data))
-            s.send_window -= size
-            self.send_conn_window -= size
-            if end_stream:
-                self._end_local(stream_id, s)
             return
         s.pending.append(memoryview(data))
         s.pending_bytes += size
@@ -195,6 +234,29 @@ class H2ServerConnection(AbuseGuard):
             s.pending_end = True
             s.local_closed = True
         self._flush_stream(stream_id, s)
+
+    def send_response(self, stream_id: int, headers: bytes, data: bytes, trailers: bytes) -> bool:
+        """A whole response at once: HEADERS, one DATA frame and the trailing HEADERS (END_STREAM),
+        as one piece of output. Returns False, having sent nothing, unless the windows take the
+        DATA now and every frame fits the peer's frame size (then send them one by one)."""
+        s = self.streams.get(stream_id)
+        if s is None or s.local_closed:
+            return True  # reset or finished: nothing goes out, as with the single sends
+        size = len(data)
+        max_frame = self.peer_max_frame
+        if (s.pending or size > s.send_window or size > self.send_conn_window or size > max_frame
+                or len(headers) > max_frame or len(trailers) > max_frame):
+            return False
+        self._responded = True
+        self._out.append(b"".join((
+            f.frame_header(len(headers), f.HEADERS, f.FLAG_END_HEADERS, stream_id), headers,
+            f.frame_header(size, f.DATA, 0, stream_id), data,
+            f.frame_header(len(trailers), f.HEADERS, f.FLAG_END_HEADERS | f.FLAG_END_STREAM, stream_id), trailers,
+        )))
+        s.send_window -= size
+        self.send_conn_window -= size
+        self._end_local(stream_id, s)
+        return True
 
     def pending_bytes(self, stream_id: int) -> int:
         s = self.streams.get(stream_id)
@@ -308,7 +370,7 @@ class H2ServerConnection(AbuseGuard):
                 self._waste("empty CONTINUATION frames")
                 return
             block += payload
-            if len(block) > self._max_header_block:  # CONTINUATION flood: cut off, not decoded
+            if len(block) > self._limits.max_header_block:  # CONTINUATION flood: cut off, not decoded
                 raise H2ConnectionError(f.ENHANCE_YOUR_CALM, "header block too large")
             if end_headers:
                 self._continuation = None
@@ -599,8 +661,9 @@ class H2ServerConnection(AbuseGuard):
         # "Rapid reset" (CVE-2023-44487): streams opened and reset at once cost work
         # without ever counting against MAX_CONCURRENT_STREAMS. Allow a burst, then
         # require that most streams a client opens are not cancelled by it.
-        self._remote_resets += 1
-        if self._remote_resets > RESET_BURST and self._remote_resets * 2 > self.highest_stream_id // 2:
+        limits = self._limits
+        limits.remote_resets += 1
+        if limits.remote_resets > RESET_BURST and limits.remote_resets * 2 > self.highest_stream_id // 2:
             raise H2ConnectionError(f.ENHANCE_YOUR_CALM, "too many streams reset by the client")
 
     def _stream_error(self, sid: int, code: int, events: list[Event]) -> None:

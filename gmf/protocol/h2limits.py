@@ -46,6 +46,8 @@ class AbuseLimits:
         "last_ping",
         "settings_unacked",
         "reset_ids",
+        "remote_resets",
+        "max_header_block",
         "skipped",
     )
 
@@ -68,6 +70,8 @@ class AbuseLimits:
         # Streams we reset: the client may have frames for them in flight, which are ignored
         # (RFC 9113 5.1). Frames on any other closed stream are answered with STREAM_CLOSED.
         self.reset_ids: dict[int, None] = {}
+        self.remote_resets = 0  # streams the client reset ("rapid reset", CVE-2023-44487)
+        self.max_header_block = 0  # bytes of a header block before it is cut off (set by the connection)
         # Ranges of stream ids the client skipped (never opened, so implicitly closed: RFC 9113
         # 5.1.1), the most recent SKIPPED_MEMORY of them: HEADERS on one is PROTOCOL_ERROR,
         # not STREAM_CLOSED. gRPC clients never skip ids; the list stays empty.
@@ -82,7 +86,7 @@ class AbuseGuard:
     _budget: int  # unproductive frames left; < 0: cut off
     _pending_control: int  # control responses queued since the runtime last took the output
     _limits: AbuseLimits
-    _out: list[bytes]
+    _out: list[bytes | bytearray | memoryview]
 
     def _waste(self, what: str) -> None:
         """A frame that makes us work without serving anything: SETTINGS, PRIORITY, empty

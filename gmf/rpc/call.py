@@ -238,13 +238,42 @@ class Call:
             conn.send_headers(self.stream_id, None, self.send_encoding)
         conn.send_message(self.stream_id, payload, compressed)
 
+    def finish_unary(self, message: Any) -> bool:
+        """End a unary call with ``message`` and status OK in one go (``conn.send_unary``)
+        when the handler set nothing else: no code, details, trailing metadata or compression,
+        no headers sent yet. Returns False, having done nothing, otherwise."""
+        if (self.finished or self.headers_sent or self.code is not None or self.details is not None
+                or self.trailing_metadata is not None or self.send_encoding is not None):
+            return False
+        try:
+            payload = self.method.serialize(message)
+        except Exception as exc:
+            log.error("could not serialize response of %s: %r", self.path, exc)
+            raise g.GrpcError(g.INTERNAL, "Failed to serialize response!") from None
+        conn = self.conn
+        limit = conn.max_send_message_length
+        if limit is not None and len(payload) > limit:
+            raise g.GrpcError(g.RESOURCE_EXHAUSTED, f"Sent message larger than max ({len(payload)} vs. {limit})")
+        self.finished = self.headers_sent = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        conn.send_unary(self.stream_id, payload)
+        self._ended(g.OK)
+        return True
+
     async def write(self, message: Any) -> None:
         """Send one message of a response stream, waiting when the peer is not reading."""
+        if self.queue_message(message):
+            await self.wait_writable()
+
+    def queue_message(self, message: Any) -> bool:
+        """``write`` without its wait: sends the message, and says whether the writer must
+        ``await wait_writable()`` before the next (a coroutine less per message)."""
         if self.finished:
             raise asyncio.InvalidStateError("the RPC has finished")
         self.send_response(message)
-        if self.conn.write_blocked(self.stream_id):
-            await self.wait_writable()
+        return not self.finished and self.conn.write_blocked(self.stream_id)
 
     async def wait_writable(self) -> None:
         """Wait while the peer is not taking what we send (the connection wakes us when it
@@ -270,16 +299,26 @@ class Call:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        conn = self.conn
         if not self.cancelled:
-            conn.send_status(self.stream_id, code, details, metadata, not self.headers_sent)
-        self.wake_writer()
-        self.wake_reader()
-        conn.call_finished(self.stream_id, code)
-        if self.done_callbacks:
-            for callback in self.done_callbacks:
+            self.conn.send_status(self.stream_id, code, details, metadata, not self.headers_sent)
+        self._ended(code)
+
+    def _ended(self, code: int) -> None:
+        """The call has finished with ``code``: wake whoever waits, tell the connection, run
+        the done callbacks."""
+        if self.write_waiter is not None:
+            self.wake_writer()
+        if self.waiter is not None:
+            self.wake_reader()
+        self.conn.call_finished(self.stream_id, code)
+        # The context refers to its call, not the reverse, from here on: no reference cycle is
+        # left for the garbage collector (a finished call is freed by reference counting).
+        context, self.context = self.context, None
+        callbacks, self.done_callbacks = self.done_callbacks, None
+        if callbacks:
+            for callback in callbacks:
                 try:
-                    callback(self.context)
+                    callback(context)
                 except Exception:
                     log.exception("done callback of %s failed", self.path)
 

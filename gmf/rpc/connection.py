@@ -86,6 +86,9 @@ class GrpcConnection(ConnectionBase, asyncio.Protocol):
         self._setup(server)
         self.h2 = H2ServerConnection(clock=self.loop.time, **server.h2_limits)
         self.closing = False
+        # Unary-request calls whose request completed in the read being handled: started once
+        # every request of the read is admitted (data_received), None outside a read.
+        self._starting: list[Call] | None = None
         options = server.options
         # One timer: the handshake deadline, then the idle watchdog (see _idle_check), then,
         # once closing after a GOAWAY, the cut of a peer that does not read it.
@@ -117,6 +120,7 @@ class GrpcConnection(ConnectionBase, asyncio.Protocol):
             events = self.h2.receive_data(data)
             if self._awaiting_handshake and self.h2.handshake_done:
                 self._handshake_complete()
+            starting = self._starting = []
             for event in events:  # one handler per event class, the frequent ones first
                 if type(event) is ev.DataReceived:
                     self._on_data(event)
@@ -132,7 +136,11 @@ class GrpcConnection(ConnectionBase, asyncio.Protocol):
                     self._on_terminated(event)
                 elif type(event) is ev.GoAwayReceived:
                     self._on_goaway(event)
+            self._starting = None
+            if starting:
+                self._start(starting)
         except Exception:  # a bug must cost one connection, never the worker
+            self._starting = None
             log.exception("internal error on connection from %s", self.peer)
             self.h2.start_shutdown(fr.INTERNAL_ERROR)
             self._flush()
@@ -387,6 +395,24 @@ class GrpcConnection(ConnectionBase, asyncio.Protocol):
         if body:
             h.send_data(stream_id, body, end_stream=True)
 
+    def request_complete(self, call: Call) -> None:
+        """The client half-closed: a unary-request handler can start, once the rest of the read
+        is handled. Async handlers start eagerly and plain defs inline may answer at once: were
+        they started here, the output of the first requests of a read could fill the outbound
+        cap and refuse the later ones, which a task per call (started after the read) admits."""
+        if not call.method.request_streaming and call.task is None and not call.finished:
+            starting = self._starting
+            if starting is not None:
+                starting.append(call)
+            else:
+                runner.start(call)
+
+    @staticmethod
+    def _start(calls: list[Call]) -> None:
+        for call in calls:
+            if call.task is None and not call.finished:  # not reset or failed later in the read
+                runner.start(call)
+
     # ------------------------------------------------------------------ CallSink (gmf.rpc.sink)
     def release(self, stream_id: int, nbytes: int) -> None:
         self.h2.acknowledge_received_data(stream_id, nbytes)
@@ -410,12 +436,24 @@ class GrpcConnection(ConnectionBase, asyncio.Protocol):
         if not self._flush_scheduled:
             self.schedule_flush()
 
+    def send_unary(self, stream_id: int, payload: bytes) -> None:
+        h = self.h2
+        if not h.send_response(stream_id, g.RESPONSE_HEADERS, g.frame_message(payload), g.OK_TRAILERS):
+            h.send_headers(stream_id, g.RESPONSE_HEADERS)
+            h.send_data(stream_id, g.frame_message(payload))
+            h.send_headers(stream_id, g.OK_TRAILERS, end_stream=True)
+        if not self._flush_scheduled:
+            self.schedule_flush()
+
     def write_blocked(self, stream_id: int) -> bool:
         """This stream is backed up, the socket is, or the whole connection holds more than
         max_outbound_buffer for the peer (``resume_writing``/``check_outbound``/a
         WINDOW_UPDATE wake the writer when that clears)."""
         h = self.h2
-        if h.buffered_bytes > self.outbound_limit:
+        buffered = h.buffered_bytes
+        if not buffered:  # nothing held back anywhere: no stream can be over its mark
+            return self.write_paused or self.outbound_full
+        if buffered > self.outbound_limit:
             self.check_outbound()
         return h.pending_bytes(stream_id) > _WRITE_HIGH_WATER or self.write_paused or self.outbound_full
 

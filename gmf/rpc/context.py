@@ -155,9 +155,9 @@ class ServicerContext:
         call = self._call
         pool = call.conn.executor
         if pool.on_loop():
-            _add_done_callback(call, callback)
+            _add_done_callback(call, self, callback)
         else:
-            pool.to_loop(_add_done_callback, call, callback)
+            pool.to_loop(_add_done_callback, call, self, callback)
 
     def add_callback(self, callback: Callable[[], Any]) -> bool:
         """grpc's: ``callback()`` when the RPC ends (on the event loop); False, and never
@@ -216,9 +216,9 @@ def _send_headers_from_thread(call: Call, headers: list[g.Header]) -> None:
         call.send_initial_metadata(headers)
 
 
-def _add_done_callback(call: Call, callback: Callable[[Any], None]) -> None:
-    if call.finished:
-        call.conn.loop.call_soon(callback, call.context)
+def _add_done_callback(call: Call, context: ServicerContext, callback: Callable[[Any], None]) -> None:
+    if call.finished:  # the call has let go of its context by now (Call._ended): pass ours
+        call.conn.loop.call_soon(callback, context)
         return
     if call.done_callbacks is None:
         call.done_callbacks = []

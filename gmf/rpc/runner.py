@@ -19,7 +19,7 @@ from threading import Semaphore
 from typing import Any
 
 from ..protocol import grpc as g
-from . import inline
+from . import eager, inline
 from .call import _EOF, Call
 from .context import AbortError
 
@@ -132,11 +132,17 @@ def finish_error(call: Call, exc: BaseException) -> None:
 
 # ---------------------------------------------------------------------------- starting
 def start(call: Call) -> None:
-    """Run the call's handler: async ones as a task; plain-def ones in a handler thread, or
-    inline now when the placement rule put a unary one on the loop."""
+    """Run the call's handler. An async one with a unary request starts eagerly, now (a task
+    only if it suspends: gmf/rpc/eager.py); a request-streaming async one as a task. A
+    plain-def one runs in a handler thread, or inline now when the placement rule (or
+    ``sync_handlers="inline"``) put a unary one on the loop: eager start never applies to it."""
     method = call.method
     if method.is_async:
-        call.task = call.conn.loop.create_task(run(call))
+        if method.request_streaming:
+            call.task = call.conn.loop.create_task(run(call))
+        else:
+            body = run(call) if method.response_streaming else run_unary_async(call)
+            call.task = eager.start(call.conn.loop, body)
     elif method.inline:
         run_unary_inline(call)
     else:
@@ -166,7 +172,19 @@ def run_unary_inline(call: Call) -> None:
         if inspect.isawaitable(response):  # a def returning an awaitable: finish in a task
             call.task = call.conn.loop.create_task(_await_unary(call, response))
             return
-        respond_and_finish(call, response)
+        if not call.finish_unary(response):
+            respond_and_finish(call, response)
+    except BaseException as exc:  # noqa: BLE001 - every outcome becomes a status
+        finish_error(call, exc)
+
+
+async def run_unary_async(call: Call) -> None:
+    """An async unary handler (started by ``eager.start``); the common answer (one message,
+    OK, nothing else set) goes out in one piece (``Call.finish_unary``)."""
+    try:
+        response = await call.method.func(call.single_request(), call.context)
+        if not call.finish_unary(response):
+            respond_and_finish(call, response)
     except BaseException as exc:  # noqa: BLE001 - every outcome becomes a status
         finish_error(call, exc)
 
@@ -219,18 +237,20 @@ def start_in_thread(call: Call) -> None:
     """Hand a plain-def handler to the worker's handler threads. A unary request is taken off
     the call here, on the loop; the thread deserializes it."""
     pool = call.conn.executor
+    # The context goes along from here: a call that finishes (deadline, cancel) while the
+    # handler waits for a thread lets go of it (Call._ended).
     if call.method.request_streaming:
-        pool.run(_in_thread, call, None)
+        pool.run(_in_thread, call, call.context, None)
         return
     try:
         payload = call.single_payload()
     except g.GrpcError as exc:
         finish_error(call, exc)
         return
-    pool.run(_in_thread, call, payload)
+    pool.run(_in_thread, call, call.context, payload)
 
 
-def _in_thread(call: Call, payload: bytes | None) -> None:
+def _in_thread(call: Call, context: Any, payload: bytes | None) -> None:
     """In a handler thread: run the handler and hand every outcome to the loop."""
     method = call.method
     to_loop = call.conn.executor.to_loop
@@ -240,11 +260,11 @@ def _in_thread(call: Call, payload: bytes | None) -> None:
             return
         if method.sync_mode == "auto":  # timed for the placement rule
             began, cpu = time.perf_counter(), time.thread_time()
-            result = method.func(request, call.context)
+            result = method.func(request, context)
             wall = time.perf_counter() - began
             blocked = wall - (time.thread_time() - cpu)
         else:
-            result = method.func(request, call.context)
+            result = method.func(request, context)
             wall = blocked = 0.0
         if inspect.isawaitable(result) or hasattr(result, "__aiter__"):  # a def returning async work
             to_loop(_continue_on_loop, call, result)
@@ -326,7 +346,8 @@ async def _stream_responses(call: Call, result: Any) -> None:
         iterator: AsyncIterator[Any] = result
         try:
             async for item in iterator:
-                await call.write(item)
+                if call.queue_message(item):
+                    await call.wait_writable()
         finally:
             aclose = getattr(iterator, "aclose", None)
             if aclose is not None:

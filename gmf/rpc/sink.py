@@ -66,6 +66,11 @@ class CallSink(Protocol):
         """The status and trailing metadata that end the response; ``trailers_only``: no
         initial metadata was sent."""
 
+    def send_unary(self, stream_id: int, payload: bytes) -> None:
+        """A whole OK unary response: exactly ``send_headers(stream_id, None, None)``,
+        ``send_message(stream_id, payload, False)``, ``send_status(stream_id, OK, "", None,
+        False)``, in one call (the common answer; a wire may encode it at once)."""
+
     def write_blocked(self, stream_id: int) -> bool:
         """The peer is not taking this call's output (or the connection's) fast enough: a
         streaming writer waits until the connection calls ``Call.wake_writer``."""

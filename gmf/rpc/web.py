@@ -240,6 +240,12 @@ class WebSink:
                     trailers_only: bool) -> None:
         self.writer.write(self.encoder.finish(code, details, metadata or []), self.cors)
 
+    def send_unary(self, stream_id: int, payload: bytes) -> None:
+        """A whole OK unary response, as the CallSink protocol defines it (the three steps)."""
+        self.send_headers(stream_id, None, None)
+        self.send_message(stream_id, payload, False)
+        self.send_status(stream_id, g.OK, "", None, False)
+
 
 class H2StreamWriter:
     """An HTTP response on one HTTP/2 stream: head -> HEADERS with ``:status``, body -> DATA,

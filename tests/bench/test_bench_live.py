@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 from pathlib import Path
 
@@ -65,3 +66,55 @@ def test_quick_style_run_writes_results(tmp_path: Path, capsys: pytest.CaptureFi
     out = capsys.readouterr().out
     assert "round 1 grpclib" in out and "fixed rate" in out and "pinned to CPU" in out
     assert (tmp_path / "latest.json").exists() and (tmp_path / "latest.html").exists()
+
+
+def test_streaming_rows_against_grpc_go_with_cpu_and_a_profile(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """GMF's and grpc-go's streambench servers under the Go streamload client, with the server
+    CPU per message, the vs-go ratios and a py-spy profile of GMF; without Go the Go servers
+    are left out with the reason and the run still succeeds."""
+    config = bench.make_config(
+        quick=True,
+        servers="gmf-1-stream,grpc-go-1-stream,grpc-go-1",
+        shapes="stream:1x2,2x4",
+        duration=1.0,
+        results_dir=str(tmp_path),
+        repeats=1,
+        warmup=0.2,
+    )
+    config.profile = shutil.which("py-spy") is not None
+    go = servers.go_peers()
+    assert bench.run_config(config) == 0
+    out = capsys.readouterr().out
+    data = json.loads((tmp_path / "latest.json").read_text())
+    points = {(p["server"], p["shape"]): p for p in data["points"]}
+    gmf = points[("gmf-1-stream", "stream:1x2")]
+    assert gmf["req_per_s"] > 0 and gmf["cpu_us"] and gmf["cpu_us"] > 0 and gmf["errors"] == 0
+    assert ("gmf-1-stream", "2x4") not in points  # unary shapes load Greeter servers only
+    if isinstance(go, str):
+        assert go.startswith("skipped:") and data["skipped"]["grpc-go-1"] == go and "left out" in out
+    else:
+        assert points[("grpc-go-1", "2x4")]["cpu_us"] > 0
+        assert gmf["go_ref"] == "grpc-go-1-stream" and gmf["go_ratio"] > 0 and gmf["go_cpu_ratio"] > 0
+        assert any(t["goal"].startswith("gmf-1-stream >= 1.0x grpc-go-1-stream") for t in data["go_targets"])
+    if config.profile:
+        (entry,) = data["profiles"]
+        assert entry["server"] == "gmf-1-stream" and not entry.get("failure"), entry
+        assert entry["samples"] > 0 and entry["categories"]
+
+
+def test_without_go_the_go_servers_are_left_out_with_the_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    reason = "skipped: go not found, install golang-go"
+    monkeypatch.setattr(servers, "_go", reason)
+    config = bench.make_config(
+        quick=True, servers="grpc-go-1,grpc-go-1-stream", shapes="2x4,bidi:1x1", duration=0.5,
+        results_dir=str(tmp_path), repeats=1, warmup=0.1,
+    )
+    assert bench.run_config(config) == 0
+    data = json.loads((tmp_path / "latest.json").read_text())
+    assert data["skipped"] == {"grpc-go-1": reason, "grpc-go-1-stream": reason} and data["points"] == []
+    assert f"grpc-go-1 left out: {reason}" in capsys.readouterr().out
+    assert reason in (tmp_path / "latest.md").read_text()

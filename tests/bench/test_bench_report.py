@@ -7,9 +7,10 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from bench import harness as bench
+from bench import profile as prof
 from bench import report, servers
 from bench.h2load import H2loadResult
-from bench.results import Point, add_ratios, reduce_runs
+from bench.results import Point, add_go_ratios, add_ratios, reduce_runs
 
 
 def run(rps: float, p99: float, errors: int = 0) -> H2loadResult:
@@ -26,7 +27,7 @@ def sample_points() -> list[Point]:
         ("gmf", 31000.0),
         ("grpcio-aio-unpinned", 12000.0),
     ):
-        for shape in ("1x200", "16x16"):
+        for shape in ("1x100", "16x16"):
             p = Point(server, shape, "CPU 0")
             reduce_runs(p, [run(rps * 0.9, 900), run(rps, 1000, errors=1), run(rps * 1.1, 5000)])
             points.append(p)
@@ -53,14 +54,14 @@ def test_targets() -> None:
         [{"server": "gmf-1-auto", "requested": 10000, "held": 10000, "rss_after_kib": 200 * 1024}],
     )
     by_goal = {t.goal: t for t in items}
-    assert by_goal["gmf (all workers) >= 2.5x grpcio-aio unpinned, 1x200"].met is True
+    assert by_goal["gmf (all workers) >= 2.5x grpcio-aio unpinned, 1x100"].met is True
     assert by_goal["gmf, one pinned worker >= 3x grpcio-aio pinned, 16x16"].met is True
     assert by_goal["gmf, one pinned worker >= 3x grpclib pinned, 16x16"].met is None  # not in the run
     assert any("idle connections" in t.goal and t.met for t in items)
 
 
 def test_tables_and_files(tmp_path: Path) -> None:
-    points = sample_points() + [Point("grpclib", "1x200", "CPU 0", failure="exited with 1")]
+    points = sample_points() + [Point("grpclib", "1x100", "CPU 0", failure="exited with 1")]
     text = report.text_table(points, "title")
     assert "FAILED" in text and "3.17x" in text and text.splitlines()[0] == "title"
     data = {
@@ -94,11 +95,60 @@ def test_server_selection_and_shapes() -> None:
     names = [s.name for s in servers.select("gmf-1,grpcio-aio,gmf-1-uring")]
     assert names == ["gmf-1-uring", "gmf-1-uvloop", "gmf-1-asyncio", "grpcio-aio"]
     assert "gmf-1-auto" not in [s.name for s in servers.select("all")]
-    shapes, fixed, memory = bench.parse_shapes("1x200,fixed,16x16,memory")
-    assert [s.name for s in shapes] == ["1x200", "16x16"] and fixed and memory
+    shapes, fixed, memory = bench.parse_shapes("1x100,fixed,16x16,memory,bidi:4x8")
+    assert [s.name for s in shapes] == ["1x100", "16x16", "bidi:4x8"] and fixed and memory
+    assert shapes[2].mode == "bidi" and shapes[2].connections == 4 and shapes[2].unit == "msg"
     spec = servers.SERVERS["gmf-1-uvloop"]
     assert spec.argv(4000, 0)[:3] == ["taskset", "-c", "0"] and spec.argv(4000, 0)[-2:] == ["--cpu", "0"]
     assert servers.SERVERS["grpcio-aio-unpinned"].argv(4000, 0)[0] != "taskset"
+
+
+def test_go_ratios_and_targets() -> None:
+    points = []
+    for server, rps, cpu, p99 in (("gmf-1-uring", 45000.0, 14.0, 20000), ("grpc-go-1", 50000.0, 12.6, 9000)):
+        p = Point(server, "16x16", "CPU 0")
+        result = run(rps, p99)
+        result.elapsed_s, result.server_cpu_s, result.server_window_s = 2.0, rps * 2.0 * cpu / 1e6, 2.0
+        reduce_runs(p, [result])
+        points.append(p)
+    add_go_ratios(points, {name: spec.go_ref for name, spec in servers.SERVERS.items()})
+    gmf = points[0]
+    assert gmf.go_ref == "grpc-go-1" and gmf.go_ratio is not None and abs(gmf.go_ratio - 0.9) < 1e-9
+    assert gmf.cpu_us is not None and abs(gmf.cpu_us - 14.0) < 1e-6
+    assert gmf.go_cpu_ratio is not None and abs(gmf.go_cpu_ratio - 0.9) < 1e-6
+    assert gmf.cpu_percent is not None and abs(gmf.cpu_percent - 100 * 45000 * 2 * 14 / 1e6 / 2) < 1e-6
+    goals = {t.goal: t for t in report.go_targets(points)}
+    assert goals["gmf-1-uring >= 1.0x grpc-go-1, 16x16"].met is False
+    assert "0.90x req/s, 0.90x CPU/req" in goals["gmf-1-uring >= 1.0x grpc-go-1, 16x16"].measured
+    assert goals["p99 gmf-1-uring <= grpc-go-1, 16x16"].met is False
+    assert "0.90x" in report.text_table(points)
+
+
+def test_profile_categories() -> None:
+    raw = "\n".join([
+        "Worker.run (gmf/worker.py:137);_run_once (asyncio/base_events.py:1884);"
+        "GrpcConnection.data_received (gmf/rpc/connection.py:128);"
+        "H2ServerConnection.receive_data (gmf/protocol/h2conn.py:270) 30",
+        "Worker.run (gmf/worker.py:137);Call.deserialize (gmf/rpc/call.py:185);upb_Decoder_Decode (_message.abi3.so) 5",
+        "Worker.run (gmf/worker.py:137);run_unary_async (gmf/rpc/runner.py:114);gc_collect_main (libpython3.11.so) 10",
+        "Worker.run (gmf/worker.py:137);UringSelector.select (gmf/runtime/uring_selector.py:125);"
+        "GilFreeWaiter.wait (gmf/runtime/uring_wait.py:50) 20",
+        "Worker.run (gmf/worker.py:137);Ring.submit_and_wait (gmf/runtime/uring_ring.py:150);"
+        "io_uring_submit (liburing/liburing.so) 15",
+        "Worker.run (gmf/worker.py:137);Greeter.SayHello (examples/helloworld/server.py:20) 20",
+        "Thread._bootstrap (threading.py:1002);Condition.wait (threading.py:331);pthread_cond_wait (libc.so.6) 99",
+        "garbage line",
+    ])
+    b = prof.parse_raw(raw)
+    assert b.samples == 100 and b.other_threads == 99 and b.native
+    assert dict(b.shares()) == {
+        "idle (waiting for I/O)": 0.2, "cyclic GC": 0.1, "syscalls (io_uring, send/recv, epoll)": 0.15,
+        "HTTP/2 core": 0.3, "protobuf": 0.05, "handler": 0.2,
+    }
+    assert b.top(1) == [("H2ServerConnection.receive_data (gmf/protocol/h2conn.py)", 0.3)]
+    entry = {"server": "gmf-1-uring", "shape": "16x16", "seconds": 2, **b.to_dict()}
+    assert "| HTTP/2 core | 30.0% |" in report.profile_markdown(entry)
+    assert prof.one_line(entry).startswith("100 samples; HTTP/2 core 30%")
 
 
 def test_sync_rows_their_shapes_and_targets() -> None:
@@ -109,7 +159,8 @@ def test_sync_rows_their_shapes_and_targets() -> None:
     assert "gmf-sync-block" in names and "grpcio-sync-block" in names and "gmf" in names
     runner = bench.Runner(config, Path("/dev/null"))
     assert [s.name for s in runner.shapes_of(servers.SERVERS["gmf-sync-block"])] == ["16x4"]
-    assert [s.name for s in runner.shapes_of(servers.SERVERS["gmf"])] == ["1x200", "16x16"]
+    assert [s.name for s in runner.shapes_of(servers.SERVERS["gmf"])] == ["1x100", "16x16"]
+    assert [s.name for s in runner.shapes_of(servers.SERVERS["gmf-1-stream"])] == ["bidi:4x8"]
     assert servers.SERVERS["gmf-1-def"].argv(4000, 0)[-2:] == ["--cpu", "0"]
     assert servers.SERVERS["gmf-sync-block"].pinning(0) == "one worker per CPU, each pinned by GMF"
     points = []
@@ -123,4 +174,4 @@ def test_sync_rows_their_shapes_and_targets() -> None:
     assert by_goal["gmf-sync-block >= 2x grpcio-sync-block, 16x4"].met is True
     assert by_goal["gmf-1-def >= 5x grpcio-sync, 16x16"].measured == "7.60x"
     assert by_goal["gmf-1-def >= 0.9x gmf-1-def-inline, 16x16"].met is True
-    assert "gmf-1-def >= 5x grpcio-sync, 1x200" not in by_goal  # not measured: not listed
+    assert "gmf-1-def >= 5x grpcio-sync, 1x100" not in by_goal  # not measured: not listed

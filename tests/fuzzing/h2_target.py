@@ -366,7 +366,7 @@ def check_bounds(conn: h2.H2ServerConnection) -> None:
     assert len(conn.streams) <= conn.max_concurrent_streams, f"{len(conn.streams)} open streams"
     assert len(conn._buf) < len(f.PREFACE) + 9 + conn.local_max_frame, f"receive buffer of {len(conn._buf)} bytes"
     if conn._continuation is not None:
-        assert len(conn._continuation[2]) <= conn._max_header_block, "CONTINUATION block over the limit"
+        assert len(conn._continuation[2]) <= conn._limits.max_header_block, "CONTINUATION block over the limit"
     table = conn._decoder._table
     assert table._current_size <= HPACK_TABLE, f"HPACK table of {table._current_size} bytes"
     assert len(conn._decoder._cache) <= conn._decoder._cache_limit

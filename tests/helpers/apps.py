@@ -4,6 +4,7 @@ clients (grpcio, grpcurl, h2load, grpc-js) drive each status path."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 import json
 import os
@@ -80,6 +81,16 @@ class TestService(gmftest_pb2_grpc.TestServiceServicer):
             return gmftest_pb2.EchoReply(message="none" if remaining is None else f"{remaining:.3f}")
         if action == "pid":
             return gmftest_pb2.EchoReply(message=str(os.getpid()))
+        if action == "gc":  # the worker's GC policy (gmf.worker.tune_gc)
+            return gmftest_pb2.EchoReply(message=json.dumps({"threshold": gc.get_threshold(),
+                                                             "frozen": gc.get_freeze_count()}))
+        if action == "asyncio":  # a task from the first line (eager start), the same one after a suspension
+            first = asyncio.current_task()
+            async with asyncio.timeout(5):
+                await asyncio.sleep(0)
+            return gmftest_pb2.EchoReply(message=json.dumps({
+                "task": first is not None, "same": first is asyncio.current_task(),
+            }))
         if action == "peer":
             return gmftest_pb2.EchoReply(message=context.peer())
         if action == "set_health":  # this worker's status of service `message`

@@ -55,6 +55,11 @@ class FakeSink:
                     trailers_only: bool) -> None:
         self.sent.setdefault(stream_id, []).append(("status", code, details, metadata, trailers_only))
 
+    def send_unary(self, stream_id: int, payload: bytes) -> None:
+        self.send_headers(stream_id, None, None)
+        self.send_message(stream_id, payload, False)
+        self.send_status(stream_id, g.OK, "", None, False)
+
     def write_blocked(self, stream_id: int) -> bool:
         return self.blocked
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 
@@ -44,6 +45,19 @@ def sync_call(channel, method):
 def test_helloworld(channel):
     reply = helloworld_pb2_grpc.GreeterStub(channel).SayHello(helloworld_pb2.HelloRequest(name="John"), timeout=10)
     assert reply.message == "Hello John!"
+
+
+def test_async_handlers_have_their_task_from_the_first_line(stub):
+    """Async unary handlers start eagerly (gmf/rpc/eager.py) yet run as a task from their
+    first line: asyncio.timeout() works there, and the task is the same after a suspension."""
+    for _ in range(3):
+        reply = json.loads(stub.Unary(tpb.EchoRequest(action="asyncio"), timeout=10).message)
+        assert reply == {"task": True, "same": True}
+
+
+def test_worker_gc_policy(stub):
+    reply = json.loads(stub.Unary(tpb.EchoRequest(action="gc"), timeout=10).message)
+    assert reply["threshold"] == [20000, 10, 10] and reply["frozen"] > 1000
 
 
 def test_route_guide_all_kinds(channel):

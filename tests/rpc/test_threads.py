@@ -153,6 +153,7 @@ def test_context_from_a_thread_keeps_the_order_of_what_it_sends(sink: FakeSink) 
 
     call = sink.call(grpc.unary_unary_rpc_method_handler(handler), headers=[(b"x-user", b"ada")], options=THREADS)
     call.deadline = sink.loop.time() + 30
+    ctx = call.context  # a finished call lets go of its context (no reference cycle)
     feed(call, b"")
     runner.start(call)
     sink.run_until(lambda: 1 in sink.finished and "callback_on" in seen)
@@ -161,7 +162,7 @@ def test_context_from_a_thread_keeps_the_order_of_what_it_sends(sink: FakeSink) 
     assert seen["active"] is True and 29 < seen["remaining"] <= 30
     assert seen["metadata"] == [("x-user", "ada")]
     assert seen["added"] is True and seen["callback_on"] == threading.current_thread().name  # the loop's thread
-    assert call.context.is_active() is False and call.context.add_callback(lambda: None) is False
+    assert ctx.is_active() is False and ctx.add_callback(lambda: None) is False
 
 
 def test_abort_with_status_from_a_thread(sink: FakeSink) -> None:
@@ -226,10 +227,11 @@ def test_deadline_while_in_a_thread(sink: FakeSink) -> None:
     call = unary_call(sink, handler)
     call.deadline = sink.loop.time() + 0.02
     call.timer = sink.loop.call_at(call.deadline, call.on_deadline)
+    ctx = call.context
     runner.start(call)
     sink.run_until(lambda: 1 in sink.finished)
     assert sink.sent[1] == [("status", g.DEADLINE_EXCEEDED, "Deadline Exceeded", None, True)]
-    assert call.context.time_remaining() == 0.0 and not call.context.is_active()
+    assert ctx.time_remaining() == 0.0 and not ctx.is_active()
     release.set()
     sink.settle(20)
     assert len(sink.sent[1]) == 1  # the late reply is dropped
