@@ -8,12 +8,13 @@ Includes what the RPC layer adds on every call (counters, access-log check, dead
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import helloworld_pb2
 import helloworld_pb2_grpc
 import pytest
 from conftest import Wire
+
+from bench.cost import CountingTransport as Sink  # the transport: counts what the connection writes
 
 pytestmark = pytest.mark.benchmark(group="connection")
 
@@ -21,30 +22,6 @@ pytestmark = pytest.mark.benchmark(group="connection")
 class SyncGreeter(helloworld_pb2_grpc.GreeterServicer):
     def SayHello(self, request, context):  # noqa: N802
         return helloworld_pb2.HelloReply(message=f"Hello {request.name}!")
-
-
-class Sink(asyncio.Transport):
-    """The transport: counts what the connection writes."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.written = 0
-        self.protocol: Any = None
-
-    def set_protocol(self, protocol: Any) -> None:  # the accept room hands over to the protocol it chose
-        self.protocol = protocol
-
-    def get_protocol(self) -> Any:
-        return self.protocol
-
-    def write(self, data: Any) -> None:
-        self.written += len(data)
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return ("127.0.0.1", 50000) if name == "peername" else default
-
-    def is_closing(self) -> bool:
-        return False
 
 
 def test_gmf_connection_unary(benchmark, wire: Wire) -> None:
