@@ -31,7 +31,7 @@ from tests.helpers.hostile import still_serving
 from tests.helpers.net import free_port, wait_port
 from tests.helpers.servers import ServerProcess, server_fixture, serving
 from tests.helpers.tlscerts import Pki, make_pki
-from tests.web.webharness import curl
+from tests.web.webharness import curl, h2_whole_request
 
 HELLO = "/helloworld.Greeter/SayHello"
 UNARY = "/gmftest.TestService/Unary"
@@ -120,8 +120,7 @@ def test_web_false_is_grpc_only(nogrpcweb_server: ServerProcess) -> None:
     goaways = [f for f in client.frames(stop=lambda f: isinstance(f, GoAwayFrame)) if isinstance(f, GoAwayFrame)]
     assert goaways and goaways[-1].error_code == 1  # PROTOCOL_ERROR: not the HTTP/2 preface
     client.close()
-    status, headers, body = curl("--http2-prior-knowledge", "-H", "content-type: application/json", "-d", "{}",
-                                 f"http://{nogrpcweb_server.target}{HELLO}")
+    status, headers, body = h2_whole_request(nogrpcweb_server.port, HELLO, [("content-type", "application/json")], b"{}")
     assert (status, headers["accept-post"], body) == (415, "application/grpc", plain.TEXT)  # plain.not_grpc's
     still_serving(nogrpcweb_server.port)
 
@@ -255,9 +254,10 @@ def test_max_concurrent_rpcs_counts_web_calls() -> None:
             slow = stub.Unary.future(gmftest_pb2.EchoRequest(action="sleep", sleep_seconds=3.0, message="held"))
             # (the server's one place is the sleeping call's once its handler runs)
             poll.until(lambda: connect_json(url, {"name": "x"})[0] == 429, "a Connect call refused", 5.0)
-            for version in ("--http1.1", "--http2-prior-knowledge"):
-                status, _, body = connect_json(url, {"name": "x"}, version)
-                assert (status, body["code"]) == (429, "resource_exhausted"), (version, body)
+            status, _, body = connect_json(url, {"name": "x"}, "--http1.1")
+            assert (status, body["code"]) == (429, "resource_exhausted"), body
+            status, _, raw = h2_whole_request(srv.port, HELLO, [("content-type", "application/json")], b'{"name": "x"}')
+            assert (status, json.loads(raw)["code"]) == (429, "resource_exhausted"), raw  # (over HTTP/2)
             slow.result(timeout=10)
         for version in ("--http1.1", "--http2-prior-knowledge"):
             assert connect_json(url, {"name": "y"}, version)[2] == {"message": "Hello y!"}, version

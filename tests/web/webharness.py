@@ -16,6 +16,7 @@ import pytest
 
 from tests.helpers import ROOT
 from tests.helpers.net import free_port, wait_port
+from tests.helpers.rawh2 import RawClient, frame
 from tests.helpers.servers import RUNTIMES, require_runtime
 
 
@@ -106,3 +107,27 @@ def curl(*args: str, data: bytes | None = None) -> tuple[int, dict[str, str], by
                 name, _, value = line.partition(":")
                 headers[name.strip().lower()] = value.strip()
         return status, headers, body.read_bytes()
+
+
+def h2_whole_request(port: int, path: str, headers: list[tuple[str, str]], body: bytes) -> tuple[int, dict[str, str], bytes]:
+    """An HTTP/2 POST whose HEADERS and DATA (END_STREAM) go out in one write; returns (status,
+    headers, body). For answers the server gives before reading the body (a refusal): it then
+    ends the stream with RST_STREAM(NO_ERROR) as RFC 9113 8.1 says, and curl 7.88 (Debian
+    bookworm's) fails such a call with exit 92 when its DATA was still unsent."""
+    client = RawClient(port)
+    try:
+        client.handshake()
+        fields = [(":method", "POST"), (":scheme", "http"), (":authority", f"127.0.0.1:{port}"), (":path", path), *headers]
+        client.send(client.headers(1, fields) + frame(0x0, 0x1, 1, body))
+        frames = client.frames(stop=lambda f: f.stream_id == 1 and "END_STREAM" in f.flags)
+    finally:
+        client.close()
+    head: dict[str, str] = {}
+    out = b""
+    for f in frames:
+        if f.stream_id == 1 and f.type == 0x1:
+            head.update(client.decode(f.data))
+        elif f.stream_id == 1 and f.type == 0x0:
+            out += f.data
+    assert frames and "END_STREAM" in frames[-1].flags, f"no complete answer: {frames}"
+    return int(head.pop(":status")), head, out
