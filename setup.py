@@ -32,7 +32,7 @@ def say(message: str) -> None:
 def manifest_text(failed: str | None = None) -> str:
     """gmf/_compiled.py: the hash of every source compiled, or (FAILED) why nothing was."""
     lines = ['"""Written by setup.py: the sources the mypyc build compiled and their hashes, or why it failed."""',
-             "", f"FAILED = {failed!r}", "SOURCE_HASHES = {"]
+             "", f"FAILED: str | None = {failed!r}", "SOURCE_HASHES: dict[str, str] = {"]
     if failed is None:
         for path in SOURCES:
             lines.append(f"    {path!r}: {hashlib.sha256((ROOT / path).read_bytes()).hexdigest()!r},")
@@ -83,7 +83,7 @@ def ext_modules() -> list:
         say(f"installing the pure-Python build: mypyc is not available ({exc})")
         return []
     try:
-        return mypycify(list(SOURCES), opt_level="3", group_name="gmf_native")
+        return mypycify(list(SOURCES), opt_level="3", group_name=NATIVE["GROUP"])
     except Exception as exc:  # mypy found an error: the pure build still works
         say(f"installing the pure-Python build: mypyc could not compile ({exc})")
         return []
