@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import runpy
 import sys
 from pathlib import Path
@@ -40,7 +41,9 @@ def manifest_text(failed: str | None = None) -> str:
 
 
 def short(exc: BaseException) -> str:
+    """The reason in one short line: a failed compiler command is named by its program."""
     text = " ".join(str(exc).split()) or type(exc).__name__
+    text = re.sub(r"Command '\['([^']*)'.*?\]' returned non-zero exit status (\d+)\.?", r"\1 exited with status \2", text)
     return text if len(text) <= 200 else f"{text[:120]} ... {text[-70:]}"
 
 
@@ -60,12 +63,18 @@ class BuildExt(build_ext):
         reason = f"compiling with mypyc failed ({short(exc)}); it needs a C compiler and Python's headers"
         say(f"installing the pure-Python build: {reason} (Debian: apt-get install gcc python3-dev)")
         self.extensions = []
-        self._write_manifest(manifest_text(failed=reason))
+        self._write_manifest(manifest_text(failed=reason), keep_built=True)
 
-    def _write_manifest(self, text: str) -> None:
+    def _write_manifest(self, text: str, keep_built: bool = False) -> None:
+        """Into the build, and into the checkout for an in-place (editable) build. A failed build
+        leaves a checkout's record of an earlier successful one alone: a checkout shared with
+        another interpreter (the dev container mounts it) keeps the modules built for that one,
+        and gmf/_native.py still finds whether they suit the interpreter importing them."""
         inplace = self.inplace or getattr(self, "editable_mode", False)
         for target in {Path(self.build_lib), *([ROOT] if inplace else [])}:
             out = target / MANIFEST
+            if keep_built and target == ROOT and out.exists() and "FAILED: str | None = None" in out.read_text():
+                continue
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(text)
 
@@ -84,8 +93,8 @@ def ext_modules() -> list:
         return []
     try:
         return mypycify(list(SOURCES), opt_level="3", group_name=NATIVE["GROUP"])
-    except Exception as exc:  # mypy found an error: the pure build still works
-        say(f"installing the pure-Python build: mypyc could not compile ({exc})")
+    except (Exception, SystemExit) as exc:  # mypy found an error (mypycify exits): the pure build still works
+        say(f"installing the pure-Python build: mypyc could not compile ({short(exc)})")
         return []
 
 
