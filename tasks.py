@@ -10,7 +10,7 @@ from __future__ import annotations
 from invoke import Collection, Context, task
 from invoke.exceptions import Exit
 
-from gmf.toolkit import commands, image, nix
+from gmf.toolkit import commands, image, matrix, nix, pythons
 from gmf.toolkit import container as box
 from gmf.toolkit import devcontainer as devcontainer_cfg
 from gmf.toolkit import run as run_mod
@@ -30,21 +30,28 @@ def _settings(name: str | None = None, port: int | None = None, seccomp: str = "
     return s
 
 
-@task(help={"tag": "image tag", "mirror": "Debian mirror URL (default: the host's apt sources)",
+_PYTHON_HELP = f"Python version ({', '.join(pythons.versions())}): its Debian release's image"
+
+
+@task(help={"python": _PYTHON_HELP, "tag": "image tag (default gmf-base:<suite>)",
+            "mirror": "Debian mirror URL (default: the host's apt sources)",
             "ca_bundle": "CA bundle to bake in (default: SSL_CERT_FILE/PIP_CERT or the system bundle)",
             "force": "rebuild the root file system too"})
-def base_image(c: Context, tag: str = image.BASE_TAG, mirror: str | None = None,
+def base_image(c: Context, python: str = pythons.DEFAULT.python, tag: str | None = None, mirror: str | None = None,
                ca_bundle: str | None = None, force: bool = False) -> None:
-    """Make the local base gmf-base:bookworm (pull python:3.11-slim-bookworm, else debootstrap)."""
-    image.ensure_base(tag, ca_bundle=ca_bundle, force=force, mirror=mirror)
+    """Make the local base gmf-base:<suite> (pull debian:<suite>-slim, else debootstrap)."""
+    (target,) = pythons.select(python)
+    image.ensure_base(target, ca_bundle=ca_bundle, force=force, mirror=mirror, tag=tag)
 
 
-@task(help={"tag": "image tag", "base": "base image (default: the local gmf-base:bookworm, made if missing)",
+@task(help={"python": _PYTHON_HELP, "tag": "image tag (default gmf-dev:<suite>)",
+            "base": "base image (default: the local gmf-base:<suite>, made if missing)",
             "ca_bundle": "CA bundle for pip behind a TLS-intercepting proxy", "no_cache": "build without cache"})
-def build_image(c: Context, tag: str = image.DEV_TAG, base: str = image.BASE_TAG,
+def build_image(c: Context, python: str = pythons.DEFAULT.python, tag: str | None = None, base: str | None = None,
                 ca_bundle: str | None = None, no_cache: bool = False) -> None:
-    """Build the dev image from docker/Dockerfile (Python 3.11, protoc, liburing, the deps)."""
-    image.build_dev(tag, base=base, ca_bundle=ca_bundle, no_cache=no_cache)
+    """Build the dev image from docker/Dockerfile (Debian's Python, protoc, liburing, the deps)."""
+    (target,) = pythons.select(python)
+    image.build_dev(target, tag=tag, base=base, ca_bundle=ca_bundle, no_cache=no_cache)
 
 
 _CONTAINER_HELP = {"name": "container name (default gmf-dev, env GMF_DEV_CONTAINER)",
@@ -97,15 +104,21 @@ def run(c: Context, example: str = "helloworld", container: bool = False, native
 
 
 @task(help={"container": "run inside the dev container", "k": "pytest -k expression",
-            "path": "test paths (repeatable)", "name": _CONTAINER_HELP["name"]}, iterable=["path"])
+            "path": "test paths (repeatable)", "name": _CONTAINER_HELP["name"],
+            "python": f"run in the image of this Python ({', '.join(pythons.versions())}, comma-separated, or all)",
+            "jobs": "--python: versions run side by side (each one's output comes when it ends)"},
+      iterable=["path"])
 def test(c: Context, container: bool = False, k: str | None = None, path: list[str] | None = None,
-         name: str | None = None) -> None:
-    """Run the tests (pytest), natively or inside the dev container."""
-    if container:
+         name: str | None = None, python: str | None = None, jobs: int = 1) -> None:
+    """Run the tests (pytest), natively, in the dev container or per Python; `-- ARGS` go to pytest."""
+    extra = commands.passthrough(c.remainder)
+    if python:
+        _done(matrix.run(python, commands.pytest_args(k, path or [], extra), jobs=int(jobs)))
+    elif container:
         args = ["test", *(["-k", k] if k else []), *(a for p in path or [] for a in ("--path", p))]
-        _done(commands.in_container(args, _settings(name)))
-        return
-    _done(commands.test(k, path))
+        _done(commands.in_container([*args, "--", *extra] if extra else args, _settings(name)))
+    else:
+        _done(commands.test(k, path, extra))
 
 
 @task(help={"container": "run inside the dev container", "name": _CONTAINER_HELP["name"]})

@@ -1,7 +1,7 @@
 """What one request costs GMF's Python, measured in-process without sockets or load generators.
 
     python -m bench.cost                          # unary, async Greeter, 16 requests per read
-    python -m bench.cost --kind unary-sync --batch 100
+    python -m bench.cost --kind unary-sync --batch 100   # plain-def handler, inline (see --sync-handlers)
     python -m bench.cost --kind stream --batch 100  # server streaming: messages per request
     python -m bench.cost --kind bidi --batch 16     # bidi echo: 16 calls, one message each per read
     python -m bench.cost --callgrind              # instructions per request (valgrind)
@@ -82,6 +82,13 @@ class CountingTransport(asyncio.Transport):
         super().__init__()
         self.written = 0
         self.writes = 0
+        self.protocol: Any = None
+
+    def set_protocol(self, protocol: Any) -> None:  # the accept room hands over to the protocol it chose
+        self.protocol = protocol
+
+    def get_protocol(self) -> Any:
+        return self.protocol
 
     def write(self, data: Any) -> None:
         self.written += len(data)
@@ -100,7 +107,7 @@ class CountingTransport(asyncio.Transport):
 class Workload:
     """One connection, a client's bytes per read, and how many requests/messages a read is."""
 
-    def __init__(self, kind: str, batch: int, timeout: bool, size: int) -> None:
+    def __init__(self, kind: str, batch: int, timeout: bool, size: int, sync_handlers: str = "inline") -> None:
         from gmf.rpc.accept import Acceptor
         from gmf.rpc.registry import MethodRegistry
         from gmf.rpc.server_state import ServerOptions, ServerState
@@ -135,7 +142,7 @@ class Workload:
             else:
                 path = b"/streambench.StreamBench/BidiEcho"
                 self.body = grpc_message(sb.Chunk(body=bytes(size)).SerializeToString())
-        state = ServerState(self.loop, registry, ServerOptions())
+        state = ServerState(self.loop, registry, ServerOptions(sync_handlers=sync_handlers))
         self.conn: Any = Acceptor(state)()
         self.transport = CountingTransport()
         encoder = hpack.Encoder()
@@ -147,6 +154,7 @@ class Workload:
 
     def start(self) -> None:
         settings = struct.pack(">HL", 0x4, MAX_WINDOW)  # the client's initial stream window
+        self.transport.set_protocol(self.conn)
         self.conn.connection_made(self.transport)
         self.conn.data_received(
             PREFACE
@@ -154,6 +162,7 @@ class Workload:
             + frame(0x8, 0, 0, struct.pack(">L", (1 << 24) - 65535))  # connection window: 16 MiB
             + frame(0x4, 0x1, 0, b"")
         )
+        self.conn = self.transport.get_protocol()  # the HTTP/2 connection the preface chose
         self.first = True
         if self.kind == "bidi":  # ``batch`` long calls, as streamload's bidi slots
             self.bidi_sids = [self._sid() for _ in range(self.batch)]
@@ -197,6 +206,7 @@ class Workload:
         done: asyncio.Future[None] = loop.create_future()
         left = reads
         before = 0
+        unary = self.kind in ("unary", "unary-sync")
 
         def feed() -> None:
             nonlocal before
@@ -208,6 +218,9 @@ class Workload:
             nonlocal left
             if ready:  # callbacks the read made ready made more ready: after those
                 loop.call_soon(settled)
+                return
+            if unary and conn.calls:  # plain defs in handler threads: their results wake the loop
+                loop.call_later(0.0002, settled)
                 return
             self.credit = transport.written - before
             left -= 1
@@ -228,8 +241,9 @@ class Workload:
         self.loop.close()
 
 
-def measure(kind: str, batch: int, requests: int, timeout: bool, size: int, count_calls: bool) -> dict[str, Any]:
-    work = Workload(kind, batch, timeout, size)
+def measure(kind: str, batch: int, requests: int, timeout: bool, size: int, count_calls: bool,
+            sync_handlers: str = "inline") -> dict[str, Any]:
+    work = Workload(kind, batch, timeout, size, sync_handlers)
     work.start()
     reads = max(1, requests // batch)
     units = reads * batch  # requests (unary) or messages (stream, bidi)
@@ -291,6 +305,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=50_000, help="requests (or messages) to measure")
     parser.add_argument("--size", type=int, default=100, help="message body bytes (stream, bidi)")
     parser.add_argument("--timeout", action="store_true", help="send grpc-timeout (a deadline timer per call)")
+    parser.add_argument(
+        "--sync-handlers", choices=("inline", "auto", "threads"), default="inline",
+        help="where unary-sync's plain def runs (default inline: where the placement rule puts a quick "
+             "handler, and the same in every run; auto starts in the threads and may stay there on a busy "
+             "machine or under valgrind)",
+    )
     parser.add_argument("--calls", action="store_true", help="count Python function calls per request")
     parser.add_argument("--callgrind", action="store_true", help="instructions per request (valgrind)")
     parser.add_argument("--json", action="store_true", help="print one JSON line")
@@ -302,7 +322,8 @@ def main(argv: list[str] | None = None) -> int:
             print("valgrind not found (Debian: apt-get install valgrind)", file=sys.stderr)
             return 2
         n = max(args.batch, args.requests // 10)
-        base = ["--kind", args.kind, "--batch", str(args.batch), "--size", str(args.size)]
+        base = ["--kind", args.kind, "--batch", str(args.batch), "--size", str(args.size),
+                "--sync-handlers", args.sync_handlers]
         if args.timeout:
             base.append("--timeout")
         small = callgrind_instructions([*base, "--requests", str(n)])
@@ -312,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         line = {"kind": args.kind, "batch": args.batch, "instructions_per_unit": round(per)}
         print(json.dumps(line) if args.json else f"{args.kind} batch {args.batch}: {per:,.0f} instructions per unit")
         return 0
-    result = measure(args.kind, args.batch, args.requests, args.timeout, args.size, args.calls)
+    result = measure(args.kind, args.batch, args.requests, args.timeout, args.size, args.calls, args.sync_handlers)
     if args.json:
         print(json.dumps(result))
     else:

@@ -58,21 +58,48 @@ UNARY, STREAM, BIDI = "unary", "stream", "bidi"
 
 
 @dataclass(frozen=True)
+class Web:
+    """A request over HTTP/1.1 (h2load --h1): gRPC-Web or Connect, its headers and body."""
+
+    name: str
+    headers: tuple[str, ...]
+    body: bytes
+
+
+WEB_REQUESTS = {
+    web.name: web
+    for web in (
+        Web("connect-json", ("content-type: application/json",), b'{"name":"world"}'),
+        Web("grpc-web", ("content-type: application/grpc-web+proto", "x-grpc-web: 1"), hello_request_body("world")),
+    )
+}
+WEB_CONNECTIONS = 16  # HTTP/1.1 keep-alive connections, one request at a time each (issue 16)
+
+
+@dataclass(frozen=True)
 class Shape:
     """A load shape: ``connections`` x ``streams`` concurrent streams per connection.
 
     ``mode`` is ``unary`` (h2load, SayHello), or ``stream``/``bidi`` (the Go streamload client:
     ServerStream calls of 100 chunks, or BidiEcho round trips, 100-byte chunks); those are
-    written ``stream:1x4`` and ``bidi:4x8``."""
+    written ``stream:1x4`` and ``bidi:4x8``. With ``web``, HTTP/1.1 keep-alive connections
+    (one request in flight each) carrying a unary web request (h2load --h1)."""
 
     connections: int
     streams: int
     mode: str = UNARY
+    web: Web | None = None
 
     @property
     def name(self) -> str:
+        if self.web is not None:
+            return self.web.name
         base = f"{self.connections}x{self.streams}"
         return base if self.mode == UNARY else f"{self.mode}:{base}"
+
+    @property
+    def protocol(self) -> str:
+        return "grpc" if self.web is None else "web"
 
     @property
     def unit(self) -> str:
@@ -81,6 +108,9 @@ class Shape:
 
     @classmethod
     def parse(cls, text: str) -> Shape:
+        web = WEB_REQUESTS.get(text.strip())
+        if web is not None:
+            return cls(WEB_CONNECTIONS, 1, UNARY, web)
         match = re.fullmatch(r"\s*(?:(stream|bidi):)?(\d+)\s*[xX]\s*(\d+)\s*", text)
         if not match:
             raise ValueError(f"bad shape {text!r}: expected [stream:|bidi:]CONNECTIONSxSTREAMS, e.g. 16x16")
@@ -266,7 +296,10 @@ def h2load_command(
     if spec.rps_per_client is not None:
         cmd += ["--rps", str(spec.rps_per_client)]
     cmd += ["-d", str(body_file)]
-    for header in GRPC_HEADERS:
+    web = spec.shape.web
+    if web is not None:
+        cmd.append("--h1")
+    for header in GRPC_HEADERS if web is None else web.headers:
         cmd += ["-H", header]
     if log_file is not None:
         cmd += ["--log-file", str(log_file)]

@@ -32,12 +32,22 @@ from typing import Any
 
 from . import ROOT, machine, report
 from . import profile as prof
-from .h2load import UNARY, H2loadError, H2loadResult, LoadSpec, Shape, hello_request_body, run_h2load
+from .h2load import (
+    UNARY,
+    WEB_REQUESTS,
+    H2loadError,
+    H2loadResult,
+    LoadSpec,
+    Shape,
+    hello_request_body,
+    run_h2load,
+)
 from .memory import hold_idle
 from .results import Point, add_go_ratios, add_ratios, reduce_runs
 from .servers import (
     GREETER,
     SERVERS,
+    WEB_BASELINE,
     ServerError,
     ServerSpec,
     go_peers,
@@ -49,12 +59,13 @@ from .servers import (
 from .streamload import run_streamload
 
 FULL_SERVERS = "all"
-QUICK_SERVERS = "gmf,gmf-1-uring,grpcio-aio,grpcio-aio-unpinned,grpc-go-1,grpc-go,gmf-1-stream,grpc-go-1-stream"
-FULL_SHAPES = "1x100,16x16,1000x1,stream:1x4,bidi:4x8,fixed,memory"
+QUICK_SERVERS = "gmf,gmf-1-uring,grpcio-aio,grpcio-aio-unpinned,grpc-go-1,grpc-go,gmf-1-stream,grpc-go-1-stream,block"
+FULL_SHAPES = "1x100,16x16,1000x1,stream:1x4,bidi:4x8,web,fixed,memory"
 QUICK_SHAPES = "1x100,16x16,bidi:4x8"
 # Profiled (py-spy) at every shape of the run they serve, when they are in the run.
 PROFILED = ("gmf-1-uring", "gmf-1-stream")
 SPECIAL_SHAPES = ("fixed", "memory")
+WEB_SHAPES = tuple(WEB_REQUESTS)  # "web" in --shapes: all of them (HTTP/1.1 keep-alive, 16 connections)
 FIXED_SHAPE = "16x16"
 MEMORY_SERVERS = "gmf-1-auto,grpcio-aio"
 
@@ -93,6 +104,7 @@ def pick_cpus() -> tuple[int, int | None]:
 def parse_shapes(text: str) -> tuple[list[Shape], bool, bool]:
     shapes: list[Shape] = []
     names = [part.strip() for part in text.split(",") if part.strip()]
+    names = [n for name in names for n in (WEB_SHAPES if name == "web" else (name,))]
     for name in names:
         if name not in SPECIAL_SHAPES:
             shape = Shape.parse(name)
@@ -111,7 +123,8 @@ def pinning_text(config: Config) -> str:
 
 def method_text(config: Config) -> str:
     return (
-        f"h2load -t1, unary helloworld SayHello(name='world'); streaming: bench/peers/go/streamload "
+        f"h2load -t1, unary helloworld SayHello(name='world') (web rows: h2load --h1 -c 16, Connect JSON or "
+        f"gRPC-Web over HTTP/1.1 keep-alive); streaming: bench/peers/go/streamload "
         f"(stream: ServerStream of 100 x 100-byte chunks per call; bidi: BidiEcho, one 100-byte chunk in "
         f"flight per call); each point = median of {config.repeats} runs "
         f"of {config.duration_s:g}s after a {config.warmup_s:g}s warm-up, servers restarted per round; "
@@ -122,8 +135,9 @@ def method_text(config: Config) -> str:
 
 
 def applies(spec: ServerSpec, shape: Shape) -> bool:
-    """Unary shapes load Greeter servers, streaming shapes streambench servers."""
-    return (shape.mode == UNARY) == (spec.service == GREETER)
+    """A server is loaded at the shapes of the protocol it speaks (gRPC shapes: gRPC servers;
+    web rows: web servers) and of what it serves (unary: Greeter, streaming: streambench)."""
+    return shape.protocol in spec.protocols and (shape.mode == UNARY) == (spec.service == GREETER)
 
 
 def _record_into(out: dict[str, str | None], pid: int, seconds: float, raw: Path) -> None:
@@ -131,9 +145,10 @@ def _record_into(out: dict[str, str | None], pid: int, seconds: float, raw: Path
 
 
 class Runner:
-    def __init__(self, config: Config, body_file: Path) -> None:
+    def __init__(self, config: Config, body_file: Path, web_bodies: dict[str, Path] | None = None) -> None:
         self.config = config
         self.body_file = body_file
+        self.web_bodies = web_bodies or {}
         self.runs: dict[tuple[str, str], list[H2loadResult]] = {}
         self.failures: dict[tuple[str, str], str] = {}
         self.banners: dict[str, str] = {}
@@ -160,19 +175,28 @@ class Runner:
             warmup_s=c.warmup_s,
             rps_per_client=rps_per_client,
         )
-        return run_h2load(spec, self.body_file, cpu=c.load_cpu, server_cpu=server_cpu)
+        body = self.body_file if shape.web is None else self.web_bodies[shape.web.name]
+        return run_h2load(spec, body, cpu=c.load_cpu, server_cpu=server_cpu)
+
+    def shapes_of(self, spec: ServerSpec) -> list[Shape]:
+        """The shapes ``spec`` is measured at: its own, if it has any, else the run's; of those,
+        the ones that load what it serves and in the protocol it speaks (``applies``)."""
+        shapes = [Shape.parse(name) for name in spec.shapes] if spec.shapes else self.config.shapes
+        return [shape for shape in shapes if applies(spec, shape)]
+
+    def pairs(self) -> list[tuple[ServerSpec, list[Shape]]]:
+        """Each server with its shapes (servers with none left out)."""
+        out = [(spec, self.shapes_of(spec)) for spec in self.config.servers]
+        return [(spec, shapes) for spec, shapes in out if shapes]
 
     def peak(self) -> list[Point]:
         c = self.config
         broken: dict[str, str] = {}
-        total = len(c.servers) * len(c.shapes) * c.repeats
+        pairs = self.pairs()
+        total = sum(len(shapes) for _, shapes in pairs) * c.repeats
         done = 0
-        total = sum(applies(s, shape) for s in c.servers for shape in c.shapes) * c.repeats
         for rnd in range(1, c.repeats + 1):
-            for spec in c.servers:
-                shapes = [shape for shape in c.shapes if applies(spec, shape)]
-                if not shapes:
-                    continue
+            for spec, shapes in pairs:
                 if spec.name in broken:
                     done += len(shapes)
                     continue
@@ -208,10 +232,8 @@ class Runner:
                     log(f"!! {spec.name}: {exc}")
                     done += left
         points = []
-        for spec in c.servers:
-            for shape in c.shapes:
-                if not applies(spec, shape):
-                    continue
+        for spec, shapes in pairs:
+            for shape in shapes:
                 key = (spec.name, shape.name)
                 point = Point(spec.name, shape.name, spec.pinning(c.server_cpu))
                 if key in self.runs:
@@ -219,14 +241,16 @@ class Runner:
                 else:
                     point.failure = broken.get(spec.name) or self.failures.get(key) or "no runs"
                 points.append(point)
-        add_ratios(points, {s.name: s.baseline for s in c.servers})
+        web_names = set(WEB_SHAPES)
+        add_ratios([p for p in points if p.shape not in web_names], {s.name: s.baseline for s in c.servers})
+        add_ratios([p for p in points if p.shape in web_names], {s.name: WEB_BASELINE for s in c.servers})
         add_go_ratios(points, {s.name: s.go_ref for s in c.servers})
         return points
 
     def fixed_rate(self, peak: list[Point]) -> list[Point]:
         """Every server at ``fixed_fraction`` of its baseline's peak on the fixed-rate shape."""
         c = self.config
-        shape_names = [s.name for s in c.shapes if s.mode == UNARY]
+        shape_names = [s.name for s in c.shapes if s.mode == UNARY and s.web is None]
         if not shape_names:
             log("!! fixed-rate run skipped: it needs a peak shape to measure the baseline first")
             return []
@@ -234,7 +258,7 @@ class Runner:
         peaks = {p.server: p.req_per_s for p in peak if p.shape == shape.name and p.failure is None}
         points: list[Point] = []
         for spec in c.servers:
-            if spec.service != GREETER:
+            if spec.service != GREETER or spec.shapes or "grpc" not in spec.protocols:  # streaming, web-only, or own shapes only
                 continue
             base_peak = peaks.get(spec.baseline)
             if not base_peak:
@@ -268,7 +292,7 @@ class Runner:
         """One py-spy recording per PROFILED server and shape of the run, on a server started for it."""
         c = self.config
         out: list[dict[str, Any]] = []
-        pairs = [(spec, shape) for spec in c.servers if spec.name in PROFILED for shape in c.shapes if applies(spec, shape)]
+        pairs = [(spec, shape) for spec in c.servers if spec.name in PROFILED for shape in self.shapes_of(spec)]
         for spec, shape in pairs:
             name, shape_name = spec.name, shape.name
             seconds = max(2.0, min(5.0, c.duration_s))
@@ -376,7 +400,11 @@ def run_config(config: Config) -> int:
     with tempfile.TemporaryDirectory(prefix="gmf-bench-") as tmp:
         body = Path(tmp) / "req.bin"
         body.write_bytes(hello_request_body("world"))
-        runner = Runner(config, body)
+        web_bodies = {}
+        for name, request in WEB_REQUESTS.items():
+            web_bodies[name] = Path(tmp) / f"{name}.bin"
+            web_bodies[name].write_bytes(request.body)
+        runner = Runner(config, body, web_bodies)
         points = runner.peak() if config.shapes else []
         if config.fixed_rate:
             points += runner.fixed_rate(points)
@@ -418,6 +446,10 @@ def run_config(config: Config) -> int:
     log("")
     if peak:
         log(report.text_table(peak, f"Peak throughput ({pinning_text(config)})"))
+        web_points = [p for p in peak if p.shape in WEB_SHAPES]
+        if web_points:
+            log("")
+            log(report.web_table(web_points))
     if fixed:
         log("")
         log(report.text_table(fixed, "Fixed rate: 50% of the baseline's 16x16 peak"))

@@ -94,7 +94,7 @@ def markdown_table(points: Sequence[Point]) -> str:
 
 @dataclass
 class Target:
-    """One goal from issue 5 and what the run measured for it."""
+    """One goal (issues 5 and 11) and what the run measured for it."""
 
     goal: str
     measured: str
@@ -134,6 +134,13 @@ def targets(points: Sequence[Point], memory: Sequence[dict[str, Any]]) -> list[T
         )
     singles = [p.server for p in points if p.server.startswith("gmf-1-")]
     singles = list(dict.fromkeys(singles))
+    for shape, what in (("connect-json", "Connect unary JSON"), ("grpc-web", "gRPC-Web unary")):
+        ratios = {s: _ratio(_find(points, s, shape), _find(points, "connectrpc", shape)) for s in singles}
+        found = {s: r for s, r in ratios.items() if r is not None}
+        if found or _find(points, "connectrpc", shape) is not None:
+            out.append(Target(f"gmf, one pinned worker >= 2x connectrpc on uvicorn, {what} over HTTP/1.1 (16 conns)",
+                              ", ".join(f"{s} {r:.2f}x" for s, r in found.items()) or "-",
+                              None if not found else max(found.values()) >= 2.0))
     for peer in ("grpcio-aio", "grpclib"):
         for shape in (one_connection, "16x16"):
             ratios = {s: _ratio(_find(points, s, shape), _find(points, peer, shape)) for s in singles}
@@ -163,6 +170,7 @@ def targets(points: Sequence[Point], memory: Sequence[dict[str, Any]]) -> list[T
             )
         )
     out += _memory_targets(memory)
+    out += _sync_targets(points)
     uring, uvloop = _find(points, "gmf-1-uring", "1000x1"), _find(points, "gmf-1-uvloop", "1000x1")
     r = _ratio(uring, uvloop)
     if r is not None and uring is not None and uvloop is not None:
@@ -219,6 +227,25 @@ def profile_markdown(entry: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+# Issue 11's goals for plain-def handlers: (server, baseline, shape, at least), listed when measured.
+SYNC_GOALS = (
+    ("gmf-sync-block", "grpcio-sync-block", "16x4", 2.0),
+    ("gmf-1-def", "grpcio-sync", "1x100", 5.0),
+    ("gmf-1-def", "grpcio-sync", "16x16", 5.0),
+    ("gmf-1-def", "gmf-1-def-inline", "1x100", 0.9),
+    ("gmf-1-def", "gmf-1-def-inline", "16x16", 0.9),
+)
+
+
+def _sync_targets(points: Sequence[Point]) -> list[Target]:
+    out: list[Target] = []
+    for server, base, shape, least in SYNC_GOALS:
+        r = _ratio(_find(points, server, shape), _find(points, base, shape))
+        if r is not None:
+            out.append(Target(f"{server} >= {least:g}x {base}, {shape}", f"{r:.2f}x", r >= least))
+    return out
+
+
 def _memory_targets(memory: Sequence[dict[str, Any]]) -> list[Target]:
     out: list[Target] = []
     for entry in memory:
@@ -233,6 +260,21 @@ def _memory_targets(memory: Sequence[dict[str, Any]]) -> list[Target]:
             )
         )
     return out
+
+
+def web_table(points: Sequence[Point]) -> str:
+    """The web rows: req/s and the server's CPU per request, each against connectrpc's."""
+    base = {p.shape: p for p in points if p.server == "connectrpc" and p.failure is None}
+    out = ["Web over HTTP/1.1 keep-alive, 16 connections (vs connectrpc on uvicorn, same pinned CPU)",
+           f"{'server':<14}{'shape':<14}{'req/s':>10}{'cpu/req':>10}{'req/s ratio':>13}{'cpu ratio':>11}"]
+    for p in points:
+        if p.failure is not None:
+            out.append(f"{p.server:<14}{p.shape:<14}{'FAILED':>10}")
+            continue
+        peer = base.get(p.shape)
+        cpu_ratio = f"{peer.cpu_us / p.cpu_us:.2f}x" if peer and peer.cpu_us and p.cpu_us else "-"
+        out.append(f"{p.server:<14}{p.shape:<14}{p.req_per_s:>10,.0f}{fmt_us(p.cpu_us):>10}{fmt_ratio(p):>13}{cpu_ratio:>11}")
+    return "\n".join(out)
 
 
 def targets_markdown(items: Sequence[Target]) -> str:
@@ -282,7 +324,8 @@ def markdown(data: dict[str, Any]) -> str:
         markdown_table(peak),
         "",
         "`vs base`: req/s relative to grpcio-aio pinned to the same single CPU; for `gmf` (all workers) "
-        "and `grpcio-aio-unpinned`, relative to grpcio-aio unpinned; streaming servers relative to "
+        "and `grpcio-aio-unpinned`, relative to grpcio-aio unpinned; for the plain-def rows, relative to "
+        "grpcio-sync (`gmf-1-def*`) and grpcio-sync-block (`gmf-sync-block`); streaming servers relative to "
         "grpcio-aio-stream. Streaming rows count messages (`req/s` = messages/s, `CPU/req` = per message). "
         "`CPU/req`: the server's CPU time per request; `CPU%`: how much of a CPU it got while measured "
         "(below 100% on a pinned server means the machine was busy or the load generator was the limit). "
@@ -296,7 +339,7 @@ def markdown(data: dict[str, Any]) -> str:
     if data.get("go_targets"):
         parts += ["", "## vs grpc-go (issue 13)", "", targets_markdown([Target(**t) for t in data["go_targets"]])]
     if data.get("targets"):
-        parts += ["", "## Targets (issue 5)", "", targets_markdown([Target(**t) for t in data["targets"]])]
+        parts += ["", "## Targets (issues 5 and 11)", "", targets_markdown([Target(**t) for t in data["targets"]])]
     for entry in data.get("profiles", []):
         if entry.get("failure"):
             parts += ["", f"Profile of {entry['server']} at {entry['shape']}: not recorded ({entry['failure']})"]

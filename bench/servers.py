@@ -5,11 +5,13 @@ built by ``bench/peers/go_build.py``) with ``--port P``; pinned ones run under
 ``taskset -c CPU`` (and GMF's single worker also gets ``--cpu CPU``, i.e.
 ``Placement.fixed(CPU)``; grpc-go on one core gets ``GOMAXPROCS=1``).  Readiness = the TCP
 port accepts, then a real grpcio client (``validate.py`` in a child process) gets the
-expected answer with status OK (``Hello world!``, or the streambench methods' chunks).
+expected answer with status OK (``Hello world!``, or the streambench methods' chunks), and for
+servers of the web rows a Connect JSON and a gRPC-Web call over HTTP/1.1 do too.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import resource
 import shutil
@@ -33,7 +35,10 @@ from .peers import go_build
 GMF_SERVER = Path("examples/helloworld/server.py")
 GMF_STREAM_SERVER = Path("examples/streambench/server.py")
 PEERS = Path("bench/peers")
+GMF_SYNC_SERVER = PEERS / "gmf_sync_server.py"  # the Greeter as a plain def, served by gmf.server()
+BLOCK_SHAPE = "16x4"  # the blocking-handler rows: 64 calls in flight, each sleeping 5 ms
 BASELINE = "grpcio-aio"
+WEB_BASELINE = "connectrpc"  # the ratio column of the web rows (Connect and gRPC-Web over HTTP/1.1)
 GREETER = "greeter"  # helloworld.Greeter/SayHello: the unary shapes (h2load)
 STREAMBENCH = "streambench"  # streambench.StreamBench: the streaming shapes (streamload)
 
@@ -53,6 +58,7 @@ def go_peers() -> go_build.GoPeers | str:
     return _go
 
 
+
 @dataclass(frozen=True)
 class ServerSpec:
     name: str
@@ -60,12 +66,15 @@ class ServerSpec:
     args: tuple[str, ...] = ()
     pinned: bool = True  # taskset to the server CPU
     gmf_cpu: bool = False  # pass --cpu SERVER_CPU (GMF's Placement.fixed)
-    baseline: str = BASELINE  # ratio column: req/s relative to this server
+    baseline: str = BASELINE  # ratio column: req/s relative to this server (gRPC shapes)
     description: str = ""
     go_binary: str | None = None  # a Go peer: the go_build binary to run instead of a script
     env: tuple[tuple[str, str], ...] = ()  # extra environment (GOMAXPROCS)
     service: str = GREETER  # what it serves: GREETER (unary shapes) or STREAMBENCH (streaming)
     go_ref: str | None = None  # the grpc-go server its "vs go" columns compare with
+    protocols: tuple[str, ...] = ("grpc",)  # "grpc": gRPC over HTTP/2; "web": Connect and gRPC-Web over HTTP/1.1
+    needs: tuple[str, ...] = ()  # Python modules the server imports
+    shapes: tuple[str, ...] = ()  # measured at these shapes only, whatever the run's (e.g. a blocking handler's)
 
     def argv(self, port: int, server_cpu: int) -> list[str]:
         cmd: list[str] = []
@@ -85,7 +94,7 @@ class ServerSpec:
     def pinning(self, server_cpu: int) -> str:
         procs = dict(self.env).get("GOMAXPROCS")
         if not self.pinned:
-            if self.script in (GMF_SERVER, GMF_STREAM_SERVER):
+            if self.script in (GMF_SERVER, GMF_STREAM_SERVER, GMF_SYNC_SERVER) and not self.gmf_cpu:
                 return "one worker per CPU, each pinned by GMF"
             return "unpinned (all CPUs)" + (" (GOMAXPROCS = CPUs)" if self.go_binary else "")
         how = " (Placement.fixed)" if self.gmf_cpu else f" (taskset, GOMAXPROCS={procs})" if procs else " (taskset)"
@@ -99,6 +108,9 @@ class ServerSpec:
             return peers if isinstance(peers, str) else None
         if not (ROOT / self.script).exists():
             return f"{self.script} not found"
+        missing = [m for m in self.needs if importlib.util.find_spec(m) is None]
+        if missing:
+            return f"{', '.join(missing)} not installed (the [dev] extra)"
         return None
 
     @property
@@ -116,6 +128,7 @@ SERVERS: dict[str, ServerSpec] = {
             pinned=False,
             baseline="grpcio-aio-unpinned",
             description="GMF, one worker per CPU, default runtime",
+            protocols=("grpc", "web"),
         ),
         *(
             ServerSpec(
@@ -124,6 +137,7 @@ SERVERS: dict[str, ServerSpec] = {
                 args=("--runtime", runtime),
                 gmf_cpu=True,
                 description=f"GMF, one worker pinned, {runtime} runtime",
+                protocols=("grpc", "web"),
             )
             for runtime in ("uring", "uvloop", "asyncio")
         ),
@@ -212,23 +226,68 @@ SERVERS: dict[str, ServerSpec] = {
             service=STREAMBENCH,
             description="grpc-go 1.33 streambench on all CPUs",
         ),
+        # Sync (plain def) handlers, the way grpcio services have them (issue 11)
+        ServerSpec(
+            "gmf-1-def",
+            GMF_SYNC_SERVER,
+            gmf_cpu=True,
+            baseline="grpcio-sync",
+            description="GMF, one worker pinned, the Greeter as a plain def (gmf.server(), default placement)",
+        ),
+        ServerSpec(
+            "gmf-1-def-inline",
+            GMF_SYNC_SERVER,
+            args=("--sync-handlers", "inline"),
+            gmf_cpu=True,
+            baseline="grpcio-sync",
+            description="as gmf-1-def, forced inline on the loop (the path before handler threads)",
+        ),
+        ServerSpec(
+            "gmf-sync-block",
+            GMF_SYNC_SERVER,
+            args=("--block-ms", "5"),
+            pinned=False,
+            baseline="grpcio-sync-block",
+            shapes=(BLOCK_SHAPE,),
+            description="GMF at its defaults (one worker per CPU, 10 handler threads each), a def handler blocking 5 ms",
+        ),
+        ServerSpec(
+            "grpcio-sync-block",
+            PEERS / "grpcio_sync_server.py",
+            args=("--block-ms", "5"),
+            pinned=False,
+            baseline="grpcio-sync-block",
+            shapes=(BLOCK_SHAPE,),
+            description="grpcio's thread-pool server (10 threads), unpinned, the handler blocking 5 ms",
+        ),
+        ServerSpec(
+            WEB_BASELINE,
+            PEERS / "connectrpc_server.py",
+            baseline=WEB_BASELINE,
+            description="connectrpc (Connect, gRPC-Web) on uvicorn with httptools and uvloop, pinned to one CPU",
+            protocols=("web",),
+            needs=("connectrpc", "uvicorn"),
+        ),
     )
 }
 
 # The grpc-go server each unary server is compared with in the "vs go" columns.
 _GO_REFS = {"gmf": "grpc-go", "grpcio-aio-unpinned": "grpc-go"}
 for _name, _spec in list(SERVERS.items()):
-    if _spec.service == GREETER and _spec.go_ref is None and not _name.startswith("grpc-go"):
+    if _spec.service == GREETER and "grpc" in _spec.protocols and _spec.go_ref is None and not _name.startswith("grpc-go"):
         SERVERS[_name] = replace(_spec, go_ref=_GO_REFS.get(_name, "grpc-go-1"))
 
 ALIASES: dict[str, tuple[str, ...]] = {
     "all": tuple(name for name in SERVERS if name not in ("gmf-1-auto", "gmf-stream", "grpc-go-stream")),
     "gmf-1": ("gmf-1-uring", "gmf-1-uvloop", "gmf-1-asyncio"),
     "gmf-all": ("gmf", "gmf-1-uring", "gmf-1-uvloop", "gmf-1-asyncio"),
-    "peers": ("grpcio-aio", "grpcio-aio-unpinned", "grpcio-sync", "grpclib"),
+    "peers": ("grpcio-aio", "grpcio-aio-unpinned", "grpcio-sync", "grpclib", WEB_BASELINE),
     "go": ("grpc-go-1", "grpc-go"),
     "stream": ("gmf-1-stream", "grpcio-aio-stream", "grpc-go-1-stream"),
     "stream-all": ("gmf-stream", "grpc-go-stream"),
+    "sync": ("gmf-1-def", "gmf-1-def-inline", "grpcio-sync", "gmf-sync-block", "grpcio-sync-block"),
+    "block": ("gmf-sync-block", "grpcio-sync-block"),
+    "web": ("gmf-1-uring", WEB_BASELINE),
 }
 
 
@@ -344,6 +403,33 @@ def validate(port: int, calls: int = 4, timeout: float = 30.0, service: str = GR
         raise ServerError(f"grpcio validation failed: {(proc.stderr or proc.stdout).strip()[-500:]}")
 
 
+def validate_web(port: int, timeout: float = 10.0) -> None:
+    """Connect unary JSON and gRPC-Web unary over HTTP/1.1 (http.client) must both get
+    ``Hello world!`` with status OK: what h2load's web rows send."""
+    import http.client
+    import json
+
+    from .h2load import WEB_REQUESTS
+
+    for web in WEB_REQUESTS.values():
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        try:
+            headers = dict(h.split(": ", 1) for h in web.headers)
+            conn.request("POST", GRPC_PATH, body=web.body, headers=headers)
+            response = conn.getresponse()
+            body = response.read()
+        except OSError as exc:
+            raise ServerError(f"{web.name} validation call failed: {exc}") from exc
+        finally:
+            conn.close()
+        if web.name == "connect-json":
+            ok = response.status == 200 and json.loads(body or b"{}") == {"message": "Hello world!"}
+        else:
+            ok = response.status == 200 and b"Hello world!" in body and b"grpc-status:0" in body.replace(b" ", b"")
+        if not ok:
+            raise ServerError(f"{web.name} validation: HTTP {response.status} {body[:200]!r}")
+
+
 def server_env(extra: tuple[tuple[str, str], ...] = ()) -> dict[str, str]:
     """The harness's environment plus the repository on PYTHONPATH (works without an install)."""
     env = dict(os.environ)
@@ -399,9 +485,12 @@ def launch(
         server = RunningServer(spec, port, proc, log_path)
         try:
             wait_ready(server)
-            validate(port, service=spec.service)
-            if body_file is not None and spec.service == GREETER:
-                check_h2load_request(port, body_file)
+            if "grpc" in spec.protocols:
+                validate(port, service=spec.service)
+                if body_file is not None and spec.service == GREETER:
+                    check_h2load_request(port, body_file)
+            if "web" in spec.protocols:
+                validate_web(port)
             time.sleep(settle_s)  # let every worker of a multi-process server reach its accept loop
             if proc.poll() is not None:
                 raise ServerError(f"{spec.name} exited after validation:\n{server.log_tail()}")

@@ -16,16 +16,19 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from . import logs, watchdog
+from . import logs, settings, watchdog
 from . import runtime as rt
 from . import tls as gmf_tls
+from .address import parse_address, reserve
 from .errors import StartupError
 from .placement import Placement, allowed_cpus
 from .rpc.context import encoding_name
+from .rpc.inline import SYNC_HANDLERS
 from .rpc.interceptors import check_interceptors
 from .rpc.registry import MethodRegistry
 from .rpc.server_state import ServerOptions
 from .supervisor import Supervisor
+from .web.cors import check_origins
 from .worker import WorkerConfig, WorkerInfo
 
 if TYPE_CHECKING:
@@ -34,29 +37,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("gmf")
 
 Hook = Callable[[WorkerInfo], Any]
-
-
-def parse_address(address: str) -> tuple[str, int, int]:
-    """``HOST:PORT`` / ``[IPv6]:PORT`` / ``:PORT`` -> (host, port, family)."""
-    text = address.strip()
-    try:
-        if text.startswith("["):
-            host, _, port_text = text[1:].partition("]:")
-            family = socket.AF_INET6
-        else:
-            host, sep, port_text = text.rpartition(":")
-            if not sep:
-                raise ValueError
-            host = host or "0.0.0.0"
-            family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        port = int(port_text)
-        if not 0 <= port <= 65535:
-            raise ValueError
-    except ValueError:
-        raise StartupError(f"invalid address {address!r}: expected HOST:PORT, e.g. 0.0.0.0:50051 or [::]:50051") from None
-    if host == "localhost":
-        host = "127.0.0.1"
-    return host, port, family
 
 
 class ServerHandle:
@@ -142,6 +122,13 @@ class GmfServer:
         max_outbound_buffer: int | None = 16 * 1024 * 1024,
         outbound_stall_timeout: float | None = 30.0,
         slow_handler_threshold: float | None = 1.0,
+        handler_threads: int = 10,
+        sync_handlers: str = "auto",
+        grpcio_flavor: str = "aio",
+        max_concurrent_rpcs: int | None = None,
+        web: bool = True,
+        cors_origins: Iterable[str] = (),
+        http1_body_timeout: float = 30.0,
     ) -> None:
         self.placement = Placement.max_spread()
         self.cpu_sets: list[tuple[int, ...] | None] = []
@@ -154,6 +141,7 @@ class GmfServer:
         self.metrics_host = "127.0.0.1"
         self._registry = MethodRegistry()
         self._address: str | None = None
+        self._reserved: tuple[str, socket.socket] | None = None  # bind(): the address and its held socket
         self._on_drain: list[Callable[[], Any]] = []
         self.health: Health | None = None  # set by health=True / gmf.services.enable_health
         self.tls: gmf_tls.ServerTls | None = None
@@ -186,6 +174,13 @@ class GmfServer:
             max_outbound_buffer=max_outbound_buffer,
             outbound_stall_timeout=outbound_stall_timeout,
             slow_handler_threshold=slow_handler_threshold,
+            handler_threads=handler_threads,
+            sync_handlers=sync_handlers,
+            grpcio_flavor=grpcio_flavor,
+            max_concurrent_rpcs=max_concurrent_rpcs,
+            web=web,
+            cors_origins=cors_origins,
+            http1_body_timeout=http1_body_timeout,
         )
 
     def configure(self, **options: Any) -> GmfServer:
@@ -205,6 +200,14 @@ class GmfServer:
         compression = options.get("compression")
         if compression is not None and encoding_name(compression) is None:
             raise ValueError(f"unsupported compression {compression!r}: use grpc.Compression.Gzip or Deflate")
+        if options.get("sync_handlers", "auto") not in SYNC_HANDLERS:
+            raise ValueError(f"sync_handlers must be one of {', '.join(SYNC_HANDLERS)} (got {options['sync_handlers']!r})")
+        if options.get("grpcio_flavor", "aio") not in ("aio", "sync"):
+            raise ValueError(f"grpcio_flavor must be 'aio' or 'sync' (got {options['grpcio_flavor']!r})")
+        if "cors_origins" in options:
+            check_origins(options["cors_origins"])
+        if "web" in options and not isinstance(options["web"], bool):
+            raise ValueError(f"web must be True or False (got {options['web']!r})")
         if "slow_handler_threshold" in options:
             watchdog.check_threshold(options["slow_handler_threshold"])
         for name in ("on_worker_start", "on_worker_stop"):
@@ -219,6 +222,8 @@ class GmfServer:
             fields["compression"] = encoding_name(compression)
         if "interceptors" in fields:
             fields["interceptors"] = check_interceptors(fields["interceptors"])
+        if "cors_origins" in fields:
+            fields["cors_origins"] = check_origins(fields["cors_origins"])
         self.options = dataclasses.replace(self.options, **fields)
         for name in _ATTRIBUTES & set(options):
             setattr(self, name, options[name])
@@ -248,7 +253,8 @@ class GmfServer:
 
     def add_insecure_port(self, address: str) -> int:
         """grpc.server() compatibility: remember the address that ``serve()``/``start()`` use
-        when called without one. Returns the port (0 stays 0 until ``start()`` binds it)."""
+        when called without one. Returns the port (0 stays 0 until ``start()`` binds it; the
+        grpc.Server of ``gmf.server()`` binds at once, see ``bind``)."""
         if self.tls is not None:
             raise ValueError("this server is configured for TLS (tls= or add_secure_port) and GMF serves one "
                              "address: drop add_insecure_port, or run a second server for plaintext")
@@ -262,9 +268,40 @@ class GmfServer:
         if self._address is not None and self.tls is None:
             raise ValueError("add_insecure_port was called already and GMF serves one address: "
                              "use add_secure_port alone, or run a second server for plaintext")
+        if not isinstance(server_credentials, (gmf_tls.ServerCredentials, ssl.SSLContext)):
+            raise TypeError(f"{server_credentials!r} is not gmf.ssl_server_credentials(...) or an ssl.SSLContext: "
+                            "grpc.ssl_server_credentials() keeps its keys inside grpcio; call "
+                            "gmf.ssl_server_credentials() with the same arguments")
         self.tls = gmf_tls.ServerTls(server_credentials)
         self._address = address
         return parse_address(address)[1]
+
+    def bind(self, address: str) -> int:
+        """Reserve ``address`` now (GMF_BIND instead, when set) and return its port, a free one
+        for port 0, as grpcio's ``add_insecure_port`` does; ``serve()``/``start()`` then serve
+        it. The supervisor's own reservation (held until every worker listens) is this one.
+        GMF serves one address: another one is an error. Raises StartupError."""
+        address = settings.bind_address() or address
+        if self._reserved is not None:
+            if self._reserved[0] == address:
+                return int(self._reserved[1].getsockname()[1])
+            raise ValueError(f"{self._reserved[0]} is bound already and GMF serves one address (not {address}): "
+                             "run a second server for another")
+        sock = reserve(*parse_address(address))
+        self._reserved = (address, sock)
+        self._address = address
+        return int(sock.getsockname()[1])
+
+    def _reservation(self, address: str) -> socket.socket | None:
+        """The socket ``bind`` holds for ``address`` (given away: the supervisor closes it), or
+        None; one held for another address is released."""
+        reserved, self._reserved = self._reserved, None
+        if reserved is None:
+            return None
+        if reserved[0] == address:
+            return reserved[1]
+        reserved[1].close()
+        return None
 
     @property
     def registry(self) -> MethodRegistry:
@@ -284,6 +321,8 @@ class GmfServer:
             raise StartupError(str(exc)) from None
         if self.runtime == "auto" and not os.environ.get(rt.ENV_VAR):
             log.info("runtime: %s (%s)", choice.name, choice.reason)
+        if self.tls is not None:  # http/1.1 too when gRPC-Web and Connect are served
+            self.tls.offer(gmf_tls.ALPN_WEB if self.options.web else gmf_tls.ALPN)
         config = WorkerConfig(
             host=host,
             port=port,
@@ -298,20 +337,34 @@ class GmfServer:
         )
         return Supervisor(config, list(self.cpu_sets), metrics_address=self.metrics_address)
 
+    def _launch(self, address: str | None, default: str) -> tuple[Supervisor, int]:
+        """Apply the GMF_* settings (the one place: gmf.settings.apply), choose the address
+        (GMF_BIND, else ``address``, else the one given to add_insecure_port/bind, else
+        ``default``), fork the workers and wait until they listen. Raises StartupError."""
+        settings.apply(self)
+        address = settings.bind_address() or address or self._address or default
+        reservation = self._reservation(address)
+        try:
+            supervisor = self._supervisor(address)
+        except BaseException:
+            if reservation is not None:
+                reservation.close()
+            raise
+        return supervisor, supervisor.start(reservation)
+
     def start(self, address: str | None = None) -> ServerHandle:
         """Start the workers and return at once (for tests and embedding). Raises StartupError.
-        Address: the argument, else the one given to ``add_insecure_port``, else 127.0.0.1:0."""
+        Address: GMF_BIND, else the argument, else the one given to ``add_insecure_port``,
+        else 127.0.0.1:0. Every GMF_* setting applies, as for ``serve()`` and ``gmf serve``."""
         _configure_logging()
-        supervisor = self._supervisor(address or self._address or "127.0.0.1:0")
-        port = supervisor.start()
+        supervisor, port = self._launch(address, "127.0.0.1:0")
         log.info("serving on %s with %d worker(s)", _display(supervisor, port), len(self.cpu_sets))
         return ServerHandle(supervisor, port)
 
     def serve(self, address: str | None = None) -> None:
         """Serve until SIGINT/SIGTERM, then drain gracefully. A startup failure prints one
-        line and exits with status 1. Address: the argument, else the one given to
-        ``add_insecure_port``, else 0.0.0.0:50051."""
-        address = address or self._address or "0.0.0.0:50051"
+        line and exits with status 1. Address: GMF_BIND, else the argument, else the one given
+        to ``add_insecure_port``, else 0.0.0.0:50051. Every GMF_* setting applies."""
         _configure_logging()
         stop_signal: list[int] = []
         previous = {
@@ -319,8 +372,7 @@ class GmfServer:
             for sig in (signal.SIGINT, signal.SIGTERM)
         }
         try:
-            supervisor = self._supervisor(address)
-            port = supervisor.start()
+            supervisor, port = self._launch(address, "0.0.0.0:50051")
         except StartupError as exc:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -363,9 +415,12 @@ _NUMBERS: dict[str, tuple[type, float]] = {
     "idle_timeout": (float, 0.001),
     "max_outbound_buffer": (int, 1),
     "outbound_stall_timeout": (float, 0.001),
+    "handler_threads": (int, 1),
+    "max_concurrent_rpcs": (int, 1),
+    "http1_body_timeout": (float, 0.001),
 }
 _NULLABLE = frozenset({"workers", "max_send_message_length", "metrics_port", "idle_timeout", "max_outbound_buffer",
-                       "outbound_stall_timeout"})
+                       "outbound_stall_timeout", "max_concurrent_rpcs"})
 
 
 def _check_number(name: str, value: object, kind: type, minimum: float) -> None:

@@ -6,7 +6,6 @@ It runs in the process that called ``serve()`` (main thread, owns SIGINT/SIGTERM
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import select
@@ -17,9 +16,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from .address import reserve
 from .errors import StartupError
 from .metrics import Snapshot, WorkerStats, aggregate
-from .worker import Worker, WorkerConfig, bind_listener, worker_main
+from .worker import Worker, WorkerConfig, worker_main
 
 log = logging.getLogger("gmf")
 
@@ -77,23 +77,25 @@ class Supervisor:
     _metrics: Any = None
 
     # ------------------------------------------------------------------ startup
-    def start(self) -> int:
-        """Check the address, fork every worker, wait until all listen; returns the port."""
+    def start(self, reservation: socket.socket | None = None) -> int:
+        """Reserve the address (or take ``reservation``, made by ``address.reserve``), fork
+        every worker, wait until all listen; returns the port. The reservation is closed then."""
         cfg = self.config
-        port = self._reserve_port()
-        if self.metrics_address is not None:
-            from .exporter import MetricsServer  # prometheus_client only when asked for
-
-            self._metrics = MetricsServer(*self.metrics_address, self.stats)
-            self.metrics_port = self._metrics.port
-            self._inherited.append(self._metrics)
-            host = self.metrics_address[0]
-            log.info("Prometheus metrics on http://%s:%d/metrics", f"[{host}]" if ":" in host else host, self.metrics_port)
-        self.config = cfg = WorkerConfig(**{**cfg.__dict__, "port": port})
-        # Hold the port (bound, not listening) until the workers' listeners exist.
-        reservation = bind_listener(cfg.host, port, cfg.family, backlog=None)
+        if reservation is None:
+            reservation = reserve(cfg.host, cfg.port, cfg.family)
+        port = int(reservation.getsockname()[1])
         self._inherited.append(reservation)
         try:
+            if self.metrics_address is not None:
+                from .exporter import MetricsServer  # prometheus_client only when asked for
+
+                self._metrics = MetricsServer(*self.metrics_address, self.stats)
+                self.metrics_port = self._metrics.port
+                self._inherited.append(self._metrics)
+                host = self.metrics_address[0]
+                log.info("Prometheus metrics on http://%s:%d/metrics", f"[{host}]" if ":" in host else host,
+                         self.metrics_port)
+            self.config = cfg = WorkerConfig(**{**cfg.__dict__, "port": port})
             pending: dict[int, int] = {}
             try:
                 for worker_id, cpus in enumerate(self.cpu_sets):
@@ -113,33 +115,6 @@ class Supervisor:
             reservation.close()
             self._inherited.remove(reservation)
         return port
-
-    def _reserve_port(self) -> int:
-        """Fail early and clearly when the address is unusable. The probe binds *without*
-        SO_REUSEPORT, so a port held by another server (even another GMF) is reported busy."""
-        cfg = self.config
-        probe = socket.socket(cfg.family, socket.SOCK_STREAM)
-        try:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            probe.bind((cfg.host, cfg.port))
-            return int(probe.getsockname()[1])
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                raise StartupError(
-                    f"cannot listen on {cfg.host}:{cfg.port}: address already in use "
-                    "(another server is running there: stop it or choose another port)"
-                ) from None
-            if exc.errno in (errno.EADDRNOTAVAIL, errno.EINVAL):
-                raise StartupError(
-                    f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror} (use an address of this machine, e.g. 0.0.0.0)"
-                ) from None
-            if exc.errno == errno.EACCES:
-                raise StartupError(
-                    f"cannot listen on {cfg.host}:{cfg.port}: permission denied (ports below 1024 need root)"
-                ) from None
-            raise StartupError(f"cannot listen on {cfg.host}:{cfg.port}: {exc}") from None
-        finally:
-            probe.close()
 
     def _fork(self, worker_id: int, cpus: tuple[int, ...] | None, ready_fd: int | None) -> _Child:
         control_r, control_w = os.pipe()

@@ -20,6 +20,7 @@ from typing import Any
 log = logging.getLogger("gmf")
 
 ALPN = ["h2"]  # gRPC is HTTP/2 only (RFC 9113 3.2: "h2" over TLS)
+ALPN_WEB = ["h2", "http/1.1"]  # with gRPC-Web and Connect: h2 first (the server's choice wins)
 
 
 @dataclass(frozen=True)
@@ -119,13 +120,14 @@ def ssl_server_credentials(private_key_certificate_chain_pairs: Sequence[tuple[b
     return ServerCredentials(chain, key, root_certificates, require_client_auth)
 
 
-def prepare_context(ctx: ssl.SSLContext) -> ssl.SSLContext:
-    """Check a user's server context and offer ALPN h2 on it (gRPC clients require h2)."""
+def prepare_context(ctx: ssl.SSLContext, alpn: Sequence[str] = ALPN) -> ssl.SSLContext:
+    """Check a user's server context and offer ALPN h2 on it (gRPC clients require h2), and
+    http/1.1 after it when gRPC-Web and Connect are served (``ALPN_WEB``)."""
     if not isinstance(ctx, ssl.SSLContext):
         raise TypeError(f"tls must be gmf.ServerCredentials or ssl.SSLContext, not {type(ctx).__name__}")
     if ctx.protocol is ssl.PROTOCOL_TLS_CLIENT:
         raise ValueError("tls: an ssl.SSLContext for a server is needed (ssl.PROTOCOL_TLS_SERVER)")
-    ctx.set_alpn_protocols(ALPN)
+    ctx.set_alpn_protocols(list(alpn))
     return ctx
 
 
@@ -143,7 +145,14 @@ class ServerTls:
                             "use gmf.ssl_server_credentials() with the same arguments")
         self.credentials = tls if isinstance(tls, ServerCredentials) else None
         self.context = tls.ssl_context() if self.credentials is not None else prepare_context(tls)
+        self.alpn: Sequence[str] = ALPN
         self._stamp = self._file_stamp()
+
+    def offer(self, alpn: Sequence[str]) -> None:
+        """The ALPN protocols to offer (``ALPN``, or ``ALPN_WEB`` with gRPC-Web and Connect),
+        on this context and every reloaded one."""
+        self.alpn = alpn
+        self.context.set_alpn_protocols(list(alpn))
 
     def _file_stamp(self) -> tuple[tuple[int, int, int], ...] | None:
         files = self.credentials.files if self.credentials is not None else None
@@ -168,6 +177,7 @@ class ServerTls:
         except (OSError, ValueError) as exc:
             log.warning("TLS files changed but do not load (still serving the previous certificate): %s", exc)
             return False
+        context.set_alpn_protocols(list(self.alpn))
         self.credentials, self.context = credentials, context
         log.info("TLS certificate reloaded from %s", credentials.files[0] if credentials.files else "?")
         return True

@@ -29,10 +29,12 @@ def add_streambench_to_path() -> None:
     _add_to_path(STREAMBENCH)
 
 
-def parse_args(description: str, argv: list[str] | None = None) -> argparse.Namespace:
+def parse_args(description: str, argv: list[str] | None = None, block: bool = False) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--port", type=int, default=50051, help="TCP port to listen on (default 50051)")
     parser.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
+    if block:
+        parser.add_argument("--block-ms", type=float, default=0.0, help="the handler sleeps this long (ms)")
     return parser.parse_args(argv)
 
 

@@ -1,9 +1,9 @@
-"""Build the Go benchmark peers (bench/peers/go) offline with Debian's Go toolchain.
+"""Build the Go peers (bench/peers/go: benchmark servers, load client, interop client) offline with Debian's Go toolchain.
 
     python3 bench/peers/go_build.py [--force] [--cache DIR]
 
-prints the binaries as one JSON line (``greeter``, ``streambench``, ``streamload``, ``built``,
-``seconds``), or ``skipped: <reason>, install <packages>`` with exit status 3 when a tool or
+prints the binaries as one JSON line (``greeter``, ``streambench``, ``streamload``, ``interop``,
+``built``, ``seconds``), or ``skipped: <reason>, install <packages>`` with exit status 3 when a tool or
 Go package is missing. From Python: ``build()`` returns ``GoPeers`` or raises ``GoUnavailable``
 (``str(exc)`` is that same line) or ``GoBuildError``.
 
@@ -40,11 +40,13 @@ ROOT = Path(__file__).resolve().parents[2]
 SOURCES = ROOT / "bench" / "peers" / "go"
 GOCODE = Path("/usr/share/gocode")
 IMPORT_ROOT = "gmfpeers"  # the Go import path of bench/peers/go in the build's GOPATH
-PROTOS: dict[str, Path] = {  # Go package gmfpeers/pb/<name> <- .proto
-    "helloworld": ROOT / "proto" / "helloworld" / "helloworld.proto",
-    "streambench": ROOT / "proto" / "streambench" / "streambench.proto",
+_INTEROP = ROOT / "proto" / "grpc" / "testing"
+PROTOS: dict[str, tuple[Path, ...]] = {  # Go package gmfpeers/pb/<name> <- its .proto files (one folder)
+    "helloworld": (ROOT / "proto" / "helloworld" / "helloworld.proto",),
+    "streambench": (ROOT / "proto" / "streambench" / "streambench.proto",),
+    "interop": tuple(_INTEROP / f"{name}.proto" for name in ("empty", "messages", "test")),
 }
-COMMANDS = ("greeter", "streambench", "streamload")
+COMMANDS = ("greeter", "streambench", "streamload", "interop")
 SKIPPED_EXIT = 3
 
 
@@ -89,6 +91,7 @@ class GoPeers:
     greeter: Path  # helloworld.Greeter server
     streambench: Path  # streambench.StreamBench server
     streamload: Path  # the load client
+    interop: Path  # gRPC's interop test cases on grpc-go's client (tests/peers/test_interop_go.py)
     built: bool  # False: the cache was already up to date
     seconds: float  # time this call took
 
@@ -141,8 +144,9 @@ def fingerprint() -> str:
     digest = hashlib.sha256()
     for path in _go_sources():
         digest.update(str(path.relative_to(SOURCES)).encode() + b"\0" + path.read_bytes() + b"\0")
-    for name, proto in PROTOS.items():
-        digest.update(name.encode() + b"\0" + proto.read_bytes() + b"\0")
+    for name, protos in PROTOS.items():
+        for proto in protos:
+            digest.update(name.encode() + b"\0" + proto.read_bytes() + b"\0")
     for command in ("go", "protoc", "protoc-gen-go", "protoc-gen-go-grpc"):
         digest.update(_tool_identity(command).encode() + b"\0")
     for library in ("google.golang.org/grpc/version.go", "google.golang.org/protobuf/internal/version/version.go"):
@@ -179,23 +183,24 @@ def _stage(src: Path, env: dict[str, str]) -> None:
         target = src / path.relative_to(SOURCES)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, target)
-    for name, proto in PROTOS.items():
+    for name, protos in PROTOS.items():
         out = src / "pb" / name
         out.mkdir(parents=True)
-        mapping = f"M{proto.name}={IMPORT_ROOT}/pb/{name}"  # the .proto files carry no go_package
+        # the .proto files carry no go_package: each of them maps to this package
+        mappings = [f"M{proto.name}={IMPORT_ROOT}/pb/{name}" for proto in protos]
         _run(
             [
-                "protoc", f"-I{proto.parent}",
-                f"--go_out={out}", "--go_opt=paths=source_relative", f"--go_opt={mapping}",
-                f"--go-grpc_out={out}", "--go-grpc_opt=paths=source_relative", f"--go-grpc_opt={mapping}",
-                str(proto),
+                "protoc", f"-I{protos[0].parent}",
+                f"--go_out={out}", "--go_opt=paths=source_relative", *(f"--go_opt={m}" for m in mappings),
+                f"--go-grpc_out={out}", "--go-grpc_opt=paths=source_relative", *(f"--go-grpc_opt={m}" for m in mappings),
+                *(str(proto) for proto in protos),
             ],
             env,
         )
 
 
 def build(cache: Path | None = None, force: bool = False, log: Callable[[str], None] | None = None) -> GoPeers:
-    """Build the three binaries into ``cache``/bin unless they are current; see the module doc."""
+    """Build the binaries into ``cache``/bin unless they are current; see the module doc."""
     check()
     started = time.monotonic()
     cache = cache or cache_dir()

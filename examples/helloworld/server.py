@@ -21,8 +21,9 @@ class Greeter(helloworld_pb2_grpc.GreeterServicer):
 
 
 def create_server(server: GmfServer | None = None) -> GmfServer:
-    """The factory `gmf serve` calls (with no arguments): a GmfServer serving the Greeter."""
-    server = server or GmfServer()
+    """The factory `gmf serve` calls (with no arguments): a GmfServer serving the Greeter, with
+    health checking and reflection as the script serves them (`grpcurl ... list` works)."""
+    server = server or GmfServer(health=True, reflection=True)
     helloworld_pb2_grpc.add_GreeterServicer_to_server(Greeter(), server)
     return server
 

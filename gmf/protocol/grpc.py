@@ -11,6 +11,7 @@ import re
 import struct
 import zlib
 from collections.abc import Iterable
+from typing import NamedTuple
 
 from .hpack_codec import Header, encode_headers
 
@@ -71,7 +72,7 @@ class MessageDecoder:
             if length > self._max:
                 raise GrpcError(
                     RESOURCE_EXHAUSTED,
-                    f"Received message larger than max ({length} vs. {self._max})",
+                    f"SERVER: Received message larger than max ({length} vs. {self._max})",
                 )
             if flag > 1:
                 raise GrpcError(INTERNAL, f"invalid message compression flag {flag}")
@@ -137,7 +138,17 @@ RESERVED_HEADERS = frozenset(
 )
 
 MetadataValue = str | bytes
-Metadata = tuple[tuple[str, MetadataValue], ...]
+
+
+class Metadatum(NamedTuple):
+    """One metadata entry as grpcio gives it: a ``(key, value)`` pair with ``.key`` and ``.value``
+    (OpenTelemetry's grpc instrumentation, for one, reads them so)."""
+
+    key: str
+    value: MetadataValue
+
+
+Metadata = tuple[Metadatum, ...]
 
 
 def _b64decode(value: bytes) -> bytes:
@@ -147,18 +158,18 @@ def _b64decode(value: bytes) -> bytes:
 
 def metadata_from_headers(headers: Iterable[Header]) -> Metadata:
     """Client request headers -> ``invocation_metadata()`` (``-bin`` values decoded)."""
-    out: list[tuple[str, MetadataValue]] = []
+    out: list[Metadatum] = []
     for name, value in headers:
         if name[:1] == b":" or name in RESERVED_HEADERS:
             continue
         key = name.decode("latin-1")
         if key.endswith("-bin"):
             try:
-                out.append((key, _b64decode(value)))
+                out.append(Metadatum(key, _b64decode(value)))
             except (ValueError, base64.binascii.Error):  # type: ignore[attr-defined]
                 continue  # undecodable binary header: dropped, like grpc-core does
         else:
-            out.append((key, value.decode("latin-1")))
+            out.append(Metadatum(key, value.decode("latin-1")))
     return tuple(out)
 
 
@@ -240,15 +251,3 @@ def trailers(code: int, message: str = "", metadata: list[Header] | None = None,
         fields.append((b"grpc-message", percent_encode(message).encode("ascii")))
     block = encode_headers(fields + (metadata or []))
     return RESPONSE_HEADERS + block if trailers_only else block
-
-
-def http_error_headers(status: int, code: int, message: str) -> bytes:
-    """A non-200 response for requests that are not gRPC (wrong method or content-type)."""
-    return encode_headers(
-        [
-            (b":status", str(status).encode()),
-            (b"content-type", CONTENT_TYPE),
-            (b"grpc-status", str(code).encode()),
-            (b"grpc-message", percent_encode(message).encode("ascii")),
-        ]
-    )

@@ -2,8 +2,10 @@
 
 ``receive_data(bytes) -> list[Event]`` parses frames and updates state; the send methods
 queue frames; ``data_to_send()`` hands the bytes to whatever runtime owns the socket.
-Only what a gRPC server needs is here: no server push, no priorities (parsed and ignored),
-header blocks decoded by a caching HPACK decoder and encoded statelessly by the caller.
+Only what a gRPC server needs is here: no server push, no priorities (parsed, checked and
+ignored), header blocks decoded by a caching HPACK decoder and encoded statelessly by the
+caller. Each decoded block is checked once (:mod:`.h2fields`, RFC 9113 8.1-8.3): a malformed
+request or trailer block, or a content-length the DATA does not match, is a stream error.
 
 Every protocol violation has a defined answer: a stream error (RST_STREAM) or a
 connection error (GOAWAY then close, reported as ``ConnectionTerminated``).
@@ -38,9 +40,10 @@ from .h2events import (
     StreamReset,
     WindowUpdated,
 )
-from .h2limits import HEADER_HARD_FACTOR, RESET_BURST, RESET_MEMORY, AbuseGuard, AbuseLimits
+from .h2fields import check as check_fields
+from .h2limits import HEADER_HARD_FACTOR, RESET_BURST, RESET_MEMORY, SKIPPED_MEMORY, AbuseGuard, AbuseLimits
 from .h2stream import Stream
-from .hpack_codec import CachingDecoder, MalformedHeaderBlock
+from .hpack_codec import CachingDecoder
 
 __all__ = [
     "HEADER_HARD_FACTOR", "ConnectionTerminated", "DataReceived", "Event", "GoAwayReceived", "H2ServerConnection",
@@ -50,6 +53,7 @@ __all__ = [
 _U32 = struct.Struct(">L")
 _SETTING = struct.Struct(">HL")
 _SHUTDOWN_PING = b"gmfdrain"  # the opaque data of the PING that ends a graceful shutdown
+_SELF_DEPENDENT = 0x100  # not a wire flag: HEADERS whose priority names its own stream (5.3.1)
 
 
 class _OpenData:
@@ -423,7 +427,10 @@ class H2ServerConnection(AbuseGuard):
                 raise H2ConnectionError(f.PROTOCOL_ERROR, "PRIORITY on stream 0")
             if len(payload) != 5:
                 raise H2ConnectionError(f.FRAME_SIZE_ERROR, "PRIORITY payload must be 5 bytes")
-            self._waste("PRIORITY frames")  # priorities are ignored (CVE-2019-9513)
+            if _U32.unpack_from(payload)[0] & 0x7FFFFFFF == sid:  # a stream cannot depend on itself (5.3.1)
+                self._stream_error(sid, f.PROTOCOL_ERROR, events)
+            else:
+                self._waste("PRIORITY frames")  # priorities are ignored (CVE-2019-9513)
         elif ftype == f.PUSH_PROMISE:
             raise H2ConnectionError(f.PROTOCOL_ERROR, "clients must not send PUSH_PROMISE")
         elif ftype == f.CONTINUATION:
@@ -455,9 +462,9 @@ class H2ServerConnection(AbuseGuard):
         if s is None:
             if sid > self.highest_stream_id or not sid & 1:  # even ids: we open none (no push)
                 raise H2ConnectionError(f.PROTOCOL_ERROR, f"DATA on idle stream {sid}")
-            if sid not in self._limits.reset_ids:  # the client had ended it: DATA after END_STREAM
-                self._stream_error(sid, f.STREAM_CLOSED, events)
-            elif not flow:  # in flight after our reset: ignored (non-empty ones are flow-controlled)
+            if sid not in self._limits.reset_ids:  # the client had ended it (or reset it, or skipped it)
+                raise H2ConnectionError(f.STREAM_CLOSED, f"DATA on closed stream {sid}")  # 5.1
+            if not flow:  # in flight after our reset: ignored (non-empty ones are flow-controlled)
                 self._waste("empty DATA frames")
             return
         if s.remote_closed:
@@ -472,6 +479,13 @@ class H2ServerConnection(AbuseGuard):
             s.recv_window += padding  # padding is never handed to the application
             self._out.append(f.window_update(sid, padding))
         end = bool(flags & f.FLAG_END_STREAM)
+        remaining = s.content_length
+        if remaining is not None:  # the request announced its length: the DATA must match (8.1.1)
+            remaining -= len(data)
+            s.content_length = remaining
+            if remaining < 0 or end and remaining:
+                self._stream_error(sid, f.PROTOCOL_ERROR, events)
+                return
         if end:
             s.remote_closed = True
         elif not data:
@@ -495,6 +509,8 @@ class H2ServerConnection(AbuseGuard):
         if flags & f.FLAG_PRIORITY:
             if len(block) < 5:
                 raise H2ConnectionError(f.FRAME_SIZE_ERROR, "HEADERS priority field truncated")
+            if _U32.unpack_from(block)[0] & 0x7FFFFFFF == sid:
+                flags |= _SELF_DEPENDENT  # decoded all the same (HPACK state), then a stream error
             block = block[5:]
         if flags & f.FLAG_END_HEADERS:
             self._header_block(sid, flags, block, events)
@@ -510,40 +526,48 @@ class H2ServerConnection(AbuseGuard):
             # An HPACK bomb: a block expanding far beyond the advertised limit. Decoding
             # stopped at the hard cap; the rest of the block (and the HPACK state) is lost.
             raise H2ConnectionError(f.ENHANCE_YOUR_CALM, "header list far beyond the limit") from None
-        except MalformedHeaderBlock:
-            # Decoded completely (HPACK state intact) but not a valid request: stream error.
-            if sid > self.highest_stream_id:
-                self.highest_stream_id = sid
-            self._stream_error(sid, f.PROTOCOL_ERROR, events)
-            return
         except HPACKError as exc:
             raise H2ConnectionError(f.COMPRESSION_ERROR, f"HPACK: {exc}") from None
         except Exception as exc:  # any decoder failure leaves HPACK state unknown
             raise H2ConnectionError(f.COMPRESSION_ERROR, f"HPACK: {exc!r}") from None
+        verdict = headers.check
+        if verdict is None:  # once per distinct block: the decoder hands out one list per repeat
+            verdict = headers.check = check_fields(headers)
         end = bool(flags & f.FLAG_END_STREAM)
         s = self.streams.get(sid)
         if s is not None:
-            if s.remote_closed:
+            if s.remote_closed:  # half-closed (remote): 5.1
                 self._stream_error(sid, f.STREAM_CLOSED, events)
-            elif end:  # trailers
+            elif not end or s.content_length or flags & _SELF_DEPENDENT or verdict.trailers_error:
+                # Only trailers may follow the request headers, and they end the stream (8.1),
+                # without pseudo-header fields (8.1) and after all the announced content (8.1.1).
+                self._stream_error(sid, f.PROTOCOL_ERROR, events)
+            else:  # trailers
                 s.remote_closed = True
                 events.append(StreamEnded(sid))
                 if s.local_closed and not s.pending:
                     self.streams.pop(sid, None)
-            else:
-                self._stream_error(sid, f.PROTOCOL_ERROR, events)
             return
         if sid <= self.highest_stream_id:
-            if not end:  # not trailers in flight after our reset: a request reusing a closed id
-                raise H2ConnectionError(f.PROTOCOL_ERROR, f"HEADERS on closed stream {sid}")
-            if sid not in self._limits.reset_ids:  # the client had ended it: trailers after END_STREAM
-                self._stream_error(sid, f.STREAM_CLOSED, events)
-            else:  # trailers in flight after our reset: decoded, ignored
+            limits = self._limits
+            if sid in limits.reset_ids:  # in flight after our reset: decoded, ignored (5.1)
                 self._waste("HEADERS on closed streams")
+            elif any(low <= sid <= high for low, high in limits.skipped):
+                raise H2ConnectionError(f.PROTOCOL_ERROR, f"HEADERS on stream {sid}, below one opened later (5.1.1)")
+            else:  # the client had ended it, or reset it
+                raise H2ConnectionError(f.STREAM_CLOSED, f"HEADERS on closed stream {sid}")
             return
+        if sid - self.highest_stream_id > 2:  # the ids between are skipped: closed, never opened
+            skipped = self._limits.skipped
+            skipped.append((self.highest_stream_id + 1, sid - 2))
+            if len(skipped) > SKIPPED_MEMORY:
+                del skipped[0]
         self.highest_stream_id = sid
         if self.goaway_sent:
             self._send_rst(sid, f.REFUSED_STREAM)
+            return
+        if verdict.request_error is not None or flags & _SELF_DEPENDENT or end and verdict.content_length:
+            self._stream_error(sid, f.PROTOCOL_ERROR, events)  # a malformed request (8.1.1)
             return
         if len(self.streams) >= self.max_concurrent_streams:
             self._waste("streams over SETTINGS_MAX_CONCURRENT_STREAMS")
@@ -553,6 +577,8 @@ class H2ServerConnection(AbuseGuard):
             raise H2ConnectionError(f.ENHANCE_YOUR_CALM, "too many malformed requests")
         s = Stream(self.peer_initial_window, self.local_initial_window)
         s.remote_closed = end
+        if verdict.content_length is not None:
+            s.content_length = verdict.content_length
         self.streams[sid] = s
         events.append(RequestReceived(sid, headers, end))
 

@@ -20,6 +20,9 @@ RESET_BURST = 1000  # client resets tolerated before the reset/open ratio is enf
 RESET_MEMORY = 128  # streams we reset whose in-flight frames are still ignored (most recent;
 # a forgotten one only costs an extra RST_STREAM, and the record stays a few KiB per connection)
 
+SKIPPED_MEMORY = 16  # ranges of skipped stream ids remembered (a forgotten one changes only
+# the error code of the connection error: STREAM_CLOSED instead of PROTOCOL_ERROR)
+
 # A header block whose encoded size or decoded header list goes beyond this many times the
 # advertised SETTINGS_MAX_HEADER_LIST_SIZE is not materialized: the connection is cut off
 # (its HPACK state cannot be kept consistent without decoding the rest). Blocks between the
@@ -45,6 +48,7 @@ class AbuseLimits:
         "reset_ids",
         "remote_resets",
         "max_header_block",
+        "skipped",
     )
 
     def __init__(
@@ -68,6 +72,10 @@ class AbuseLimits:
         self.reset_ids: dict[int, None] = {}
         self.remote_resets = 0  # streams the client reset ("rapid reset", CVE-2023-44487)
         self.max_header_block = 0  # bytes of a header block before it is cut off (set by the connection)
+        # Ranges of stream ids the client skipped (never opened, so implicitly closed: RFC 9113
+        # 5.1.1), the most recent SKIPPED_MEMORY of them: HEADERS on one is PROTOCOL_ERROR,
+        # not STREAM_CLOSED. gRPC clients never skip ids; the list stays empty.
+        self.skipped: list[tuple[int, int]] = []
 
 
 class AbuseGuard:

@@ -19,6 +19,7 @@ class Stream:
         "pending_bytes",
         "pending_end",
         "pending_trailers",
+        "content_length",
     )
 
     def __init__(self, send_window: int, recv_window: int) -> None:
@@ -31,3 +32,6 @@ class Stream:
         self.pending_bytes = 0
         self.pending_end = False
         self.pending_trailers: bytes | None = None
+        # DATA bytes the request's content-length still announces (RFC 9113 8.1.1); None: no
+        # content-length, the usual case for gRPC
+        self.content_length: int | None = None

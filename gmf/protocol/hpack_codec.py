@@ -16,6 +16,8 @@ from __future__ import annotations
 from hpack import Decoder
 from hpack.table import HeaderTable
 
+from .h2fields import FieldCheck, Header
+
 # RFC 7541 Appendix A: static-table indexes for names we send.
 _STATIC_NAME_INDEX: dict[bytes, int] = {
     b":status": 8,
@@ -23,22 +25,17 @@ _STATIC_NAME_INDEX: dict[bytes, int] = {
     b"content-length": 28,
 }
 
-Header = tuple[bytes, bytes]
-
-
-class MalformedHeaderBlock(Exception):
-    """The block decoded (the dynamic table is consistent) but a field is not valid HTTP:
-    an empty field name (RFC 9113 8.2.1, field-name is a non-empty token)."""
-
 
 class HeaderList(list[Header]):
     """A decoded header block. A block served from the cache is the same object each time,
-    so ``summary`` lets the layer above parse it once (e.g. the gRPC request fields)."""
+    so what is derived from it is worked out once: ``check``, the HTTP/2 core's verdict on
+    it (a ``h2fields.FieldCheck``), and ``summary``, the layer above's (the gRPC request fields)."""
 
-    __slots__ = ("summary",)
+    __slots__ = ("check", "summary")
 
     def __init__(self, headers: list[Header]) -> None:
         super().__init__(headers)
+        self.check: FieldCheck | None = None
         self.summary: object = None
 
 
@@ -82,17 +79,14 @@ class CachingDecoder:
         self._cache_limit = cache_limit
 
     def decode(self, block: bytes) -> HeaderList:
-        """Decode one complete header block; raises hpack errors on malformed input and
-        ``MalformedHeaderBlock`` (after decoding) for a field with an empty name."""
+        """Decode one complete header block; raises hpack errors on malformed input. Whether
+        the fields are valid HTTP is not checked here (``h2fields`` does, once per block)."""
         table = self._table
         hit = self._cache.get(block)
         if hit is not None and hit[0] == table.generation:
             return hit[1]
         before = table.generation
         headers = HeaderList([(h[0], h[1]) for h in self._decoder.decode(block, raw=True)])  # type: ignore[misc]
-        for name, _ in headers:
-            if not name:
-                raise MalformedHeaderBlock("empty header field name")
         if table.generation == before:
             if len(self._cache) >= self._cache_limit:
                 self._cache.clear()

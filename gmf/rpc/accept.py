@@ -9,10 +9,13 @@ in this order:
    behind ``loop.create_server(ssl=...)``, so every runtime shares one TLS path and the
    plaintext path has no TLS check at all); a handshake counts against ``max_connections``
    and is cut after ``handshake_timeout``;
-3. :meth:`Acceptor.application` makes the protocol that serves it: today always
-   :class:`~gmf.rpc.connection.GrpcConnection` (gRPC over HTTP/2). It is the one place to
-   choose another, by the ALPN protocol TLS negotiated or by a plaintext connection's first
-   bytes (the HTTP/2 preface or an HTTP/1.1 request line).
+3. :meth:`Acceptor.application` makes the protocol that serves it, the one place that
+   chooses: with the web protocols off, :class:`~gmf.rpc.connection.GrpcConnection` (HTTP/2);
+   with them on, :class:`ChooseProtocol`, which hands the connection to ``GrpcConnection`` or
+   to :class:`~gmf.rpc.http1.Http1Connection` (gRPC-Web and Connect over HTTP/1.1) by the ALPN
+   protocol TLS negotiated (``h2`` / ``http/1.1``) or, without one, by the first bytes: the
+   HTTP/2 preface, or an HTTP/1.x request (a method name: an upper-case letter first).
+   Anything else goes to HTTP/2, which answers garbage with GOAWAY as it always did.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import cast
 
 from ..tls import ServerTls
 from .connection import GrpcConnection
+from .http1 import Http1Connection
 from .server_state import ServerState
 
 log = logging.getLogger("gmf")
@@ -55,7 +59,9 @@ class Acceptor:
 
     def application(self) -> asyncio.Protocol:
         """The protocol that serves an accepted connection (behind TLS when there is TLS)."""
-        return GrpcConnection(self.state)
+        if self.state.web is None:
+            return GrpcConnection(self.state)
+        return ChooseProtocol(self.state)
 
     def refused(self) -> None:
         metrics = self.state.metrics
@@ -68,6 +74,95 @@ class Acceptor:
                 self.state.options.max_connections,
                 metrics.refused,
             )
+
+
+_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+class ChooseProtocol(asyncio.Protocol):
+    """A connection whose protocol is not known yet (see the module docstring): it counts as
+    an open connection (``max_connections``, drain) and has ``handshake_timeout`` to choose."""
+
+    calls: tuple[()] = ()  # no RPC before the choice (OpenConnection)
+
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        self.transport: asyncio.Transport | None = None
+        self._buffer = b""
+        self._timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.state.connections.add(self)
+        ssl_object = transport.get_extra_info("ssl_object")
+        alpn = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
+        if alpn == "h2":
+            self._become(GrpcConnection(self.state))
+        elif alpn == "http/1.1":
+            self._become(self._http1())
+        else:
+            self._timer = self.state.loop.call_later(self.state.options.handshake_timeout, self._expired)
+            if self.state.draining:
+                self.close()
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self._buffer + data if self._buffer else data
+        n = min(len(buffer), len(_PREFACE))
+        if buffer[:n] == _PREFACE[:n]:
+            if n < len(_PREFACE):
+                self._buffer = buffer  # a prefix of the preface: wait for the rest
+                return
+            protocol: asyncio.Protocol = GrpcConnection(self.state)
+        elif 0x41 <= buffer[0] <= 0x5A:  # A-Z: an HTTP/1.x request method
+            protocol = self._http1()
+        else:
+            protocol = GrpcConnection(self.state)
+        self._buffer = b""
+        self._become(protocol, buffer)
+
+    def _http1(self) -> asyncio.Protocol:
+        assert self.state.web is not None
+        return Http1Connection(self.state, self.state.web)
+
+    def _become(self, protocol: asyncio.Protocol, data: bytes = b"") -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        transport = self.transport
+        assert transport is not None
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        self.state.connections.discard(self)  # after: a drain never sees this connection gone
+        self.transport = None
+        if data:
+            protocol.data_received(data)
+
+    def _expired(self) -> None:
+        self._timer = None
+        log.info("closing connection: no request within %.1fs", self.state.options.handshake_timeout)
+        if self.transport is not None:
+            self.transport.abort()
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.transport = None
+        self.state.connection_closed(self)
+
+    # OpenConnection: nothing is in progress, so stopping is closing
+    def start_shutdown(self) -> None:
+        self.close()
+
+    def cancel_all(self) -> None:
+        pass
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
 
 
 class _Refused(asyncio.Protocol):

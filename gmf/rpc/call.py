@@ -170,12 +170,17 @@ class Call:
 
     def single_request(self) -> Any:
         """The one request of a unary-request call (the stream has ended)."""
+        return self.deserialize(self.single_payload())
+
+    def single_payload(self) -> bytes:
+        """The serialized request of a unary-request call (on the loop; a handler thread
+        deserializes it)."""
         if len(self.messages) != 1:
             raise g.GrpcError(
                 g.INTERNAL,
                 "Expected exactly one request message" if self.messages else "Missing request message",
             )
-        return self.deserialize(self._take())
+        return self._take()
 
     def deserialize(self, payload: bytes) -> Any:
         try:
@@ -194,16 +199,26 @@ class Call:
         self.conn.send_headers(self.stream_id, metadata, self.send_encoding)
 
     def send_response(self, message: Any) -> None:
-        """Serialize and queue one response message."""
+        """Serialize and queue one response message (``send_encoded`` after ``encode``, in one
+        call on the hot path)."""
         if self.finished:
             return
+        payload, compressed = self.encode(message)
+        conn = self.conn
+        if not self.headers_sent:
+            self.headers_sent = True
+            conn.send_headers(self.stream_id, None, self.send_encoding)
+        conn.send_message(self.stream_id, payload, compressed)
+
+    def encode(self, message: Any) -> tuple[bytes, bool]:
+        """One response message as it goes on the wire: (payload, compressed). Touches no
+        connection state, so a handler thread encodes its own messages."""
         try:
             payload = self.method.serialize(message)
         except Exception as exc:
             log.error("could not serialize response of %s: %r", self.path, exc)
             raise g.GrpcError(g.INTERNAL, "Failed to serialize response!") from None
-        conn = self.conn
-        limit = conn.max_send_message_length
+        limit = self.conn.max_send_message_length
         if limit is not None and len(payload) > limit:
             raise g.GrpcError(g.RESOURCE_EXHAUSTED, f"Sent message larger than max ({len(payload)} vs. {limit})")
         compressed = False
@@ -211,6 +226,13 @@ class Call:
             payload = g.compress(self.send_encoding, payload)
             compressed = True
         self.compress_next = True
+        return payload, compressed
+
+    def send_encoded(self, payload: bytes, compressed: bool) -> None:
+        """Queue one encoded response message (headers first if none were sent)."""
+        if self.finished:
+            return
+        conn = self.conn
         if not self.headers_sent:
             self.headers_sent = True
             conn.send_headers(self.stream_id, None, self.send_encoding)
@@ -254,7 +276,8 @@ class Call:
         return not self.finished and self.conn.write_blocked(self.stream_id)
 
     async def wait_writable(self) -> None:
-        """Until the peer takes this call's output again (the connection wakes us) or it ends."""
+        """Wait while the peer is not taking what we send (the connection wakes us when it
+        does), or until the call finishes."""
         conn = self.conn
         while not self.finished and conn.write_blocked(self.stream_id):
             self.write_waiter = conn.loop.create_future()

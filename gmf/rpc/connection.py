@@ -14,19 +14,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from concurrent.futures import Executor
 from typing import TYPE_CHECKING, cast
 
-from ..logs import log_access
-from ..metrics import UNKNOWN_METHOD
 from ..protocol import frames as fr
 from ..protocol import grpc as g
 from ..protocol import h2events as ev
+from ..protocol import plain
 from ..protocol.h2conn import H2ServerConnection
 from . import runner
+from .base import ConnectionBase
 from .call import Call
 from .context import ServicerContext
-from .peer import auth_context, format_peer
+from .peer import format_peer
 
 SHUTDOWN_ACK_TIMEOUT = 1.0  # seconds a draining connection waits for its GOAWAY PING's ACK
 
@@ -47,7 +46,7 @@ _WRITE_HIGH_WATER = 1 << 20
 class _RequestSummary:
     """The request header fields the server acts on, parsed from one header block."""
 
-    __slots__ = ("method", "path", "path_str", "content_type", "timeout", "encoding", "accept", "size")
+    __slots__ = ("method", "path", "path_str", "content_type", "timeout", "encoding", "accept", "size", "grpc")
 
     def __init__(self, headers: list[tuple[bytes, bytes]]) -> None:
         method = path = content_type = timeout = encoding = accept = None
@@ -75,24 +74,21 @@ class _RequestSummary:
         self.encoding = encoding
         self.accept = accept
         self.size = size
+        # A gRPC request: POST with application/grpc or application/grpc+CODEC (not grpc-web).
+        self.grpc = (method == b"POST" and content_type is not None and content_type.startswith(b"application/grpc")
+                     and content_type[16:20] != b"-web")
 
 
-class GrpcConnection(asyncio.Protocol):
+class GrpcConnection(ConnectionBase, asyncio.Protocol):
     """One client connection: gRPC over HTTP/2, and the :class:`CallSink` of its calls."""
 
     def __init__(self, server: ServerState) -> None:
-        self.server = server
-        self.metrics = server.metrics
-        self.loop = server.loop
-        self.max_receive_message_length = server.max_receive_message_length
-        self.max_send_message_length = server.max_send_message_length
-        self.transport: asyncio.Transport | None = None
+        self._setup(server)
         self.h2 = H2ServerConnection(clock=self.loop.time, **server.h2_limits)
-        self.calls: dict[int, Call] = {}
-        self.peer = "unknown"
-        self.write_paused = False
         self.closing = False
-        self._flush_scheduled = False
+        # Unary-request calls whose request completed in the read being handled: started once
+        # every request of the read is admitted (data_received), None outside a read.
+        self._starting: list[Call] | None = None
         options = server.options
         # One timer: the handshake deadline, then the idle watchdog (see _idle_check), then,
         # once closing after a GOAWAY, the cut of a peer that does not read it.
@@ -124,6 +120,7 @@ class GrpcConnection(asyncio.Protocol):
             events = self.h2.receive_data(data)
             if self._awaiting_handshake and self.h2.handshake_done:
                 self._handshake_complete()
+            starting = self._starting = []
             for event in events:  # one handler per event class, the frequent ones first
                 if type(event) is ev.DataReceived:
                     self._on_data(event)
@@ -139,7 +136,11 @@ class GrpcConnection(asyncio.Protocol):
                     self._on_terminated(event)
                 elif type(event) is ev.GoAwayReceived:
                     self._on_goaway(event)
+            self._starting = None
+            if starting:
+                self._start(starting)
         except Exception:  # a bug must cost one connection, never the worker
+            self._starting = None
             log.exception("internal error on connection from %s", self.peer)
             self.h2.start_shutdown(fr.INTERNAL_ERROR)
             self._flush()
@@ -192,11 +193,7 @@ class GrpcConnection(asyncio.Protocol):
             if timer is not None:
                 timer.cancel()
         self._timer = self._stall_timer = None
-        for call in list(self.calls.values()):
-            call.cancel()
-        self.calls.clear()
-        self.server.connection_closed(self)
-        self.transport = None
+        self._lost()
 
     def pause_writing(self) -> None:
         # The peer is not reading what we send: stop reading from it too, so a client that
@@ -281,13 +278,13 @@ class GrpcConnection(asyncio.Protocol):
         if credit:
             self.h2.acknowledge_received_data(sid, credit)
         if event.end_stream:
-            self._request_complete(call)
+            self.request_complete(call)
 
     def _on_stream_ended(self, event: ev.StreamEnded) -> None:
         call = self.calls.get(event.stream_id)
         if call is not None:
             call.feed(b"", 0, True)
-            self._request_complete(call)
+            self.request_complete(call)
 
     def _on_window_updated(self, event: ev.WindowUpdated) -> None:
         call = self.calls.get(event.stream_id)
@@ -313,7 +310,6 @@ class GrpcConnection(asyncio.Protocol):
         summary = cast(_RequestSummary | None, event.headers.summary)
         if summary is None:  # parsed once per distinct header block (the decoder caches blocks)
             summary = event.headers.summary = _RequestSummary(event.headers)
-        method_name, path, content_type = summary.method, summary.path, summary.content_type
         timeout, encoding, accept = summary.timeout, summary.encoding, summary.accept
         h = self.h2
         if h.buffered_bytes > self.outbound_limit or self.outbound_full:  # the peer is not taking its responses
@@ -322,21 +318,17 @@ class GrpcConnection(asyncio.Protocol):
         if summary.size > self.server.max_header_list_size:
             message = f"Header list of {summary.size} bytes exceeds the limit of {self.server.max_header_list_size}"
             h.send_headers(sid, g.trailers(g.RESOURCE_EXHAUSTED, message, trailers_only=True), end_stream=True)
-            self._rejected(summary.path_str, g.RESOURCE_EXHAUSTED)
+            self.rejected(summary.path_str, g.RESOURCE_EXHAUSTED)
             return
-        if path is None or method_name is None:
-            h.reset_stream(sid, fr.PROTOCOL_ERROR)
-            return
-        if method_name != b"POST":
-            h.send_headers(sid, g.http_error_headers(405, g.UNIMPLEMENTED, "gRPC requires POST"), end_stream=True)
-            return
-        if content_type is None or not content_type.startswith(b"application/grpc"):
-            h.send_headers(sid, g.http_error_headers(415, g.UNKNOWN, "invalid gRPC content-type"), end_stream=True)
+        # The HTTP/2 core let through well-formed requests only (RFC 9113 8.3: :method, and
+        # :scheme and a non-empty :path unless CONNECT); gRPC is a POST of application/grpc*.
+        if not summary.grpc:
+            self._not_grpc(event, summary)
             return
         method = self.server.methods.resolve(summary.path_str, lambda: g.metadata_from_headers(event.headers))
         if method is None:
             h.send_headers(sid, g.trailers(g.UNIMPLEMENTED, "Method not found!", trailers_only=True), end_stream=True)
-            self._rejected(summary.path_str, g.UNIMPLEMENTED)
+            self.rejected(summary.path_str, g.UNIMPLEMENTED)
             return
         enc: str | None = None
         if encoding is not None:
@@ -347,16 +339,22 @@ class GrpcConnection(asyncio.Protocol):
                     g.trailers(g.UNIMPLEMENTED, f"Compression algorithm '{enc}' is not supported", trailers_only=True),
                     end_stream=True,
                 )
-                self._rejected(summary.path_str, g.UNIMPLEMENTED, method.path)
+                self.rejected(summary.path_str, g.UNIMPLEMENTED, method.path)
                 return
+        server = self.server
+        if server.max_concurrent_rpcs is not None and server.active_rpcs >= server.max_concurrent_rpcs:
+            h.send_headers(sid, g.trailers(g.RESOURCE_EXHAUSTED, "Concurrent RPC limit exceeded!", trailers_only=True),
+                           end_stream=True)
+            self.rejected(summary.path_str, g.RESOURCE_EXHAUSTED, method.path)
+            return
         call = Call(self, sid, method, event.headers, enc)
         call.context = ServicerContext(call)
         if accept is not None:
             call.accept_encoding = accept.decode("latin-1")
-        server = self.server
         if server.compression is not None and call.accept_encoding and server.compression in call.accept_encoding:
             call.send_encoding = server.compression
         self.calls[sid] = call
+        server.active_rpcs += 1
         self.metrics.rpc_started(method.path)
         if server.access_log:
             call.started_at = self.loop.time()
@@ -372,23 +370,50 @@ class GrpcConnection(asyncio.Protocol):
             runner.start(call)
         if event.end_stream:
             call.feed(b"", 0, True)
-            self._request_complete(call)
+            self.request_complete(call)
 
-    def _request_complete(self, call: Call) -> None:
-        """The client half-closed: a unary-request handler can start now."""
+    def _not_grpc(self, event: ev.RequestReceived, summary: _RequestSummary) -> None:
+        """Not a gRPC request: with the web protocols on, gmf.web.route decides what it is
+        (gRPC-Web, Connect, a CORS preflight, or an HTTP answer); without, plain.not_grpc's
+        405 or 415. Either way "none of the above" is :meth:`answer_http`."""
+        web = self.server.web
+        if web is not None:
+            web.serve_h2(self, event)
+        else:
+            method = cast(bytes, summary.method)
+            status, fields = plain.not_grpc(method)
+            self.answer_http(event.stream_id, status, fields, method)
+
+    def answer_http(self, stream_id: int, status: int, headers: list[g.Header] | tuple[g.Header, ...] = (),
+                    method: bytes = b"POST") -> None:
+        """Answer a request that is not an RPC: ``status`` with a short text/plain body saying
+        this is a gRPC server (``gmf.protocol.plain``), the body sent as DATA under flow control.
+        The one answer for every request no protocol takes ("none of the above")."""
+        block, body = plain.answer(status, headers, method)
+        h = self.h2
+        h.send_headers(stream_id, block, end_stream=not body)
+        if body:
+            h.send_data(stream_id, body, end_stream=True)
+
+    def request_complete(self, call: Call) -> None:
+        """The client half-closed: a unary-request handler can start, once the rest of the read
+        is handled. Async handlers start eagerly and plain defs inline may answer at once: were
+        they started here, the output of the first requests of a read could fill the outbound
+        cap and refuse the later ones, which a task per call (started after the read) admits."""
         if not call.method.request_streaming and call.task is None and not call.finished:
-            runner.start(call)
+            starting = self._starting
+            if starting is not None:
+                starting.append(call)
+            else:
+                runner.start(call)
+
+    @staticmethod
+    def _start(calls: list[Call]) -> None:
+        for call in calls:
+            if call.task is None and not call.finished:  # not reset or failed later in the read
+                runner.start(call)
 
     # ------------------------------------------------------------------ CallSink (gmf.rpc.sink)
-    @property
-    def executor(self) -> Executor:
-        return self.server.executor
-
-    def auth_context(self) -> dict[str, list[bytes]]:
-        """grpcio's ``auth_context()`` of this connection (from the TLS peer certificate)."""
-        transport = self.transport
-        return auth_context(transport.get_extra_info("ssl_object") if transport is not None else None)
-
     def release(self, stream_id: int, nbytes: int) -> None:
         self.h2.acknowledge_received_data(stream_id, nbytes)
         if not self._flush_scheduled:
@@ -433,24 +458,14 @@ class GrpcConnection(asyncio.Protocol):
         return h.pending_bytes(stream_id) > _WRITE_HIGH_WATER or self.write_paused or self.outbound_full
 
     def call_finished(self, stream_id: int, code: int) -> None:
-        calls = self.calls
-        call = calls.pop(stream_id, None)
-        if call is None:
+        if self._call_ended(stream_id, code) is None:
             return
-        self.metrics.rpc_finished(call.path, code)
-        if self.server.access_log:
-            log_access(call.path, code, self.loop.time() - call.started_at, self.peer)
-        if not calls:
+        if not self.calls:
             self._idle_since = self.loop.time()
             if self.closing:
                 self.schedule_flush()
 
     # ------------------------------------------------------------------ output
-    def schedule_flush(self) -> None:
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self.loop.call_soon(self._flush)
-
     def _flush(self) -> None:
         self._flush_scheduled = False
         h = self.h2
@@ -466,14 +481,6 @@ class GrpcConnection(asyncio.Protocol):
         if self.closing:
             self._maybe_close()
 
-    def _rejected(self, path: str, code: int, method: str = UNKNOWN_METHOD) -> None:
-        """An RPC answered with a status before any handler: counted (unregistered paths
-        under one label) and access-logged like the others."""
-        self.metrics.rpc_started(method)
-        self.metrics.rpc_finished(method, code)
-        if self.server.access_log:
-            log_access(path if path.isprintable() else repr(path), code, 0.0, self.peer)
-
     # ------------------------------------------------------------------ shutdown
     def start_shutdown(self) -> None:
         """Graceful: GOAWAY now, close once in-flight calls are done. New streams are still
@@ -487,23 +494,8 @@ class GrpcConnection(asyncio.Protocol):
         self.h2.finish_shutdown()
         self._flush()
 
-    def cancel_all(self) -> None:
-        for call in list(self.calls.values()):
-            call.fail(g.UNAVAILABLE, "Server shutting down")
-        self.schedule_flush()
-
     def _maybe_close(self) -> None:
         if self.h2.shutdown_pending and not self.h2.goaway_received:
             return  # the client may still open streams it sent before seeing our GOAWAY
         if not self.calls and not self.h2.has_data_to_send():
             self.close()
-
-    def close(self) -> None:
-        transport = self.transport
-        if transport is not None and not transport.is_closing():
-            transport.close()
-
-    def _abort(self) -> None:
-        transport = self.transport
-        if transport is not None:
-            transport.abort()

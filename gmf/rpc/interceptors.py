@@ -12,21 +12,14 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Iterable, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import grpc
 
 from ..protocol import grpc as g
 from .context import ServicerContext
-from .registry import HandlerCallDetails, Method, MethodCache, MethodRegistry
-from .runner import RequestIterator, run
-
-
-class Metadatum(NamedTuple):
-    """One invocation-metadata entry, shaped like grpcio's (``.key``, ``.value``, or a pair)."""
-
-    key: str
-    value: Any
+from .registry import DEFAULT_OPTIONS, HandlerCallDetails, Method, MethodCache, MethodOptions, MethodRegistry
+from .runner import RequestIterator, serve
 
 
 def check_interceptors(interceptors: Iterable[Any]) -> tuple[Any, ...]:
@@ -83,8 +76,9 @@ class InterceptorChain:
 class InterceptedMethods(MethodCache):
     """The method cache of a server with interceptors (see the module docstring)."""
 
-    def __init__(self, registry: MethodRegistry, interceptors: Sequence[Any]) -> None:
-        super().__init__(registry)
+    def __init__(self, registry: MethodRegistry, interceptors: Sequence[Any],
+                 options: MethodOptions = DEFAULT_OPTIONS) -> None:
+        super().__init__(registry, options)
         self._chain = InterceptorChain(interceptors, registry)
         self._placeholders: dict[str, Method] = {}
 
@@ -98,7 +92,7 @@ class InterceptedMethods(MethodCache):
 
     async def _serve(self, requests: RequestIterator, context: ServicerContext) -> None:
         call = context._call
-        details = HandlerCallDetails(call.path, tuple(Metadatum(k, v) for k, v in call.metadata))
+        details = HandlerCallDetails(call.path, call.metadata)
         handler = await self._chain.resolve(details)
         if handler is None:
             raise g.GrpcError(g.UNIMPLEMENTED, "Method not found!")
@@ -108,4 +102,4 @@ class InterceptedMethods(MethodCache):
             await call.wait_readable()
             if call.finished:
                 return
-        await run(call)  # finishes the call; the placeholder's own reply is then a no-op
+        await serve(call)  # finishes the call; the placeholder's own reply is then a no-op

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
+
+from . import inline
 
 
 class HandlerCallDetails:
@@ -61,6 +65,19 @@ class MethodRegistry:
         return None
 
 
+@dataclass(frozen=True)
+class MethodOptions:
+    """The server options that decide how a method's handler runs (from ServerOptions)."""
+
+    sync_handlers: str = "auto"  # plain-def unary handlers: "auto" (the placement rule), "threads", "inline"
+    # Where grpcio's two servers answer differently, answer as grpc.aio ("aio") or grpc.server
+    # ("sync") does: a handler exception's details, time_remaining() without a deadline.
+    grpcio_flavor: str = "aio"
+
+
+DEFAULT_OPTIONS = MethodOptions()
+
+
 class Method:
     """A resolved RPC method: the grpcio handler plus what dispatch needs, computed once."""
 
@@ -73,11 +90,15 @@ class Method:
         "response_streaming",
         "deserialize",
         "serialize",
+        "sync_mode",  # where a plain-def handler runs: "auto", "threads", "inline" (gmf.rpc.inline)
+        "inline",  # a plain-def unary handler runs on the event loop now
+        "quick_runs",  # quick thread runs in a row (the placement rule)
+        "strikes",  # slow inline runs since strike_at (the placement rule)
+        "strike_at",
+        "sync_flavor",  # answer as grpc.server does where grpc.aio differs (grpcio_flavor="sync")
     )
 
-    def __init__(self, path: str, handler: grpc.RpcMethodHandler) -> None:
-        import inspect
-
+    def __init__(self, path: str, handler: grpc.RpcMethodHandler, options: MethodOptions = DEFAULT_OPTIONS) -> None:
         self.path = path
         self.handler = handler
         self.request_streaming = bool(handler.request_streaming)
@@ -90,6 +111,12 @@ class Method:
         self.is_async = inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func)
         self.deserialize = handler.request_deserializer or _identity
         self.serialize = handler.response_serializer or _identity
+        unary = not self.request_streaming and not self.response_streaming
+        self.sync_mode = inline.sync_mode(func, options.sync_handlers) if unary else "threads"
+        self.inline = not self.is_async and self.sync_mode == "inline"
+        self.quick_runs = self.strikes = 0
+        self.strike_at = 0.0
+        self.sync_flavor = options.grpcio_flavor == "sync"
 
 
 def _identity(value: Any) -> Any:
@@ -97,12 +124,17 @@ def _identity(value: Any) -> Any:
 
 
 class MethodCache:
-    """Per-worker cache of resolved methods (registered paths only: generic handlers may
-    decide per call from metadata, so they are asked every time)."""
+    """Per-worker cache of resolved methods. Registered paths resolve once; generic handlers
+    may decide per call from the metadata, so they are asked every time, but the Method of a
+    handler they return again is reused (it keeps its placement, gmf.rpc.threads)."""
 
-    def __init__(self, registry: MethodRegistry) -> None:
+    _MAX_CHOSEN = 4096  # Methods kept for handlers generic handlers chose (a bound: paths are the client's)
+
+    def __init__(self, registry: MethodRegistry, options: MethodOptions = DEFAULT_OPTIONS) -> None:
         self._registry = registry
+        self._options = options
         self._cache: dict[str, Method] = {}
+        self._chosen: dict[str, Method] = {}
 
     def resolve(self, path: str, metadata_factory: Any) -> Method | None:
         method = self._cache.get(path)
@@ -110,17 +142,23 @@ class MethodCache:
             return method
         registered = self._registry.registered(path)
         if registered is not None:
-            method = self._cache[path] = Method(path, registered)
+            method = self._cache[path] = Method(path, registered, self._options)
             return method
         handler = self._registry.lookup(path, metadata_factory())
-        return Method(path, handler) if handler is not None else None
+        return self.method_for(path, handler) if handler is not None else None
 
     def method_for(self, path: str, handler: grpc.RpcMethodHandler) -> Method:
-        """The Method of a handler an interceptor chain chose (cached when it is the registered one)."""
+        """The Method of a handler that a generic handler or an interceptor chain chose."""
         method = self._cache.get(path)
         if method is not None and method.handler is handler:
             return method
         if handler is self._registry.registered(path):
-            method = self._cache[path] = Method(path, handler)
+            method = self._cache[path] = Method(path, handler, self._options)
             return method
-        return Method(path, handler)
+        method = self._chosen.get(path)
+        if method is not None and method.handler is handler:
+            return method
+        method = Method(path, handler, self._options)
+        if len(self._chosen) < self._MAX_CHOSEN:
+            self._chosen[path] = method
+        return method

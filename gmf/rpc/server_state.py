@@ -6,13 +6,15 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Callable, Sequence, Sized
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, TypedDict
 
-from ..metrics import WorkerMetrics
+from ..logs import log_access
+from ..metrics import UNKNOWN_METHOD, WorkerMetrics
 from .interceptors import InterceptedMethods
-from .registry import MethodCache, MethodRegistry
+from .registry import MethodCache, MethodOptions, MethodRegistry
+from .threads import HandlerThreads
+from .web import WebServing
 
 log = logging.getLogger("gmf")
 
@@ -54,6 +56,20 @@ class ServerOptions:
     # before GOAWAY(ENHANCE_YOUR_CALM) and close; None: never.
     outbound_stall_timeout: float | None = 30.0
     slow_handler_threshold: float | None = 1.0  # loop blocked this long -> one warning (None: off)
+    # Plain-def handlers: threads per worker, and where unary ones run ("auto": the placement
+    # rule of gmf.rpc.threads; "threads"; "inline": on the event loop, never blocking).
+    handler_threads: int = 10
+    sync_handlers: str = "auto"
+    max_concurrent_rpcs: int | None = None  # per worker; more get RESOURCE_EXHAUSTED (grpcio's maximum_concurrent_rpcs)
+    grpcio_flavor: str = "aio"  # answer as grpc.aio ("aio") or grpc.server ("sync") where they differ
+    # gRPC-Web and Connect beside gRPC (docs/web.md): HTTP/1.1 connections (chosen by ALPN or the
+    # first bytes) and non-gRPC content types on HTTP/2. False: gRPC over HTTP/2 only.
+    web: bool = True
+    cors_origins: tuple[str, ...] = ()  # origins browsers may call from ("*": any); none: no CORS
+    http1_body_timeout: float = 30.0  # seconds an HTTP/1.1 request body may take after its head
+
+    def method_options(self) -> MethodOptions:
+        return MethodOptions(sync_handlers=self.sync_handlers, grpcio_flavor=self.grpcio_flavor)
 
     def h2_limits(self) -> H2Limits:
         return H2Limits(
@@ -95,27 +111,26 @@ class ServerState:
     ) -> None:
         self.loop = loop
         # With interceptors every call runs the chain (see interceptors.py); without, nothing changes.
-        self.methods = InterceptedMethods(registry, options.interceptors) if options.interceptors else MethodCache(registry)
+        method_options = options.method_options()
+        self.methods = (InterceptedMethods(registry, options.interceptors, method_options) if options.interceptors
+                        else MethodCache(registry, method_options))
+        self.registry = registry
         self.on_drain = tuple(on_drain)
         self.options = options
         self.max_receive_message_length = options.max_receive_message_length
         self.max_send_message_length = options.max_send_message_length
         self.max_header_list_size = options.max_header_list_size
+        self.max_concurrent_rpcs = options.max_concurrent_rpcs
+        self.active_rpcs = 0  # calls in progress on every connection of this worker
         self.h2_limits = options.h2_limits()
         self.compression = options.compression
         self.connections: set[OpenConnection] = set()
         self.draining = False
         self.metrics = WorkerMetrics()
         self.access_log = options.access_log
-        self._executor: ThreadPoolExecutor | None = None
+        self.executor = HandlerThreads(loop, options.handler_threads)  # threads start on first use
         self._idle: asyncio.Event | None = None
-
-    @property
-    def executor(self) -> ThreadPoolExecutor:
-        """Threads for plain-def request-streaming handlers (created on first use)."""
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="gmf-handler")
-        return self._executor
+        self.web = WebServing(self) if options.web else None  # gRPC-Web and Connect (docs/web.md)
 
     def connection_opened(self, conn: OpenConnection) -> None:
         self.connections.add(conn)
@@ -125,6 +140,14 @@ class ServerState:
         self.connections.discard(conn)
         if self._idle is not None and self.idle():
             self._idle.set()
+
+    def rejected(self, path: str, code: int, peer: str, method: str = UNKNOWN_METHOD) -> None:
+        """An RPC answered with a status before any handler: counted (unregistered paths
+        under one label) and access-logged like the others."""
+        self.metrics.rpc_started(method)
+        self.metrics.rpc_finished(method, code)
+        if self.access_log:
+            log_access(path if path.isprintable() else repr(path), code, 0.0, peer)
 
     def idle(self) -> bool:
         """Every connection is gone (each closes itself after GOAWAY once its calls finish)."""
@@ -151,8 +174,7 @@ class ServerState:
         for conn in list(self.connections):
             conn.close()
         await asyncio.sleep(0)
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+        self.executor.shutdown(wait=False, cancel_futures=True)  # a handler still running is abandoned
 
 
     async def _run_drain_callbacks(self, grace: float | None) -> None:

@@ -6,26 +6,28 @@ The RPC layer reads one way. The connection parses its wire, makes a
 :class:`~gmf.rpc.context.ServicerContext` reach back only through this interface, in gRPC's
 terms (metadata, messages, a status), never in the wire's (frames, flow-control windows).
 
-Today :class:`~gmf.rpc.connection.GrpcConnection` is the one sink: gRPC over HTTP/2 (initial
+Two implementations: :class:`~gmf.rpc.connection.GrpcConnection`, gRPC over HTTP/2 (initial
 metadata -> a HEADERS frame, each message -> a length-prefixed DATA frame, the status ->
-trailers). Another wire for the same handlers (gRPC-Web or Connect, over HTTP/1.1 or HTTP/2)
-is another implementation of these methods, or an adapter per call around a connection; the
-call, the runner, the context and the handlers stay as they are. Requests reach a call as gRPC
-length-prefixed messages (``Call.feed``): a wire without that envelope (Connect's unary
-calls) frames its body before feeding it.
+trailers), and :class:`~gmf.rpc.web.WebSink`, one per gRPC-Web or Connect call over HTTP/1.1
+or HTTP/2 (the protocol's encoder writes the response; flow control, back-pressure and the end
+of the call are its connection's). The call, the runner, the context and the handlers are the
+same for both. Requests reach a call as gRPC length-prefixed messages (``Call.feed``): a wire
+without that envelope (Connect's unary calls, base64, JSON) is turned into it first
+(:class:`~gmf.rpc.web.WebCall`).
 
-Every method is called on the event loop's thread (a handler running in a thread reaches the
-call through ``loop.call_soon_threadsafe``/``run_coroutine_threadsafe``). ``stream_id`` is the
-call's id on its connection (the HTTP/2 stream id), as given to ``Call``.
+Every method is called on the event loop's thread: a handler running in one of the worker's
+threads hands what it sends to the loop through ``executor.to_loop`` (gmf.rpc.runner). ``stream_id`` is the
+call's id on its connection (the HTTP/2 stream id; HTTP/1.1: the request's number), as given to
+``Call``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import Executor
 from typing import Protocol
 
 from ..protocol.hpack_codec import Header
+from .threads import HandlerThreads
 
 
 class CallSink(Protocol):
@@ -34,7 +36,7 @@ class CallSink(Protocol):
     def loop(self) -> asyncio.AbstractEventLoop: ...
 
     @property
-    def executor(self) -> Executor: ...  # threads for plain-def request-streaming handlers
+    def executor(self) -> HandlerThreads: ...  # the worker's threads for plain-def handlers
 
     @property
     def max_receive_message_length(self) -> int: ...  # bytes of one decoded request message

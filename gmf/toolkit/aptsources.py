@@ -7,8 +7,15 @@ Understands both formats: one-line ``/etc/apt/sources.list`` entries and deb822
 from __future__ import annotations
 
 import re
+import ssl
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
+
+from .errors import ToolkitError
 
 DEBIAN_SUITES = ("buster", "bullseye", "bookworm", "trixie", "forky", "sid", "stable", "testing", "unstable")
 
@@ -93,3 +100,53 @@ def debian_security_mirror(sources: list[AptSource]) -> str | None:
         if src.is_debian and src.is_security and src.uri.startswith(("http://", "https://")):
             return src.uri.rstrip("/")
     return None
+
+
+# --------------------------------------------------------------------------- suites on a mirror
+
+
+@dataclass(frozen=True)
+class Release:
+    """The fields of a suite's ``dists/SUITE/Release`` file that the toolkit uses."""
+
+    suite: str
+    codename: str
+    valid_until: datetime | None  # testing and the security suites expire; stable releases do not
+
+    def expired(self, now: datetime | None = None) -> bool:
+        return self.valid_until is not None and self.valid_until < (now or datetime.now(UTC))
+
+
+def parse_release(text: str) -> Release:
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line or line[0] in " \t":
+            continue  # checksum lists
+        key, _, value = line.partition(":")
+        fields[key.strip().lower()] = value.strip()
+    until = fields.get("valid-until")
+    return Release(suite=fields.get("suite", ""), codename=fields.get("codename", ""),
+                   valid_until=parsedate_to_datetime(until) if until else None)
+
+
+def fetch_release(mirror: str, suite: str, timeout: float = 30.0) -> Release | None:
+    """``MIRROR/dists/SUITE/Release``, or None when the mirror has no such suite (HTTP 404).
+
+    Raises ToolkitError when the mirror does not answer. Proxies come from the environment
+    (urllib reads ``http(s)_proxy``) and HTTPS mirrors are verified against the CA bundle.
+    """
+    from .proxy import ca_bundle  # proxy imports errors only; kept local so parsing needs nothing
+
+    url = f"{mirror.rstrip('/')}/dists/{suite}/Release"
+    bundle = ca_bundle()
+    context = ssl.create_default_context(cafile=str(bundle)) if bundle and url.startswith("https:") else None
+    try:
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as reply:
+            return parse_release(reply.read().decode("utf-8", errors="replace"))
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return None
+        raise ToolkitError(f"{url}: HTTP {exc.code} {exc.reason}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ToolkitError(f"the Debian mirror does not answer ({url}: {reason}): pass another with --mirror") from None

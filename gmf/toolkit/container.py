@@ -12,8 +12,11 @@ import os
 import platform
 import resource
 import shutil
+import signal
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,9 @@ PIP_CACHE_VOLUME = "gmf-pip-cache"
 DEFAULT_NAME = "gmf-dev"
 DEFAULT_PORT = 50051
 LABEL = "org.gmf.role"
+# Docker turns IPv6 off in containers on its default (IPv4-only) network; turning it back on
+# gives the container ::1, which the dual-stack tests and `[::]:PORT` servers need.
+IPV6_SYSCTLS = {"net.ipv6.conf.all.disable_ipv6": "0"} if Path("/proc/sys/net/ipv6").is_dir() else {}
 
 
 @dataclass
@@ -114,6 +120,7 @@ def up(s: Settings) -> Any:
     if created:
         kwargs = run_kwargs(client, s)
         kwargs["ports"] = {f"{DEFAULT_PORT}/tcp": s.port}
+        kwargs["sysctls"] = IPV6_SYSCTLS or None
         kwargs["labels"] = {LABEL: "dev", "org.gmf.workspace": str(s.workspace)}
         try:
             box = client.containers.create(command=["sleep", "infinity"], name=s.name, **kwargs)
@@ -199,6 +206,62 @@ def exec_in(s: Settings, cmd: list[str], env: dict[str, str] | None = None) -> i
             sys.stderr.flush()
     code = client.api.exec_inspect(exec_id).get("ExitCode")
     return int(code) if code is not None else 1
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt meanwhile, so what Ctrl-C cleans up SIGTERM cleans up too."""
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_throwaway(s: Settings, cmd: list[str], env: dict[str, str] | None = None,
+                  on_line: Callable[[str], None] | None = None) -> int:
+    """Run ``cmd`` in a new container ``s.name`` of ``s.image`` (dev container settings, no
+    port published) and remove it after; output streams through (each stdout line also goes to
+    ``on_line``) and its exit code is returned: 130 when Ctrl-C or SIGTERM stopped it."""
+    from docker.errors import APIError
+
+    client = engine.client()
+    kwargs = run_kwargs(client, s)
+    kwargs["environment"] = {**kwargs["environment"], **(env or {})}
+    kwargs["sysctls"] = IPV6_SYSCTLS or None
+    try:
+        box = client.containers.create(command=cmd, name=s.name, labels={LABEL: "test"}, **kwargs)
+    except APIError as exc:
+        raise engine.api_error(exc, f"creating container {s.name}") from None
+    note(f"in {s.name} ({s.image}): {' '.join(cmd)}")
+    pending = ""
+    with sigterm_as_interrupt():
+        try:
+            box.start()
+            for out, err in box.attach(stdout=True, stderr=True, stream=True, logs=True, demux=True):
+                if out:
+                    sys.stdout.buffer.write(out)
+                    sys.stdout.flush()
+                    if on_line is not None:
+                        *lines, pending = (pending + out.decode(errors="replace")).split("\n")
+                        for line in lines:
+                            on_line(line)
+                if err:
+                    sys.stderr.buffer.write(err)
+                    sys.stderr.flush()
+            code = int(box.wait().get("StatusCode", 1))
+        except KeyboardInterrupt:
+            note(f"stopping {s.name}")
+            box.stop(timeout=10)
+            code = 130
+        finally:
+            box.remove(force=True)
+    if pending and on_line is not None:
+        on_line(pending)
+    return code
 
 
 def shell(s: Settings) -> int:

@@ -1,15 +1,19 @@
-"""The two images: the local base (``invoke base-image``) and the dev image (``invoke build-image``).
+"""The two images per tested Python: the local base (``invoke base-image``) and the dev image
+(``invoke build-image``); ``--python V`` picks the Debian release that ships V (pythons.py).
 
-The base is one local tag, ``gmf-base:bookworm``, made in two layers:
+The base is one local tag per release, ``gmf-base:<suite>`` (bookworm, trixie, forky), made
+in two layers:
 
-1. a bookworm root file system, tagged ``gmf-base:bookworm-rootfs``: the official
-   ``python:3.11-slim-bookworm`` re-tagged when a registry answers, else
-   ``debootstrap --variant=minbase`` from the host's own apt mirror + ``docker import``;
+1. the release's root file system, tagged ``gmf-base:<suite>-rootfs``: the official
+   ``debian:<suite>-slim`` re-tagged when a registry answers, else
+   ``debootstrap --variant=minbase <suite>`` from the host's own apt mirror (checked first:
+   the suite's Release file must be there) + ``docker import``;
 2. on top of it, the CA bundle to trust (proxies that intercept TLS), labelled with its
    sha256 so a changed bundle only rebuilds this small layer.
 
-docker/Dockerfile builds FROM that tag, and so does the devcontainer (.devcontainer), so an
-engine that cannot pull anything works after ``invoke base-image``.
+docker/Dockerfile builds FROM that tag with ``PYTHON=<version>``, as ``gmf-dev:<suite>``; the
+devcontainer (.devcontainer) builds FROM gmf-base:bookworm, so an engine that cannot pull
+anything works after ``invoke base-image``.
 """
 
 from __future__ import annotations
@@ -26,16 +30,16 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from . import aptsources, checkout, engine, proxy
+from . import aptsources, checkout, engine, proxy, pythons
 from .engine import Client
 from .errors import ToolkitError, note
+from .pythons import Target
 
 DOCKERFILE = "docker/Dockerfile"
-DEV_TAG = "gmf-dev:bookworm"
-BASE_TAG = "gmf-base:bookworm"
-OFFICIAL_BASE = "python:3.11-slim-bookworm"
-SUITE = "bookworm"
+DEV_TAG = pythons.DEFAULT.dev_tag
+BASE_TAG = pythons.DEFAULT.base_tag
 CA_LABEL = "org.gmf.ca-sha256"
+DEBOOTSTRAP_SCRIPTS = Path("/usr/share/debootstrap/scripts")
 
 
 def rootfs_tag(base_tag: str) -> str:
@@ -80,49 +84,73 @@ def try_pull(client: Client, ref: str) -> bool:
     return True
 
 
-def stream_build(chunks: Iterable[dict[str, Any]]) -> str | None:
-    """Print a build's log as it comes; returns the image id; raises on a build error."""
+def stream_build(chunks: Iterable[dict[str, Any]], compact: bool = False) -> str | None:
+    """Print a build's log as it comes; returns the image id; raises on a build error.
+
+    ``compact``: leave out the steps the layer cache answered (a rebuild with nothing changed
+    prints one line), keep every step that runs and all of its output."""
     image_id: str | None = None
+    step: str | None = None  # compact: a step's header, printed once the step does real work
+    cached = 0
     for chunk in chunks:
         if "stream" in chunk:
-            sys.stdout.write(chunk["stream"])
+            text = chunk["stream"]
+            if compact:
+                if text.startswith("Step "):
+                    step = text
+                    continue
+                if "Using cache" in text:
+                    cached, step = cached + 1, None
+                    continue
+                if text.startswith((" ---> ", "Removing intermediate container", "Successfully")) or not text.strip():
+                    continue
+                if step is not None:
+                    sys.stdout.write(step.rstrip("\n") + "\n")
+                    step = None
+            sys.stdout.write(text)
             sys.stdout.flush()
         elif "status" in chunk:
             print(chunk["status"], chunk.get("progress", ""), flush=True)
         if "aux" in chunk and isinstance(chunk["aux"], dict):
             image_id = chunk["aux"].get("ID", image_id)
         if "error" in chunk:
+            if step is not None:
+                sys.stdout.write(step.rstrip("\n") + "\n")
             detail = chunk.get("errorDetail", {}).get("message") or chunk["error"]
             raise ToolkitError(f"docker build failed: {detail.strip()}")
+    if compact and cached:
+        print(f"({cached} steps from the layer cache)", flush=True)
     return image_id
 
 
 # --------------------------------------------------------------------------- base image
 
 
-def debootstrap_rootfs(client: Client, tag: str, mirror: str | None) -> None:
-    """debootstrap a minimal bookworm from the host's apt mirror and ``docker import`` it."""
+def debootstrap_rootfs(client: Client, tag: str, target: Target, mirror: str | None) -> None:
+    """debootstrap a minimal ``target.suite`` from the host's apt mirror and ``docker import`` it."""
+    suite = target.suite
     if shutil.which("debootstrap") is None:
         raise ToolkitError(
             "no registry answers and debootstrap is missing: install it (`apt-get install debootstrap`), "
-            f"or load a base image with `docker load` and tag it {BASE_TAG}"
+            f"or load a base image with `docker load` and tag it {rootfs_tag(tag)}"
         )
     if os.geteuid() != 0:
-        raise ToolkitError("debootstrap needs root: run `sudo invoke base-image` (or pull access to a registry)")
+        raise ToolkitError(f"debootstrap needs root: run `sudo invoke base-image --python {target.python}` "
+                           "(or pull access to a registry)")
     sources = aptsources.host_sources()
     mirror = mirror or aptsources.debian_mirror(sources)
     if not mirror:
         raise ToolkitError(
             "no Debian mirror in /etc/apt/sources.list{,.d/*}: pass one with `invoke base-image --mirror URL`"
         )
-    security = aptsources.debian_security_mirror(sources)
+    apt_lines = suite_sources(suite, mirror, aptsources.debian_security_mirror(sources))
     workdir = Path(tempfile.mkdtemp(prefix="gmf-rootfs-", dir="/var/tmp"))
     rootfs = workdir / "rootfs"
     try:
-        note(f"debootstrap --variant=minbase {SUITE} from {mirror} (about a minute) ...")
+        note(f"debootstrap --variant=minbase {suite} from {mirror} (about a minute) ...")
         started = time.monotonic()
         proc = subprocess.Popen(
-            ["debootstrap", "--variant=minbase", SUITE, str(rootfs), mirror],
+            ["debootstrap", "--variant=minbase", suite, str(rootfs), mirror, *debootstrap_script(suite)],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -141,24 +169,65 @@ def debootstrap_rootfs(client: Client, tag: str, mirror: str | None) -> None:
                 f"debootstrap failed (exit {proc.returncode}); see the log above "
                 f"(is {mirror} reachable? pass another with --mirror)"
             )
-        _tidy_rootfs(rootfs, mirror, security)
+        _tidy_rootfs(rootfs, apt_lines)
         note(f"debootstrap done in {time.monotonic() - started:.0f}s; importing as {tag} ...")
         tar_path = workdir / "rootfs.tar"
         subprocess.run(["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(tar_path), "."], check=True)
         repo, _, tagname = tag.rpartition(":")
         client.api.import_image_from_file(
             str(tar_path), repository=repo, tag=tagname,
-            changes=['CMD ["bash"]', "ENV LANG=C.UTF-8", f"LABEL org.gmf.rootfs=debootstrap-{SUITE}"],
+            changes=['CMD ["bash"]', "ENV LANG=C.UTF-8", f"LABEL org.gmf.rootfs=debootstrap-{suite}"],
         )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _tidy_rootfs(rootfs: Path, mirror: str, security: str | None) -> None:
-    lines = [f"deb {mirror} {SUITE} main", f"deb {mirror} {SUITE}-updates main"]
-    if security:
-        lines.append(f"deb {security} {SUITE}-security main")
-    (rootfs / "etc/apt/sources.list").write_text("\n".join(lines) + "\n")
+def suite_sources(suite: str, mirror: str, security: str | None) -> list[str]:
+    """The image's apt sources: ``suite`` (which the mirror must carry), then ``-updates`` and
+    ``-security`` where their Release files exist. A suite whose Release file has expired (a
+    mirror that stopped syncing testing) gets ``check-valid-until=no``, said in a notice."""
+    release = aptsources.fetch_release(mirror, suite)
+    if release is None:
+        raise ToolkitError(
+            f"the Debian mirror {mirror} has no {suite} (no dists/{suite}/Release): pass a mirror that "
+            f"carries it with --mirror, or pick another --python ({', '.join(pythons.versions())})"
+        )
+    lines: list[str] = []
+    for uri, name in ((mirror, suite), (mirror, f"{suite}-updates"), (security, f"{suite}-security")):
+        found = release if name == suite else _optional_release(uri, name)
+        if found is None:
+            continue
+        options = ""
+        if found.expired():
+            assert found.valid_until is not None
+            note(f"{uri} serves {name} with a Release file that expired on {found.valid_until:%Y-%m-%d}: "
+                 "apt in the image will not check its date (check-valid-until=no)")
+            options = "[check-valid-until=no] "
+        lines.append(f"deb {options}{uri} {name} main")
+    return lines
+
+
+def _optional_release(uri: str | None, suite: str) -> aptsources.Release | None:
+    if uri is None:
+        return None
+    try:
+        return aptsources.fetch_release(uri, suite)
+    except ToolkitError as exc:
+        note(f"leaving {suite} out of the image's apt sources: {exc}")
+        return None
+
+
+def debootstrap_script(suite: str) -> list[str]:
+    """The script argument for a suite the host's debootstrap predates (every Debian release
+    since buster uses the same script as sid)."""
+    if (DEBOOTSTRAP_SCRIPTS / suite).exists() or not (DEBOOTSTRAP_SCRIPTS / "sid").exists():
+        return []
+    note(f"this debootstrap has no script for {suite}: using sid's (the one every current release uses)")
+    return [str(DEBOOTSTRAP_SCRIPTS / "sid")]
+
+
+def _tidy_rootfs(rootfs: Path, apt_lines: list[str]) -> None:
+    (rootfs / "etc/apt/sources.list").write_text("\n".join(apt_lines) + "\n")
     for sub in ("var/cache/apt/archives", "var/lib/apt/lists"):
         for item in (rootfs / sub).glob("*"):
             if item.is_file():
@@ -185,63 +254,69 @@ def _ca_layer_context(rootfs: str, ca: Path | None, fp: str) -> io.BytesIO:
     return buf
 
 
-def ensure_base(tag: str = BASE_TAG, ca_bundle: str | None = None, force: bool = False,
-                mirror: str | None = None) -> None:
-    """Make ``tag`` exist and carry the current CA bundle (the cheap layer is rebuilt when it changed)."""
+def ensure_base(target: Target = pythons.DEFAULT, ca_bundle: str | None = None, force: bool = False,
+                mirror: str | None = None, tag: str | None = None) -> str:
+    """Make the base image of ``target`` exist and carry the current CA bundle (the cheap layer
+    is rebuilt when it changed); returns its tag."""
+    tag = tag or target.base_tag
     client = engine.client()
     ca = proxy.ca_bundle(ca_bundle)
     fp = proxy.fingerprint(ca)
     current = get_image(client, tag)
     if current is not None and not force and (current.labels or {}).get(CA_LABEL) == fp:
         note(f"base image {tag} is up to date (CA bundle: {ca or 'none'})")
-        return
+        return tag
     rootfs = rootfs_tag(tag)
     if force or get_image(client, rootfs) is None:
-        if try_pull(client, OFFICIAL_BASE):
-            client.images.get(OFFICIAL_BASE).tag(*rootfs.rsplit(":", 1))
+        if try_pull(client, target.official):
+            client.images.get(target.official).tag(*rootfs.rsplit(":", 1))
         else:
-            debootstrap_rootfs(client, rootfs, mirror)
+            debootstrap_rootfs(client, rootfs, target, mirror)
     note(f"adding the CA bundle ({ca or 'none'}) -> {tag}")
     stream_build(client.api.build(
         fileobj=_ca_layer_context(rootfs, ca, fp), custom_context=True, tag=tag, rm=True, decode=True,
     ))
     size = client.images.get(tag).attrs.get("Size", 0)
     print(f"Base image {tag} is ready ({human_size(size)})", flush=True)
+    return tag
 
 
 # --------------------------------------------------------------------------- dev image
 
 
-def build_dev(tag: str = DEV_TAG, base: str = BASE_TAG, ca_bundle: str | None = None,
-              no_cache: bool = False) -> None:
-    """Build docker/Dockerfile FROM ``base`` (made first when it is the toolkit's local tag)."""
+def build_dev(target: Target = pythons.DEFAULT, tag: str | None = None, base: str | None = None,
+              ca_bundle: str | None = None, no_cache: bool = False, compact: bool = False) -> str:
+    """Build docker/Dockerfile for ``target``'s Python FROM ``base`` (default: the target's local
+    base, made first); returns the tag. ``compact``: see stream_build."""
+    tag, base = tag or target.dev_tag, base or target.base_tag
     client = engine.client()
-    if base == BASE_TAG:
-        ensure_base(base, ca_bundle)
+    local = pythons.for_base_tag(base)
+    if local is not None:
+        ensure_base(local, ca_bundle)
     elif get_image(client, base) is None and not try_pull(client, base):
         raise ToolkitError(
             f"base image {base} is missing and cannot be pulled (no registry answers): "
-            f"run `invoke base-image` and build with the default --base {BASE_TAG}, "
+            f"run `invoke base-image` and build with the default --base {target.base_tag}, "
             f"or `docker load` the image first"
         )
-    note(f"building {tag} from {DOCKERFILE} (base {base}) ...")
+    note(f"building {tag} from {DOCKERFILE} (base {base}, Python {target.python}) ...")
     started = time.monotonic()
-    buildargs = {"BASE": base, **proxy.proxy_env()}
+    buildargs = {"BASE": base, "PYTHON": target.python, **proxy.proxy_env()}
     try:
         stream_build(client.api.build(
             path=str(checkout.root()), dockerfile=DOCKERFILE, tag=tag, buildargs=buildargs, decode=True,
             rm=True, forcerm=True, nocache=no_cache, pull=False,
-        ))
+        ), compact=compact)
     except OSError as exc:
         raise engine.api_error(exc, f"building {tag}") from None
     size = client.images.get(tag).attrs.get("Size", 0)
     print(f"Docker image {tag} has been built ({human_size(size)}, {time.monotonic() - started:.0f}s)", flush=True)
+    return tag
 
 
 def ensure_dev(tag: str = DEV_TAG) -> None:
     """Build the dev image on first use."""
     if get_image(engine.client(), tag) is None:
         note(f"image {tag} not found: building it first")
-        build_dev(tag)
-
-
+        target = next((t for t in pythons.TARGETS if t.dev_tag == tag), pythons.DEFAULT)
+        build_dev(target, tag=tag)

@@ -24,7 +24,10 @@ TARGETS: tuple[ProtoTarget, ...] = (
     ProtoTarget(Path("proto/helloworld/helloworld.proto"), Path("examples/helloworld")),
     ProtoTarget(Path("proto/routeguide/route_guide.proto"), Path("examples/routeguide")),
     ProtoTarget(Path("proto/gmftest/gmftest.proto"), Path("tests/protos")),
+    ProtoTarget(Path("proto/inventory/inventory.proto"), Path("tests/protos")),
     ProtoTarget(Path("proto/streambench/streambench.proto"), Path("examples/streambench")),
+    # gRPC's interop test service (grpc.testing): modules empty_pb2, messages_pb2, test_pb2
+    *(ProtoTarget(Path(f"proto/grpc/testing/{name}.proto"), Path("tests/protos")) for name in ("empty", "messages", "test")),
 )
 
 

@@ -3,12 +3,17 @@
 Container runs use their own container, ``gmf-run-<example>-<port>``, from the dev image with
 the same mounts and io_uring settings as the dev container, publishing PORT on the host;
 ``--detach`` leaves it running (wait until it accepts connections), ``--stop`` removes it.
+SIGTERM to ``invoke run`` stops what it started, as Ctrl-C does: the native server (which
+drains) or the container.
 """
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +31,28 @@ READY_PROBE = (
 )
 
 
+STOP_TIMEOUT = 30.0  # seconds a native server gets to drain after the signal, then it is killed
+
+
 def examples() -> list[str]:
+    """The examples ``invoke run`` can start: folders of examples/ with a server.py."""
     folder = checkout.root() / "examples"
-    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
+    return sorted(p.name for p in folder.iterdir()
+                  if p.is_dir() and not p.name.startswith(("_", ".")) and (p / "server.py").is_file())
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM is handled as Ctrl-C (KeyboardInterrupt), so that what ``invoke
+    run`` started is stopped the same way."""
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def script(example: str, role: str) -> str:
@@ -69,10 +93,18 @@ def _args(role: str, port: int) -> list[str]:
 
 
 def _native(path: str, role: str, port: int) -> int:
-    try:
-        return subprocess.call([sys.executable, path, *_args(role, port)], cwd=checkout.root())
-    except KeyboardInterrupt:
-        return 130
+    with _sigterm_as_interrupt():
+        proc = subprocess.Popen([sys.executable, path, *_args(role, port)], cwd=checkout.root())
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:  # Ctrl-C reached the child too; a SIGTERM only us: pass it on
+            proc.terminate()
+            try:
+                proc.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            return 130
 
 
 def _name(example: str, port: int) -> str:
@@ -109,27 +141,28 @@ def _container_server(example: str, path: str, port: int, detach: bool, timeout:
         old.remove(force=True)
     settings = container.Settings(name=name, port=port)
     kwargs = container.run_kwargs(client, settings)
-    box = client.containers.create(
-        command=["python", path, *_args("server", port)], name=name, ports={f"{port}/tcp": port},
-        labels={container.LABEL: "run"}, **kwargs,
-    )
-    try:
-        box.start()
-    except APIError as exc:
+    with _sigterm_as_interrupt():  # from here on a SIGTERM stops and removes the container
+        box = client.containers.create(
+            command=["python", path, *_args("server", port)], name=name, ports={f"{port}/tcp": port},
+            labels={container.LABEL: "run"}, **kwargs,
+        )
+        try:
+            try:
+                box.start()
+            except APIError as exc:
+                box.remove(force=True)
+                raise ToolkitError(f"{engine.api_error(exc, f'starting {name}')} (port {port} taken? use --port)") from None
+            note(f"{example} server in container {name}, published on port {port}")
+            if detach:
+                return _wait_ready(client, box, port, timeout, example)
+            _stream(box)
+            code = int(box.wait().get("StatusCode", 1))
+        except KeyboardInterrupt:
+            note(f"stopping {name}")
+            box.stop(timeout=10)
+            code = 130
         box.remove(force=True)
-        raise ToolkitError(f"{engine.api_error(exc, f'starting {name}')} (port {port} taken? use --port)") from None
-    note(f"{example} server in container {name}, published on port {port}")
-    if detach:
-        return _wait_ready(client, box, port, timeout, example)
-    try:
-        _stream(box)
-        code = int(box.wait().get("StatusCode", 1))
-    except KeyboardInterrupt:
-        note(f"stopping {name}")
-        box.stop(timeout=10)
-        code = 130
-    box.remove(force=True)
-    return code
+        return code
 
 
 def _wait_ready(client: Any, box: Any, port: int, timeout: float, example: str) -> int:
@@ -155,11 +188,14 @@ def _container_client(path: str, port: int) -> int:
     """The client in a throwaway container on the host's network: it goes through the published port."""
     client = engine.client()
     kwargs = container.run_kwargs(client, container.Settings())
-    box = client.containers.create(command=["python", path, *_args("client", port)], network_mode="host",
-                                   labels={container.LABEL: "run"}, **kwargs)
-    try:
-        box.start()
-        _stream(box)
-        return int(box.wait().get("StatusCode", 1))
-    finally:
-        box.remove(force=True)
+    with _sigterm_as_interrupt():
+        box = client.containers.create(command=["python", path, *_args("client", port)], network_mode="host",
+                                       labels={container.LABEL: "run"}, **kwargs)
+        try:
+            box.start()
+            _stream(box)
+            return int(box.wait().get("StatusCode", 1))
+        except KeyboardInterrupt:
+            return 130
+        finally:
+            box.remove(force=True)

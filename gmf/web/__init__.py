@@ -26,5 +26,5 @@ Modules:
 The response side of every protocol has one shape, :class:`gmf.web.sink.ResponseEncoder`
 (``start`` / ``message`` / ``finish``, each returning :class:`gmf.web.sink.Out` parts: a head,
 body bytes, the end), so a Call can write to any of them through one seam; see
-:mod:`gmf.web.sink` for how phase 2 plugs them in.
+:mod:`gmf.rpc.web` for how the server serves them (docs/web.md).
 """

@@ -36,6 +36,7 @@ from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
 from ..protocol import grpc as g
+from . import protojson
 from .framing import MessageStream
 from .sink import NOTHING, Head, Out
 
@@ -302,24 +303,30 @@ class ProtoCodec:
 
 
 class JsonCodec:
-    """Protobuf's canonical JSON mapping (``google.protobuf.json_format``)."""
+    """Protobuf's canonical JSON mapping (``google.protobuf.json_format``; plain message types
+    through :mod:`gmf.web.protojson`, which maps them the same way, faster)."""
 
     name = "json"
-    __slots__ = ("_cls",)
+    __slots__ = ("_cls", "_plan")
 
-    def __init__(self, request_class: type) -> None:
-        self._cls = request_class
+    def __init__(self, message_class: type) -> None:
+        self._cls = message_class
+        self._plan = protojson.plan_for(message_class)
 
     def decode(self, data: bytes) -> Any:
         from google.protobuf import json_format
 
-        message = self._cls()
         if not data:
-            return message
+            return self._cls()
         try:
             obj = json.loads(data)
             if not isinstance(obj, dict):
                 raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
+            if self._plan is not None:
+                fast = protojson.parse(self._plan, obj)
+                if fast is not None:
+                    return fast
+            message = self._cls()
             json_format.ParseDict(obj, message, ignore_unknown_fields=True)
         except (json_format.ParseError, ValueError) as exc:  # JSONDecodeError/UnicodeDecodeError are ValueErrors
             raise g.GrpcError(g.INVALID_ARGUMENT, f"could not unmarshal the JSON request: {exc}") from None
@@ -328,6 +335,10 @@ class JsonCodec:
     def encode(self, message: Any) -> bytes:
         from google.protobuf import json_format
 
+        if self._plan is not None and type(message) is self._cls:
+            fast = protojson.to_json(self._plan, message)
+            if fast is not None:
+                return fast
         return json_format.MessageToJson(message, indent=None).encode()
 
 

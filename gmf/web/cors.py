@@ -20,6 +20,7 @@ allowed, in which case the origin is echoed, as the fetch spec requires).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -119,3 +120,18 @@ class CorsPolicy:
         if not origin or not self.origin_allowed(origin):
             return []
         return [*self._allow_origin(origin), (b"access-control-expose-headers", self._expose)]
+
+
+_ORIGIN = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^/?#\s]+/?$")
+
+
+def check_origins(origins: object) -> tuple[str, ...]:
+    """``cors_origins``: ``"*"`` or origins as browsers send them (``scheme://host[:port]``)."""
+    if isinstance(origins, (str, bytes)) or not hasattr(origins, "__iter__"):
+        raise ValueError(f"cors_origins must be a list of origins, e.g. ['https://app.example.com'] (got {origins!r})")
+    checked = tuple(origins)
+    for origin in checked:
+        if not isinstance(origin, str) or (origin != "*" and not _ORIGIN.match(origin)):
+            raise ValueError(f"cors_origins: {origin!r} is not an origin: expected '*' or scheme://host[:port], "
+                             "e.g. https://app.example.com or http://localhost:3000")
+    return checked

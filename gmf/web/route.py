@@ -11,10 +11,13 @@ request                                                answer
 ``OPTIONS`` with origin + access-control-request-method  preflight (``gmf.web.cors``)
 other ``OPTIONS``                                       204 with ``allow: POST, GET, OPTIONS``
 POST ``application/grpc`` over HTTP/1.1                 415 (gRPC needs HTTP/2; use gRPC-Web)
-POST with another content-type                          415 with ``accept-post``
+POST with another content-type                          415 with ``accept-post`` (what is served)
 GET without a ``?...`` query                          405 with ``allow: POST``
 any other method                                        405 with ``allow: POST, GET, OPTIONS``
 =====================================================  ======================================
+
+Each answer has ``gmf.protocol.plain``'s text body (the connection's ``answer_http``, as for
+HTTP/2 requests that are not gRPC with the web protocols off), except 204 and HEAD.
 
 The method path is ``/pkg.Service/Method``; a Connect routing prefix is not supported.
 """
@@ -51,8 +54,10 @@ class Route:
     headers: list[Header] = field(default_factory=list)  # for Kind.ANSWER
 
 
-_ACCEPT_POST = (b"accept-post", b"application/grpc-web, application/grpc-web-text, application/proto, "
-                b"application/json, application/connect+proto, application/connect+json")
+_WEB_MEDIA = (b"application/grpc-web, application/grpc-web-text, application/proto, application/json, "
+              b"application/connect+proto, application/connect+json")
+_ACCEPT_POST = (b"accept-post", _WEB_MEDIA)  # HTTP/1.1: gRPC needs HTTP/2
+_ACCEPT_POST_H2 = (b"accept-post", b"application/grpc, " + _WEB_MEDIA)
 _ALLOW_ALL = (b"allow", b"POST, GET, OPTIONS")
 
 
@@ -72,7 +77,7 @@ def classify(method: bytes, target: bytes, headers: Iterable[Header], *, http2: 
             fmt = grpcweb.parse_content_type(media)
             if fmt is not None:
                 return Route(Kind.GRPC_WEB, spath, grpc_web=fmt)
-            return Route(Kind.ANSWER, spath, status=415, headers=[_ACCEPT_POST])
+            return Route(Kind.ANSWER, spath, status=415, headers=[_ACCEPT_POST_H2 if http2 else _ACCEPT_POST])
         if media.startswith(b"application/grpc"):
             if http2:
                 return Route(Kind.GRPC, spath)
@@ -81,7 +86,7 @@ def classify(method: bytes, target: bytes, headers: Iterable[Header], *, http2: 
             return Route(Kind.CONNECT_UNARY, spath)
         if media.startswith(connect.STREAM_PREFIX):
             return Route(Kind.CONNECT_STREAM, spath)
-        return Route(Kind.ANSWER, spath, status=415, headers=[_ACCEPT_POST])
+        return Route(Kind.ANSWER, spath, status=415, headers=[_ACCEPT_POST_H2 if http2 else _ACCEPT_POST])
     if method == b"GET":
         if query:
             return Route(Kind.CONNECT_GET, spath, query=query)

@@ -8,9 +8,10 @@ and Connect streaming send it at ``start`` (status 200), Connect unary holds eve
 ``finish`` because the HTTP status and the ``trailer-`` headers depend on the outcome.
 
 An :class:`HttpResponseWriter` is the HTTP side: :class:`gmf.web.http1.H1ServerConnection`
-is one (``send_head`` / ``send_body`` / ``end_response``); for gRPC-Web or Connect over HTTP/2,
-phase 2 adds a small adapter over the HTTP/2 core (head -> HEADERS with ``:status``, body ->
-DATA, end -> END_STREAM). :func:`write_out` is the glue::
+is one (``send_head`` / ``send_body`` / ``end_response``). A server hands a call an
+:class:`OutWriter` (one ``Out`` at a time, one flush): :class:`gmf.rpc.http1.Http1Connection`
+over the HTTP/1.1 connection, :class:`gmf.rpc.web.H2StreamWriter` over one HTTP/2 stream (head
+-> HEADERS with ``:status``, body -> DATA, end -> END_STREAM). :func:`write_out` is the glue::
 
     encoder = grpcweb.GrpcWebResponse(text=False)          # chosen by gmf.web.route.classify
     write_out(writer, encoder.start(initial_metadata), now)
@@ -68,6 +69,14 @@ class HttpResponseWriter(Protocol):
     def send_body(self, data: bytes) -> None: ...
 
     def end_response(self, now: float) -> None: ...
+
+
+class OutWriter(Protocol):
+    """What a connection offers a call's response: one :class:`Out` at a time, written as
+    :func:`write_out` does (``extra_headers`` join the head), with the connection's clock and
+    one flush (gmf.rpc.http1.Http1Connection, gmf.rpc.web.H2StreamWriter)."""
+
+    def write(self, out: Out, extra_headers: list[Header]) -> None: ...
 
 
 def write_out(writer: HttpResponseWriter, out: Out, now: float, extra_headers: list[Header] | None = None) -> None:

@@ -15,6 +15,7 @@ import gmftest_pb2_grpc
 import grpc
 import helloworld_pb2
 import helloworld_pb2_grpc
+import pytest
 from hpack import NeverIndexedHeaderTuple
 from hyperframe.frame import Frame, GoAwayFrame, HeadersFrame, PingFrame, RstStreamFrame, SettingsFrame
 
@@ -24,11 +25,13 @@ from tests.helpers.hostile import Bystander, RssBound
 from tests.helpers.rawh2 import RawClient, frame
 from tests.helpers.servers import server_fixture
 
+pytestmark = pytest.mark.core  # the core server suite: CI runs it on every tested Python too
+
 RSS_MIB = 8  # what ROUNDS of one attack may add to the worker's RSS (~25-30 MiB at rest)
 ROUNDS = 10  # each attack is repeated on fresh connections
 ENHANCE_YOUR_CALM, PROTOCOL_ERROR, REFUSED_STREAM = 0xB, 0x1, 0x7
 BUDGET = 1000  # max_unproductive_frames default
-RESET_BURST = 1000  # h2conn._RESET_BURST
+RESET_BURST = 1000  # gmf.protocol.h2limits.RESET_BURST
 MAX_STREAMS = 100  # max_concurrent_streams default
 
 

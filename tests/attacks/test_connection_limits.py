@@ -24,6 +24,8 @@ from tests.helpers.net import socket_held
 from tests.helpers.rawh2 import PREFACE, RawClient, frame, refused
 from tests.helpers.servers import server_fixture
 
+pytestmark = pytest.mark.core  # the core server suite: CI runs it on every tested Python too
+
 RUNTIMES = ["uring", "asyncio"]
 NO_ERROR, REFUSED_STREAM, ENHANCE_YOUR_CALM = 0x0, 0x7, 0xB
 MIB = 1024 * 1024

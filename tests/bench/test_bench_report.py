@@ -149,3 +149,29 @@ def test_profile_categories() -> None:
     entry = {"server": "gmf-1-uring", "shape": "16x16", "seconds": 2, **b.to_dict()}
     assert "| HTTP/2 core | 30.0% |" in report.profile_markdown(entry)
     assert prof.one_line(entry).startswith("100 samples; HTTP/2 core 30%")
+
+
+def test_sync_rows_their_shapes_and_targets() -> None:
+    """The plain-def rows: the blocking pair is measured at its own 16x4 only (and skips the
+    fixed-rate run); issue 11's ratios are listed when measured."""
+    config = bench.make_config(quick=True, servers=None, shapes=None, duration=None, results_dir="/tmp/unused")
+    names = [s.name for s in config.servers]
+    assert "gmf-sync-block" in names and "grpcio-sync-block" in names and "gmf" in names
+    runner = bench.Runner(config, Path("/dev/null"))
+    assert [s.name for s in runner.shapes_of(servers.SERVERS["gmf-sync-block"])] == ["16x4"]
+    assert [s.name for s in runner.shapes_of(servers.SERVERS["gmf"])] == ["1x100", "16x16"]
+    assert [s.name for s in runner.shapes_of(servers.SERVERS["gmf-1-stream"])] == ["bidi:4x8"]
+    assert servers.SERVERS["gmf-1-def"].argv(4000, 0)[-2:] == ["--cpu", "0"]
+    assert servers.SERVERS["gmf-sync-block"].pinning(0) == "one worker per CPU, each pinned by GMF"
+    points = []
+    for server, shape, rps in (("gmf-sync-block", "16x4", 3600.0), ("grpcio-sync-block", "16x4", 1400.0),
+                               ("gmf-1-def", "16x16", 19000.0), ("gmf-1-def-inline", "16x16", 20000.0),
+                               ("grpcio-sync", "16x16", 2500.0)):
+        point = Point(server, shape, "-")
+        reduce_runs(point, [run(rps, 1000)])
+        points.append(point)
+    by_goal = {t.goal: t for t in report.targets(points, [])}
+    assert by_goal["gmf-sync-block >= 2x grpcio-sync-block, 16x4"].met is True
+    assert by_goal["gmf-1-def >= 5x grpcio-sync, 16x16"].measured == "7.60x"
+    assert by_goal["gmf-1-def >= 0.9x gmf-1-def-inline, 16x16"].met is True
+    assert "gmf-1-def >= 5x grpcio-sync, 1x100" not in by_goal  # not measured: not listed

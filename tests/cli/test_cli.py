@@ -34,6 +34,9 @@ not_a_server = 42
 
 def not_a_factory():
     return "hello"
+
+def needs_args(port):
+    return GmfServer()
 """
 
 
@@ -101,6 +104,9 @@ def test_serves_helloworld_called_by_grpcurl_and_grpcio() -> None:
         )
         assert out.returncode == 0, out.stderr
         assert '"message": "Hello John!"' in out.stdout
+        listed = subprocess.run([grpcurl, "-plaintext", f"127.0.0.1:{served.port}", "list"],  # the README's line
+                                capture_output=True, text=True, timeout=30)
+        assert "helloworld.Greeter" in listed.stdout.split(), listed.stderr
         with grpc.insecure_channel(f"127.0.0.1:{served.port}") as ch:
             reply = helloworld_pb2_grpc.GreeterStub(ch).SayHello(helloworld_pb2.HelloRequest(name="grpcio"), timeout=10)
         assert reply.message == "Hello grpcio!"
@@ -145,11 +151,16 @@ BAD = [
     ([], {"GMF_LOG_LEVEL": "loud"}, "GMF_LOG_LEVEL='loud': choose one of debug"),
     ([], {"GMF_PLACEMENT": "fenced:"}, "GMF_PLACEMENT='fenced:': invalid placement"),
     (["--bogus"], {}, "unrecognized arguments: --bogus"),
+    (["--cors-origins", "example.com"], {}, "--cors-origins='example.com': 'example.com' is not an origin"),
+    ([], {"GMF_WEB": "maybe"}, "GMF_WEB='maybe': expected one of"),
+    (["--http1-body-timeout", "0"], {}, "http1_body_timeout must be at least"),
     (["--app", "no_such_module_xyz:server"], {}, "no module named 'no_such_module_xyz'"),
     (["--app", "cliapp:missing"], {}, "module 'cliapp' has no attribute 'missing'"),
     (["--app", "cliapp:not_a_server"], {}, "is a int, not a GmfServer"),
     (["--app", "cliapp:not_a_factory"], {}, "is a str, not a GmfServer"),
     (["--app", "cliapp"], {}, "'cliapp' is not MODULE:ATTR"),
+    (["--app", "cliapp:needs_args"], {}, "cliapp:needs_args needs arguments (missing a required argument: 'port')"),
+    ([], {"GMF_SYNC_HANDLERS": "sometimes"}, "GMF_SYNC_HANDLERS='sometimes': choose one of auto, threads, inline"),
     (["--app", "cliapp:pinned", "--workers", "2"], {}, "workers=2 disagrees with Placement.fixed(0)"),
 ]
 
@@ -168,6 +179,44 @@ def test_bad_usage_is_one_line_and_exit_status_2(tmp_path: Path, args: list[str]
     assert "Traceback" not in err
     assert err.count("\n") == 1 and err.startswith("gmf: error: "), err
     assert message in err
+
+
+SCRIPT = """
+import sys
+from gmf import GmfServer
+server = GmfServer(workers=1)
+if sys.argv[1] == "start":
+    handle = server.start("127.0.0.1:0")
+    print("WORKERS", len(handle.worker_pids), flush=True)
+    handle.stop(grace=1)
+else:
+    server.serve("127.0.0.1:0")
+"""
+
+
+@pytest.mark.parametrize("how", ["start", "serve"])
+def test_environment_applies_to_start_and_serve_as_to_gmf_serve(tmp_path: Path, how: str) -> None:
+    """GMF_WORKERS (and every other GMF_* setting) wins over the code's workers=1 in start() and
+    serve() as in `gmf serve`; a bad value is one `gmf: error:` line naming the variable."""
+    script = tmp_path / "app.py"
+    script.write_text(SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(script), how], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=clean_env(GMF_WORKERS="2", GMF_RUNTIME="asyncio"))
+    if how == "serve":
+        served = Served(proc)
+        assert served.workers == 2
+        assert served.stop() == 0
+        assert served.log().count("runtime=asyncio") == 2
+    else:
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        assert "WORKERS 2" in out and "serving on 127.0.0.1:" in err and "with 2 worker(s)" in err
+    bad = subprocess.run([sys.executable, str(script), how], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                         env=clean_env(GMF_WORKERS="two"))
+    assert bad.returncode == 1
+    assert "GMF_WORKERS='two': expected an integer" in bad.stderr
+    if how == "serve":
+        assert bad.stderr.strip().splitlines()[-1].startswith("gmf: error: GMF_WORKERS='two'") and "Traceback" not in bad.stderr
 
 
 def test_port_in_use_is_exit_status_1() -> None:
@@ -282,3 +331,29 @@ def test_tls_and_mutual_tls_from_the_command_line(tmp_path: Path) -> None:
         out, err = proc.communicate(timeout=30)
         assert proc.returncode == 2, err
         assert err.count("\n") == 1 and err.startswith("gmf: error:") and "tls" in err.lower(), err
+
+
+def test_web_options_from_the_command_line() -> None:
+    """--cors-origins lets the page's origin call (curl with origin:, Connect JSON over HTTP/1.1);
+    GMF_WEB=0 turns gRPC-Web and Connect off (HTTP/1.1 is then a bad HTTP/2 preface)."""
+    served = Served(gmf("examples.helloworld.server:create_server", "--bind", "127.0.0.1:0", "--workers", "1",
+                        "--cors-origins", "http://page.example, https://other.example:8443"))
+    try:
+        out = subprocess.run(["curl", "-sS", "-i", "-H", "origin: http://page.example", "-H",
+                              "content-type: application/json", "-d", '{"name":"cli"}',
+                              f"http://127.0.0.1:{served.port}/helloworld.Greeter/SayHello"],
+                             capture_output=True, text=True, timeout=30).stdout
+        assert "access-control-allow-origin: http://page.example" in out and '"Hello cli!"' in out, out
+    finally:
+        assert served.stop() == 0, served.log()
+    served = Served(gmf("examples.helloworld.server:create_server", "--bind", "127.0.0.1:0", "--workers", "1",
+                        env=clean_env(GMF_WEB="0")))
+    try:
+        with socket.create_connection(("127.0.0.1", served.port), timeout=10) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            reply = b""
+            while chunk := sock.recv(4096):
+                reply += chunk
+        assert b"HTTP/1.1" not in reply and b"invalid connection preface" in reply  # HTTP/2's GOAWAY
+    finally:
+        assert served.stop() == 0, served.log()

@@ -17,6 +17,7 @@ from hpack import Encoder
 from hypothesis import strategies as st
 
 from gmf.protocol import frames as f
+from tests.helpers.malformed import MALFORMED_REQUESTS
 
 MAX_SID = 0x7FFFFFFF
 
@@ -77,7 +78,10 @@ def stream_ids(client: _Client) -> st.SearchStrategy[int]:
 
 @st.composite
 def header_lists(draw: st.DrawFn) -> list[tuple[str, str]]:
-    """Mostly a valid gRPC request; sometimes a broken one (missing or odd pseudo-headers)."""
+    """Mostly a valid gRPC request; sometimes a broken one (missing or odd pseudo-headers,
+    one of the malformed requests of tests/helpers/malformed.py, odd names and values)."""
+    if draw(st.integers(0, 5)) == 0:
+        return list(draw(st.sampled_from(sorted(MALFORMED_REQUESTS.items())))[1][0])
     method = draw(st.sampled_from(["POST", "POST", "POST", "GET", ""]))
     path = draw(st.sampled_from(["/gmftest.TestService/Unary", "/helloworld.Greeter/SayHello", "/x/y", "", "*"]))
     headers = [(":method", method), (":scheme", "http"), (":path", path), (":authority", "fuzz"),
@@ -87,7 +91,7 @@ def header_lists(draw: st.DrawFn) -> list[tuple[str, str]]:
         headers.append(("grpc-timeout", draw(st.sampled_from(["1S", "100m", "99999999H", "0n", "bad", ""]))))
     if draw(st.booleans()):
         headers.append(("grpc-encoding", draw(st.sampled_from(["gzip", "identity", "br", "deflate"]))))
-    extra = draw(st.lists(st.tuples(st.text("abcxyz-_:", min_size=0, max_size=12), st.text(max_size=40)), max_size=4))
+    extra = draw(st.lists(st.tuples(st.text("abcxyzAZ-_: \t", min_size=0, max_size=12), st.text(max_size=40)), max_size=4))
     headers += extra
     if draw(st.integers(0, 9)) == 0:
         headers = draw(st.permutations(headers))

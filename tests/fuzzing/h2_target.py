@@ -12,6 +12,10 @@ Invariants (an ``AssertionError`` names the one that broke):
   DATA than the client's flow-control windows allowed (per stream and per connection).
 - After ``ConnectionTerminated`` the output ends with a GOAWAY carrying its error code and
   nothing more is accepted or emitted.
+- Header validity (RFC 9113 8.1.1, 8.2, 8.3, 5.3.1), judged by an oracle written here apart
+  from the server's ``h2fields``: every request the server accepts is well-formed, and every
+  malformed request block it reads is answered with RST_STREAM PROTOCOL_ERROR (or refused,
+  or the connection ends); the client's header blocks are decoded from its bytes as sent.
 - Bounded state: open streams <= max_concurrent_streams, the receive buffer < one frame,
   a CONTINUATION block <= the header-block limit, the HPACK table <= 4096 bytes, the
   blocked-stream set within the open streams, the send window never negative, and the
@@ -22,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 
-from hpack import Decoder
+from hpack import Decoder, HPACKError
 from hyperframe.frame import (
     ContinuationFrame,
     DataFrame,
@@ -45,6 +49,90 @@ MAX_HEADER_LIST = 16384
 HPACK_TABLE = 4096
 
 
+def well_formed_request(headers: list[tuple[bytes, bytes]]) -> bool:
+    """RFC 9113's rules for a request's field block, byte by byte: the oracle the server's own
+    check (gmf.protocol.h2fields) is held to."""
+    pseudo_done = False
+    seen: list[bytes] = []
+    lengths: set[bytes] = set()
+    for name, value in headers:
+        if not name:
+            return False
+        body = name[1:] if name.startswith(b":") else name
+        if any(b <= 0x20 or 0x41 <= b <= 0x5A or b >= 0x7F or b == 0x3A for b in body):
+            return False  # 8.2.1 field names
+        if any(b in (0, 10, 13) for b in value) or value[:1] in (b" ", b"\t") or value[-1:] in (b" ", b"\t"):
+            return False  # 8.2.1 field values
+        if name.startswith(b":"):
+            if pseudo_done or name in seen or name not in (b":method", b":scheme", b":path", b":authority"):
+                return False  # 8.3: pseudo-headers first, once each, request ones only
+            seen.append(name)
+            continue
+        pseudo_done = True
+        if name in (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"):
+            return False  # 8.2.2
+        if name == b"te" and value.lower() != b"trailers":
+            return False
+        if name == b"content-length":
+            if not value.isdigit():
+                return False
+            lengths.add(value.lstrip(b"0") or b"0")
+    if len(lengths) > 1:
+        return False
+    fields = dict((n, v) for n, v in headers if n.startswith(b":"))
+    if fields.get(b":method") == b"CONNECT":
+        return set(fields) == {b":method", b":authority"}
+    return {b":method", b":scheme", b":path"} <= set(fields) and fields[b":path"] != b""
+
+
+class ClientRequests:
+    """The requests the client's bytes open (new odd stream ids, decoded with a client-side
+    view of HPACK), judged by ``well_formed_request`` and the priority rule of 5.3.1. Once a
+    block does not decode, HPACK state is unknown: judging stops (the server must then end the
+    connection, checked by the other invariants)."""
+
+    def __init__(self) -> None:
+        self.decoder = Decoder(max_header_list_size=1 << 30)
+        self.highest = 0
+        self.pending: tuple[int, bool, bytearray] | None = None  # sid, self-dependent, fragments
+        self.malformed: set[int] = set()
+        self.lost = False
+
+    def frame(self, ftype: int, flags: int, sid: int, payload: bytes) -> None:
+        if self.lost:
+            return
+        if ftype == f.HEADERS:
+            if flags & f.FLAG_PADDED:
+                if not payload or payload[0] >= len(payload):
+                    self.lost = True
+                    return
+                payload = payload[1 : len(payload) - payload[0]]
+            self_dependent = False
+            if flags & f.FLAG_PRIORITY:
+                if len(payload) < 5:
+                    self.lost = True
+                    return
+                self_dependent = int.from_bytes(payload[:4], "big") & 0x7FFFFFFF == sid
+                payload = payload[5:]
+            self.pending = (sid, self_dependent, bytearray(payload))
+        elif ftype == f.CONTINUATION and self.pending is not None:
+            self.pending[2].extend(payload)
+        else:
+            return
+        if flags & f.FLAG_END_HEADERS and self.pending is not None:
+            block_sid, self_dependent, block = self.pending
+            self.pending = None
+            try:
+                headers = [(bytes(n), bytes(v)) for n, v in self.decoder.decode(bytes(block), raw=True)]
+            except (HPACKError, Exception):  # noqa: B014 - any failure: HPACK state unknown
+                self.lost = True
+                return
+            if block_sid % 2 and block_sid > self.highest:
+                self.highest = block_sid
+                if self_dependent or not well_formed_request(headers):
+                    self.malformed.add(block_sid)
+
+
 class ClientCredit:
     """Upper bounds of the flow-control credit the client granted, from its bytes as sent:
     the largest SETTINGS_INITIAL_WINDOW_SIZE plus every WINDOW_UPDATE (the server may reject
@@ -56,6 +144,7 @@ class ClientCredit:
         self.connection = f.DEFAULT_WINDOW
         self.max_initial = f.DEFAULT_WINDOW
         self.streams: dict[int, int] = {}
+        self.requests = ClientRequests()
 
     def feed(self, data: bytes) -> None:
         self.buf += data
@@ -71,6 +160,7 @@ class ClientCredit:
             ftype, flags, sid = self.buf[3], self.buf[4], int.from_bytes(self.buf[5:9], "big") & 0x7FFFFFFF
             payload = bytes(self.buf[9 : 9 + length])
             del self.buf[: 9 + length]
+            self.requests.frame(ftype, flags, sid, payload)
             if ftype == f.WINDOW_UPDATE and length == 4:
                 inc = int.from_bytes(payload, "big") & 0x7FFFFFFF
                 if sid:
@@ -101,6 +191,7 @@ class OutputChecker:
         self.data_sent: dict[int, int] = {}  # flow-controlled DATA bytes per stream
         self.data_total = 0
         self.digest = hashlib.sha256()  # of every byte, for comparing builds (tests/test_native.py)
+        self.resets: dict[int, int] = {}  # stream -> the error code of our RST_STREAM
 
     def feed(self, data: bytes, max_frame: int, highest_sid: int) -> None:
         self.digest.update(data)
@@ -142,6 +233,7 @@ class OutputChecker:
             self.block[2].extend(frame.data)
         elif isinstance(frame, RstStreamFrame):
             self.done.add(sid)
+            self.resets.setdefault(sid, frame.error_code)
         if self.block is not None and "END_HEADERS" in frame.flags:
             self._header_block(*self.block)
             self.block = None
@@ -187,6 +279,7 @@ class Driver:
             if isinstance(event, h2.RequestReceived):
                 assert sid is not None and sid % 2 == 1 and sid > self.highest_request, f"request on stream {sid}"
                 assert self.shutdown_at is None or sid <= self.shutdown_at, f"request {sid} accepted after our GOAWAY"
+                assert well_formed_request(list(event.headers)), f"malformed request accepted: {event.headers}"
                 self.highest_request = sid
                 if not event.end_stream:
                     self.active.add(sid)
@@ -262,6 +355,17 @@ def check_flow_control(checker: OutputChecker, credit: ClientCredit) -> None:
         assert sent <= credit.stream(sid), f"{sent} DATA bytes on stream {sid}, credit at most {credit.stream(sid)}"
 
 
+def check_malformed_answered(checker: OutputChecker, credit: ClientCredit, driver: Driver) -> None:
+    """Each malformed request block the server read got RST_STREAM PROTOCOL_ERROR (or
+    REFUSED_STREAM: refused before being looked at, after our GOAWAY or over the stream limit)."""
+    if driver.terminated is not None:
+        return  # the blocks after the connection error were never read
+    for sid in credit.requests.malformed:
+        if sid <= driver.conn.highest_stream_id:
+            code = checker.resets.get(sid)
+            assert code in (f.PROTOCOL_ERROR, f.REFUSED_STREAM), f"malformed request on stream {sid} answered {code}"
+
+
 def check_bounds(conn: h2.H2ServerConnection) -> None:
     assert len(conn.streams) <= conn.max_concurrent_streams, f"{len(conn.streams)} open streams"
     assert len(conn._buf) < len(f.PREFACE) + 9 + conn.local_max_frame, f"receive buffer of {len(conn._buf)} bytes"
@@ -302,6 +406,7 @@ def run_scenario(scenario: Scenario, statistics: bool = True) -> str:
                 f"ConnectionTerminated but the last frame is {last!r}, not its GOAWAY"
             assert conn.terminated
         check_flow_control(checker, credit)
+        check_malformed_answered(checker, credit, driver)
         check_bounds(conn)
     driver.finish_all()
     checker.feed(conn.data_to_send(), conn.peer_max_frame, conn.highest_stream_id)
@@ -311,5 +416,6 @@ def run_scenario(scenario: Scenario, statistics: bool = True) -> str:
         return checker.digest.hexdigest()
     # what the example reached (shown by pytest --hypothesis-show-statistics)
     record(f"requests answered: {min(driver.requests, 5)}{'+' if driver.requests >= 5 else ''}")
+    record(f"malformed requests: {min(len(credit.requests.malformed), 3)}")
     record("ended by: " + (" ".join(driver.terminated.reason.split()[:2]) if driver.terminated else "nothing"))
     return checker.digest.hexdigest()

@@ -16,7 +16,7 @@ import grpc
 import helloworld_pb2
 import helloworld_pb2_grpc
 
-from tests.helpers import poll
+from tests.helpers import interop, poll
 
 # Per-worker record of handlers that saw their cancellation (tests use one worker).
 CANCELLED: dict[str, str] = {}
@@ -262,7 +262,8 @@ INTERCEPTORS = {"auth": AuthInterceptor, "sync_auth": SyncApiKeyInterceptor, "wr
 
 
 def build_server(**kwargs):
-    """The test server: helloworld, route guide, the test service, and sync handlers, with
+    """The test server: helloworld, route guide, the test services (gmftest's and the interop
+    grpc.testing.TestService), and sync handlers, with
     GMF's health and reflection. Options: "interceptors": names from INTERCEPTORS, in order;
     "stock_services": grpcio's own health and reflection servicers instead of GMF's;
     "health_preset": {service: status} set before the workers are forked."""
@@ -279,6 +280,7 @@ def build_server(**kwargs):
         server.health.set(service, status)
     helloworld_pb2_grpc.add_GreeterServicer_to_server(Greeter(), server)
     gmftest_pb2_grpc.add_TestServiceServicer_to_server(TestService(), server)
+    interop.add_to_server(server)  # grpc.testing.TestService, the interop test cases' servicer
     route_guide_pb2_grpc.add_RouteGuideServicer_to_server(RouteGuideServicer(), server)
     server.add_generic_rpc_handlers((sync_handlers(),))
     from tests.helpers.faults_app import fault_handlers  # gmftest.FaultService / SyncFaultService

@@ -21,11 +21,19 @@ def frame(ftype: int, flags: int, stream_id: int, payload: bytes) -> bytes:
 SETTINGS_EMPTY = frame(0x4, 0, 0, b"")
 
 
-def refused(port: int, wait: float = 3.0) -> bool:
+def refused(port: int, wait: float = 3.0, tls: bool = False) -> bool:
     """True when a new connection is closed at once, before any SETTINGS (over max_connections);
-    False when the server sends something or nothing within ``wait`` (a TLS server waits)."""
+    False when the server sends something or nothing within ``wait`` (a TLS server waits for the
+    ClientHello: ``tls=True`` sends nothing). In plaintext the probe sends the HTTP/2 preface
+    first: on a port that also serves HTTP/1.1 the server chooses the protocol by the first
+    bytes and says nothing before them."""
     s = socket.create_connection(("127.0.0.1", port), timeout=wait)
     try:
+        if not tls:
+            try:
+                s.sendall(PREFACE)
+            except OSError:  # closed already
+                return True
         return s.recv(100) == b""
     except ConnectionResetError:
         return True

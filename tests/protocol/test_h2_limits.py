@@ -21,6 +21,8 @@ from gmf.protocol.h2conn import (
 )
 from tests.helpers.rawh2 import PREFACE, SETTINGS_EMPTY, frame
 
+pytestmark = pytest.mark.core  # the core server suite: CI runs it on every tested Python too
+
 REQUEST = [(":method", "POST"), (":scheme", "http"), (":path", "/helloworld.Greeter/SayHello"),
            (":authority", "x"), ("content-type", "application/grpc"), ("te", "trailers")]
 TRAILERS = b"\x88"  # any block will do: the core does not look at what it sends
@@ -213,8 +215,10 @@ def test_frames_on_closed_streams():
     peer.send(peer.request(1))
     peer.respond(1)
     peer.output()
-    closed = [frame(0x8, 0, 1, b"\x00\x00\x00\x01"), frame(0x3, 0, 1, b"\x00\x00\x00\x08"), frame(0x0, 0, 1, b"")]
-    events = peer.send(b"".join(closed) * 16)  # 48: after the response the budget is full again
+    # WINDOW_UPDATE and RST_STREAM may still arrive on a closed stream (RFC 9113 5.1); DATA or
+    # HEADERS may not (tests/protocol/test_h2_conformance.py: connection error STREAM_CLOSED)
+    closed = [frame(0x8, 0, 1, b"\x00\x00\x00\x01"), frame(0x3, 0, 1, b"\x00\x00\x00\x08")]
+    events = peer.send(b"".join(closed) * 25)  # 50: after the response the budget is full again
     assert not events
     terminated(peer.send(b"".join(closed)))
 

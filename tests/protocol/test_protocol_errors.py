@@ -15,6 +15,8 @@ from tests.helpers.hostile import rss_kib, still_serving
 from tests.helpers.rawh2 import PREFACE, SETTINGS_EMPTY, RawClient, frame
 from tests.helpers.servers import RUNTIMES, serving
 
+pytestmark = pytest.mark.core  # the core server suite: CI runs it on every tested Python too
+
 HELLO = helloworld_pb2.HelloRequest(name="raw").SerializeToString()
 HELLO_BODY = struct.pack(">BL", 0, len(HELLO)) + HELLO
 
@@ -34,7 +36,6 @@ def port(session_server):
 
 
 BAD_INPUTS = {
-    "http1_request": (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", PROTOCOL_ERROR),
     "garbage_preface": (b"\x00\x01\x02garbage-garbage-garbage-garbage", PROTOCOL_ERROR),
     "first_frame_not_settings": (PREFACE + frame(0x6, 0, 0, b"12345678"), PROTOCOL_ERROR),
     "ping_wrong_length": (PREFACE + SETTINGS_EMPTY + frame(0x6, 0, 0, b"1234"), FRAME_SIZE_ERROR),
@@ -60,6 +61,19 @@ def test_bad_bytes_get_goaway_and_server_keeps_serving(port, name):
     assert goaway_of(frames).error_code == code
     assert client.closed(), "the server must close the connection after a connection error"
     client.close()
+    still_serving(port)
+
+
+def test_http1_request_is_answered_over_http1(port):
+    """An HTTP/1.1 request line is not garbage on this port: gRPC-Web and Connect are served
+    beside gRPC (docs/web.md), so it gets an HTTP/1.1 answer (405: GET without a Connect
+    query). With ``web=False`` it is a bad preface (tests/web/test_web_serving.py)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+    assert out.startswith(b"HTTP/1.1 405 "), out
     still_serving(port)
 
 
@@ -123,11 +137,12 @@ def test_not_grpc_content_type_and_method(port):
     client = RawClient(port)
     client.handshake()
     base = [(":scheme", "http"), (":path", "/helloworld.Greeter/SayHello"), (":authority", "x")]
+    # an HTTP answer with a text body (tests/protocol/test_not_grpc.py)
     client.send(client.headers(1, [(":method", "POST"), *base, ("content-type", "text/plain")], end_stream=True))
-    assert client.decode(_response(client, 1)[-1].data)[":status"] == "415"
+    assert client.decode(_response(client, 1)[0].data)[":status"] == "415"
     client.send(client.headers(3, [(":method", "GET"), *base, ("content-type", "application/grpc")], end_stream=True))
-    assert client.decode(_response(client, 3)[-1].data)[":status"] == "405"
-    client.send(client.headers(5, [(":method", "POST"), (":scheme", "http")], end_stream=True))  # no :path
+    assert client.decode(_response(client, 3)[0].data)[":status"] == "405"
+    client.send(client.headers(5, [(":method", "POST"), (":scheme", "http")], end_stream=True))  # no :path: malformed
     frames = _response(client, 5) or client.frames(until=1)
     assert any(isinstance(f, RstStreamFrame) and f.error_code == PROTOCOL_ERROR for f in frames)
     client.close()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import grpc
@@ -15,8 +14,9 @@ from gmf.protocol import grpc as g
 from gmf.protocol.hpack_codec import Header
 from gmf.rpc.call import Call
 from gmf.rpc.context import ServicerContext
-from gmf.rpc.registry import Method
+from gmf.rpc.registry import DEFAULT_OPTIONS, Method, MethodOptions
 from gmf.rpc.sink import CallSink
+from gmf.rpc.threads import HandlerThreads
 
 PATH = "/test.Svc/Method"
 
@@ -29,7 +29,7 @@ class FakeSink:
     def __init__(self, loop: asyncio.AbstractEventLoop, *, max_receive_message_length: int = 4 * 1024 * 1024,
                  max_send_message_length: int | None = None) -> None:
         self.loop = loop
-        self.executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fake-sink")
+        self.executor = HandlerThreads(loop, 2, name="fake-sink")
         self.max_receive_message_length = max_receive_message_length
         self.max_send_message_length = max_send_message_length
         self.peer = "ipv4:192.0.2.7:4711"
@@ -69,9 +69,9 @@ class FakeSink:
 
     # -- helpers for tests ---------------------------------------------------------------
     def call(self, handler: grpc.RpcMethodHandler, stream_id: int = 1, headers: list[Header] | None = None,
-             encoding: str | None = None) -> Call:
+             encoding: str | None = None, options: MethodOptions = DEFAULT_OPTIONS) -> Call:
         """A call on this sink, with its context, as the connection makes one."""
-        call = Call(self, stream_id, Method(PATH, handler), headers or [], encoding)
+        call = Call(self, stream_id, Method(PATH, handler, options), headers or [], encoding)
         call.context = ServicerContext(call)
         return call
 

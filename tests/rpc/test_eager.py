@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import gc
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +17,7 @@ import grpc
 import pytest
 
 from gmf.protocol import grpc as g
-from gmf.rpc import eager, runner
+from gmf.rpc import eager, inline, runner
 from gmf.rpc.call import Call
 from tests.rpc.fake_sink import FakeSink, request
 
@@ -275,7 +276,7 @@ def test_finished_calls_leave_no_reference_cycles(sink: FakeSink) -> None:
     try:
         calls = [sink.call(unary(h), stream_id=sid) for sid, h in zip(range(101, 141, 2), [handler, sync_handler] * 10, strict=True)]
         start(sink, *calls)
-        assert all(c.finished for c in calls)
+        sink.run_until(lambda started=calls: all(c.finished for c in started))  # the plain defs: in handler threads
         del calls
         gc.collect()
         leftovers = [type(o).__name__ for o in gc.garbage]
@@ -296,3 +297,58 @@ def test_eager_start_outside_the_running_loop_makes_a_task() -> None:
         assert task is not None and loop.run_until_complete(task) == 7
     finally:
         loop.close()
+
+
+def test_plain_def_handlers_start_where_the_placement_rule_says_never_eagerly(sink: FakeSink) -> None:
+    """Eager start is for async handlers. A plain-def unary handler started from the same loop
+    callback runs in a handler thread until the placement rule has seen it run quickly
+    (gmf/rpc/inline.py), and only then inline on the loop; the async one beside it finishes
+    inside ``runner.start`` either way."""
+    loop_thread = threading.get_ident()
+    ran_on: list[int] = []
+
+    def sync_handler(req: bytes, ctx: Any) -> bytes:
+        ran_on.append(threading.get_ident())
+        return req
+
+    async def async_handler(req: bytes, ctx: Any) -> bytes:
+        return req
+
+    sids = iter(range(1, 10**6, 2))
+    method: Any = None
+    done_in_start: dict[int, bool] = {}
+
+    def pair() -> tuple[Call, Call]:
+        nonlocal method
+        a, d = sink.call(unary(async_handler), stream_id=next(sids)), sink.call(unary(sync_handler), stream_id=next(sids))
+        if method is None:
+            method = d.method
+        d.method = method  # one Method object, as the worker's cache gives them
+        for call in (a, d):
+            data = request(b"r")
+            call.feed(data, len(data), True)
+        ran = sink.loop.create_future()
+
+        def callback() -> None:  # as data_received: both start from one loop callback
+            for call in (a, d):
+                runner.start(call)
+                done_in_start[call.stream_id] = call.finished
+            ran.set_result(None)
+
+        sink.loop.call_soon(callback)
+        sink.loop.run_until_complete(ran)
+        sink.run_until(lambda: d.finished)
+        return a, d
+
+    a, d = pair()
+    assert done_in_start[a.stream_id] and a.task is None  # eager
+    assert not done_in_start[d.stream_id] and d.task is None and ran_on == [ran_on[0]] and ran_on[0] != loop_thread
+    runs = 1
+    while not method.inline and runs < 20 * inline.INLINE_AFTER:
+        pair()
+        runs += 1
+    assert method.inline, f"still in threads after {runs} quick runs"
+    assert runs >= inline.INLINE_AFTER and loop_thread not in ran_on  # never on the loop before the rule said so
+    a, d = pair()
+    assert done_in_start[a.stream_id] and done_in_start[d.stream_id] and ran_on[-1] == loop_thread  # inline now
+    assert sink.messages(d.stream_id) == [b"r"] and sink.status(d.stream_id)[1] == g.OK

@@ -19,6 +19,8 @@ from tests.helpers import poll
 from tests.helpers.hostile import still_serving
 from tests.helpers.servers import runtime_available, serving, spawn
 
+pytestmark = pytest.mark.core  # the core server suite: CI runs it on every tested Python too
+
 RUNTIME = "uring" if runtime_available("uring") is None else "asyncio"
 ASYNC, SYNC = "gmftest.FaultService", "gmftest.SyncFaultService"
 KINDS = ("Unary", "ServerStream", "ClientStream", "Bidi")
@@ -98,13 +100,13 @@ def test_exception_in_every_kind_is_unknown_and_worker_continues(faults_server, 
 
 
 # ------------------------------------------------------------------------------ never returning
-HANG_BY_DEADLINE = [(ASYNC, k) for k in KINDS] + [(SYNC, "ClientStream"), (SYNC, "Bidi")]
+HANG_BY_DEADLINE = [(service, k) for service in (ASYNC, SYNC) for k in KINDS]
 
 
 @pytest.mark.parametrize("service,kind", HANG_BY_DEADLINE)
 def test_hung_handler_ended_by_deadline(faults_server, channel, service, kind):
-    """Async handlers are cancelled; plain-def ones (in a thread) are abandoned and their late
-    result dropped. Plain-def unary-request handlers run on the loop: see the watchdog tests."""
+    """Async handlers are cancelled; plain-def ones (in a handler thread) are abandoned and their
+    late result dropped."""
     before = stats(channel)
     start = time.monotonic()
     code, _, _ = call(channel, service, kind, tpb.EchoRequest(action="hang", sleep_seconds=1.5), timeout=0.5)
@@ -138,7 +140,8 @@ def test_handler_waiting_for_requests_that_never_come_ends_at_deadline(faults_se
     still_serving(faults_server.port)
 
 
-@pytest.mark.parametrize("service,kind", [(ASYNC, "Unary"), (ASYNC, "ServerStream"), (ASYNC, "Bidi"), (SYNC, "ClientStream")])
+@pytest.mark.parametrize("service,kind", [(ASYNC, "Unary"), (ASYNC, "ServerStream"), (ASYNC, "Bidi"), (SYNC, "Unary"),
+                                          (SYNC, "ServerStream"), (SYNC, "ClientStream")])
 def test_hung_handler_ended_by_client_cancel(faults_server, channel, service, kind):
     before = stats(channel)
     stub = method(channel, service, kind)
@@ -196,11 +199,29 @@ def test_watchdog_names_the_blocking_handler_and_its_stack():
             assert "in RPC /gmftest.FaultService/Unary (handler a_unary)" in warning.splitlines()[0]
             assert "faults_app.py" in warning and "time.sleep(request.sleep_seconds)" in warning  # the stack
 
-            # a plain-def unary handler runs inline on the loop: named the same way
+            # a plain-def handler that blocks runs in a handler thread: the loop goes on
+            sleeper = threading.Thread(target=call, args=(ch, SYNC, "Unary", tpb.EchoRequest(action="block_loop", sleep_seconds=1.2)))
+            sleeper.start()
+            wait_stats(ch, active=1)  # it sleeps now
+            reply = greeter.SayHello(helloworld_pb2.HelloRequest(name="y"), timeout=10)
+            assert reply.message == "Hello y!"
+            sleeper.join(10)
+            assert proc.log().count(BLOCKED) == 1
+            still_serving(proc.port)
+    finally:
+        proc.stop()
+
+
+def test_watchdog_names_a_plain_def_handler_forced_inline():
+    """sync_handlers="inline" runs plain-def unary handlers on the loop, as before threads: one
+    that blocks is reported like a blocking async handler."""
+    proc = spawn(RUNTIME, workers=1, options={"slow_handler_threshold": 0.5, "sync_handlers": "inline"})
+    try:
+        with grpc.insecure_channel(proc.target) as ch:
             call(ch, SYNC, "Unary", tpb.EchoRequest(action="block_loop", sleep_seconds=1.2))
-            log = _wait_log(proc, BLOCKED, count=2)
-            second = log[log.rindex(BLOCKED):]
-            assert "in RPC /gmftest.SyncFaultService/Unary (handler s_unary)" in second.splitlines()[0]
+            log = _wait_log(proc, BLOCKED)
+            warning = log[log.index(BLOCKED):]
+            assert "in RPC /gmftest.SyncFaultService/Unary (handler s_unary)" in warning.splitlines()[0]
             still_serving(proc.port)
     finally:
         proc.stop()
@@ -223,3 +244,25 @@ def test_watchdog_can_be_disabled():
         assert BLOCKED not in proc.log()
     finally:
         proc.stop()
+
+
+def test_a_stuck_plain_def_handler_does_not_keep_its_worker_from_stopping():
+    """A plain-def handler that ignores is_active() and sleeps 30 s holds one handler thread; on
+    SIGTERM the call is cancelled at the end of the grace period and the worker exits on time
+    (the handler threads are daemon threads)."""
+    proc = spawn(RUNTIME, workers=1, grace=0.5)
+    outcome: list[tuple[grpc.StatusCode, str, int]] = []
+    try:
+        with grpc.insecure_channel(proc.target) as ch:
+            caller = threading.Thread(target=lambda: outcome.append(
+                call(ch, SYNC, "Unary", tpb.EchoRequest(action="hang", sleep_seconds=30), timeout=60)))
+            caller.start()
+            wait_stats(ch, active=1)  # the handler sleeps in its thread
+            started = time.monotonic()
+            code = proc.stop()
+            took = time.monotonic() - started
+            caller.join(10)
+    finally:
+        proc.stop()
+    assert code == 0 and took < 5.0, f"exit {code} after {took:.1f}s"
+    assert outcome and outcome[0][0] == grpc.StatusCode.UNAVAILABLE

@@ -19,6 +19,8 @@ import route_guide_pb2_grpc
 from tests.helpers import poll
 from tests.helpers.apps import wait_handler_started
 
+pytestmark = pytest.mark.core  # the core server suite: CI runs it on every tested Python too
+
 MB = 1024 * 1024
 
 

@@ -18,7 +18,10 @@ import pytest
 from gmf.protocol import grpc as g
 from gmf.rpc import runner
 from gmf.rpc.call import _QUEUE_LIMIT
+from gmf.rpc.registry import MethodOptions
 from tests.rpc.fake_sink import FakeSink, request
+
+pytestmark = pytest.mark.core  # the core server suite: CI runs it on every tested Python too
 
 OK_STATUS = ("status", g.OK, "", None, False)
 
@@ -36,6 +39,18 @@ def unary(func: Any) -> grpc.RpcMethodHandler:
     return grpc.unary_unary_rpc_method_handler(func)
 
 
+@pytest.fixture(params=["inline", "threads"])
+def where(request: pytest.FixtureRequest) -> MethodOptions:
+    """Where the plain-def handler of a test runs: inline on the loop, or in a handler thread."""
+    return MethodOptions(sync_handlers=request.param)
+
+
+def run_to_end(sink: FakeSink, call: Any) -> None:
+    """Start the call's handler and run the loop until the call has finished."""
+    runner.start(call)
+    sink.run_until(lambda: call.stream_id in sink.finished)
+
+
 def feed_request(call: Any, *payloads: bytes, end: bool = True) -> int:
     data = b"".join(request(p) for p in payloads)
     return int(call.feed(data, len(data), end))
@@ -44,12 +59,29 @@ def feed_request(call: Any, *payloads: bytes, end: bool = True) -> int:
 # ---------------------------------------------------------------------------- unary kinds
 
 def test_plain_def_unary_runs_inline_and_answers_headers_message_status(sink: FakeSink) -> None:
-    call = sink.call(unary(lambda req, ctx: b"re:" + req))
+    call = sink.call(unary(lambda req, ctx: b"re:" + req), options=MethodOptions(sync_handlers="inline"))
     assert feed_request(call, b"hi") == 5 + 2  # everything credited at once
     runner.start(call)
     # inline: done before the loop ever runs
     assert sink.sent[1] == [("headers", None, None), ("message", b"re:hi", False), OK_STATUS]
     assert sink.finished == {1: g.OK}
+    assert call.task is None
+
+
+def test_plain_def_unary_runs_in_a_handler_thread(sink: FakeSink) -> None:
+    ran_in: list[str] = []
+
+    def handler(req: bytes, ctx: Any) -> bytes:
+        ran_in.append(threading.current_thread().name)
+        return b"re:" + req
+
+    call = sink.call(unary(handler), options=MethodOptions(sync_handlers="threads"))
+    feed_request(call, b"hi")
+    runner.start(call)
+    assert 1 not in sink.sent  # handed to a thread; the answer comes back through the loop
+    sink.run_until(lambda: 1 in sink.finished)
+    assert ran_in[0].startswith("fake-sink")
+    assert sink.sent[1] == [("headers", None, None), ("message", b"re:hi", False), OK_STATUS]
     assert call.task is None
 
 
@@ -81,13 +113,13 @@ def test_def_returning_an_awaitable_finishes_in_a_task(sink: FakeSink) -> None:
     ((), "Missing request message"),
     ((b"a", b"b"), "Expected exactly one request message"),
 ])
-def test_unary_request_needs_exactly_one_message(sink: FakeSink, payloads: tuple[bytes, ...], details: str) -> None:
-    call = sink.call(unary(lambda req, ctx: b"never"))
+def test_unary_request_needs_exactly_one_message(sink: FakeSink, where: MethodOptions, payloads: tuple[bytes, ...], details: str) -> None:
+    call = sink.call(unary(lambda req, ctx: b"never"), options=where)
     if payloads:
         feed_request(call, *payloads)
     else:
         call.feed(b"", 0, True)
-    runner.start(call)
+    run_to_end(sink, call)
     assert sink.sent[1] == [("status", g.INTERNAL, details, None, True)]  # trailers-only
 
 
@@ -107,11 +139,11 @@ def test_compressed_message_without_grpc_encoding(sink: FakeSink) -> None:
     assert sink.status() == ("status", g.INTERNAL, "Compressed message received without grpc-encoding", None, True)
 
 
-def test_gzip_request_is_decompressed(sink: FakeSink) -> None:
-    call = sink.call(unary(lambda req, ctx: req), encoding="gzip")
+def test_gzip_request_is_decompressed(sink: FakeSink, where: MethodOptions) -> None:
+    call = sink.call(unary(lambda req, ctx: req), encoding="gzip", options=where)
     data = request(gzip.compress(b"squeezed"), compressed=True)
     call.feed(data, len(data), True)
-    runner.start(call)
+    run_to_end(sink, call)
     assert sink.messages() == [b"squeezed"]
 
 
@@ -123,84 +155,133 @@ def test_request_over_max_receive_message_length(sink: FakeSink) -> None:
     assert code == g.RESOURCE_EXHAUSTED and "11" in details and "10" in details
 
 
-def test_response_over_max_send_message_length(sink: FakeSink) -> None:
+def test_response_over_max_send_message_length(sink: FakeSink, where: MethodOptions) -> None:
     sink.max_send_message_length = 3
-    call = sink.call(unary(lambda req, ctx: b"four"))
+    call = sink.call(unary(lambda req, ctx: b"four"), options=where)
     feed_request(call, b"")
-    runner.start(call)
+    run_to_end(sink, call)
     assert sink.sent[1] == [("status", g.RESOURCE_EXHAUSTED, "Sent message larger than max (4 vs. 3)", None, True)]
 
 
-def test_request_that_does_not_deserialize(sink: FakeSink) -> None:
+def test_request_that_does_not_deserialize(sink: FakeSink, where: MethodOptions) -> None:
     def boom(data: bytes) -> Any:
         raise ValueError("not a message")
 
     handler = grpc.unary_unary_rpc_method_handler(lambda req, ctx: b"never", request_deserializer=boom)
-    call = sink.call(handler)
+    call = sink.call(handler, options=where)
     feed_request(call, b"?")
-    runner.start(call)
+    run_to_end(sink, call)
     assert sink.sent[1] == [("status", g.INTERNAL, "Exception deserializing request!", None, True)]
 
 
 # ---------------------------------------------------------------------------- outcomes -> status
 
-def test_handler_exception_is_unknown(sink: FakeSink) -> None:
+@pytest.mark.parametrize(("style", "details"), [
+    ("aio", "Unexpected <class 'ValueError'>: boom"),  # grpc.aio's words
+    ("sync", "Exception calling application: boom"),  # grpc.server's
+])
+def test_handler_exception_is_unknown(sink: FakeSink, where: MethodOptions, style: str, details: str) -> None:
     def handler(req: bytes, ctx: Any) -> bytes:
         raise ValueError("boom")
 
-    call = sink.call(unary(handler))
+    call = sink.call(unary(handler), options=MethodOptions(where.sync_handlers, grpcio_flavor=style))
     feed_request(call, b"")
-    runner.start(call)
-    assert sink.sent[1] == [("status", g.UNKNOWN, "Unexpected <class 'ValueError'>: boom", None, True)]
+    run_to_end(sink, call)
+    assert sink.sent[1] == [("status", g.UNKNOWN, details, None, True)]
 
 
-def test_abort_with_trailing_metadata(sink: FakeSink) -> None:
+@pytest.mark.parametrize(("style", "details"), [
+    ("aio", "Unexpected <class 'NotImplementedError'>: Method not implemented!"),
+    ("sync", "Method not implemented!"),
+])
+def test_code_set_before_an_exception_is_the_status(sink: FakeSink, where: MethodOptions, style: str,
+                                                     details: str) -> None:
+    """What the generated base class does for a method the servicer does not implement."""
+    def handler(req: bytes, ctx: Any) -> bytes:
+        ctx.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        ctx.set_details("Method not implemented!")
+        ctx.set_trailing_metadata((("x-why", "base class"),))
+        raise NotImplementedError("Method not implemented!")
+
+    call = sink.call(unary(handler), options=MethodOptions(where.sync_handlers, grpcio_flavor=style))
+    feed_request(call, b"")
+    run_to_end(sink, call)
+    assert sink.sent[1] == [("status", g.UNIMPLEMENTED, details, [(b"x-why", b"base class")], True)]
+
+
+@pytest.mark.parametrize(("style", "details"), [
+    ("aio", "Unexpected <class 'ValueError'>: boom"),
+    ("sync", "Exception calling application: boom"),
+])
+def test_async_handler_code_before_an_exception(sink: FakeSink, style: str, details: str) -> None:
+    async def handler(req: bytes, ctx: Any) -> bytes:
+        ctx.set_code(grpc.StatusCode.NOT_FOUND)
+        raise ValueError("boom")
+
+    call = sink.call(unary(handler), options=MethodOptions(grpcio_flavor=style))
+    feed_request(call, b"")
+    run_to_end(sink, call)
+    assert sink.status() == ("status", g.NOT_FOUND, details, None, True)
+
+
+def test_code_ok_before_an_exception_is_unknown(sink: FakeSink) -> None:
+    def handler(req: bytes, ctx: Any) -> bytes:
+        ctx.set_code(grpc.StatusCode.OK)
+        raise ValueError("boom")
+
+    call = sink.call(unary(handler), options=MethodOptions("threads", grpcio_flavor="sync"))
+    feed_request(call, b"")
+    run_to_end(sink, call)
+    assert sink.status()[1:3] == (g.UNKNOWN, "Exception calling application: boom")
+
+
+def test_abort_with_trailing_metadata(sink: FakeSink, where: MethodOptions) -> None:
     def handler(req: bytes, ctx: Any) -> Any:
         ctx.abort(grpc.StatusCode.NOT_FOUND, "no such thing", (("why", "gone"),))
 
-    call = sink.call(unary(handler))
+    call = sink.call(unary(handler), options=where)
     feed_request(call, b"")
-    runner.start(call)
+    run_to_end(sink, call)
     assert sink.sent[1] == [("status", g.NOT_FOUND, "no such thing", [(b"why", b"gone")], True)]
 
 
-def test_set_code_and_details_without_raising(sink: FakeSink) -> None:
+def test_set_code_and_details_without_raising(sink: FakeSink, where: MethodOptions) -> None:
     def handler(req: bytes, ctx: Any) -> bytes:
         ctx.set_code(grpc.StatusCode.ALREADY_EXISTS)
         ctx.set_details("dup")
         ctx.set_trailing_metadata((("k", "v"),))
         return b"ignored: the status is not OK"
 
-    call = sink.call(unary(handler))
+    call = sink.call(unary(handler), options=where)
     ctx = call.context  # a finished call lets go of its context (no reference cycle)
     feed_request(call, b"")
-    runner.start(call)
+    run_to_end(sink, call)
     assert sink.sent[1] == [("status", g.ALREADY_EXISTS, "dup", [(b"k", b"v")], True)]
     assert ctx.code() is grpc.StatusCode.ALREADY_EXISTS and ctx.details() == "dup"
 
 
-def test_initial_metadata_goes_first(sink: FakeSink) -> None:
+def test_initial_metadata_goes_first(sink: FakeSink, where: MethodOptions) -> None:
     def handler(req: bytes, ctx: Any) -> bytes:
         ctx.send_initial_metadata((("x-first", "1"),))
         with pytest.raises(RuntimeError):
             ctx.send_initial_metadata((("x-again", "2"),))
         return b"body"
 
-    call = sink.call(unary(handler))
+    call = sink.call(unary(handler), options=where)
     feed_request(call, b"")
-    runner.start(call)
+    run_to_end(sink, call)
     assert sink.sent[1] == [("headers", [(b"x-first", b"1")], None), ("message", b"body", False), OK_STATUS]
 
 
-def test_response_compression_follows_accept_encoding(sink: FakeSink) -> None:
+def test_response_compression_follows_accept_encoding(sink: FakeSink, where: MethodOptions) -> None:
     def handler(req: bytes, ctx: Any) -> bytes:
         ctx.set_compression(grpc.Compression.Gzip)
         return b"z" * 100
 
-    call = sink.call(unary(handler))
+    call = sink.call(unary(handler), options=where)
     call.accept_encoding = "identity, gzip"
     feed_request(call, b"")
-    runner.start(call)
+    run_to_end(sink, call)
     headers, message, status = sink.sent[1]
     assert headers == ("headers", None, "gzip")
     assert message[2] is True and gzip.decompress(message[1]) == b"z" * 100
@@ -355,7 +436,7 @@ def test_deadline_answers_deadline_exceeded(sink: FakeSink) -> None:
 
 def test_done_callbacks_run_once_when_the_call_ends(sink: FakeSink) -> None:
     calls: list[str] = []
-    call = sink.call(unary(lambda req, ctx: b""))
+    call = sink.call(unary(lambda req, ctx: b""), options=MethodOptions(sync_handlers="inline"))
     ctx = call.context
     ctx.add_done_callback(lambda c: calls.append("first"))
     ctx.add_done_callback(lambda c: 1 / 0)  # a failing callback is logged, the others still run

@@ -33,7 +33,7 @@ from tests.helpers.net import socket_held
 
 URING_PATH = ROOT / "gmf" / "runtime" / "uring.py"
 T = TypeVar("T")
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.core, pytest.mark.timeout(120)]  # core: CI runs it on every tested Python too
 
 
 def _load_uring() -> ModuleType:

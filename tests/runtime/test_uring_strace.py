@@ -23,6 +23,8 @@ from tests.helpers import ROOT
 from tests.helpers.net import free_port, wait_port
 from tests.helpers.servers import require_runtime
 
+pytestmark = pytest.mark.core  # the core server suite: CI runs it on every tested Python too
+
 SOCKET_IO = ("recvfrom", "sendto", "recvmsg", "sendmsg", "read", "write", "readv", "writev", "recv", "send")
 READINESS = ("epoll_wait", "epoll_pwait", "epoll_pwait2", "epoll_ctl", "poll", "ppoll", "select", "pselect6")
 LINE = re.compile(r"^(\d+)\s+(?:<\.\.\. )?(\w+)(?: resumed>)?\(?(.*)$")

@@ -20,6 +20,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tests.helpers.rawh2 import RawClient, frame
 from tests.helpers.servers import RUNTIMES, server_fixture, serving, spawn
 
+pytestmark = pytest.mark.core  # the core server suite: CI runs it on every tested Python too
+
 Status = health_pb2.HealthCheckResponse
 UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
 TOKENS = (("x-api-key", "k"), ("authorization", "Bearer good"))
@@ -45,7 +47,10 @@ def test_grpcurl_list_describe_and_call_without_proto(services_server):
     assert set(out.stdout.split()) == {
         "helloworld.Greeter", "gmftest.TestService", "gmftest.SyncService", "routeguide.RouteGuide",
         "gmftest.FaultService", "gmftest.SyncFaultService", "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection",
+        "grpc.testing.TestService",  # the interop service (tests/helpers/interop.py)
     }
+    out = grpcurl(services_server.target, "describe", "grpc.testing.TestService")  # its imports resolve too
+    assert out.returncode == 0 and "rpc EmptyCall ( .grpc.testing.Empty )" in out.stdout, out.stderr
     out = grpcurl(services_server.target, "describe", "helloworld.Greeter")
     assert out.returncode == 0, out.stderr
     assert "rpc SayHello ( .helloworld.HelloRequest ) returns ( .helloworld.HelloReply )" in out.stdout

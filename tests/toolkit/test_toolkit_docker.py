@@ -113,6 +113,33 @@ def test_run_helloworld_in_a_container_answers_grpcurl_on_the_host(dev_image: An
         invoke(*args, "--stop")
 
 
+def test_sigterm_to_a_container_run_removes_its_container(dev_image: Any, docker_client: Any) -> None:
+    """SIGTERM to `invoke run --container` stops and removes the container it started."""
+    import os
+    import signal
+    import sys
+
+    from gmf.toolkit import container
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "invoke", "run", "--example", "helloworld", "--container", "--port",
+                             str(port)], cwd=str(ROOT), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    name = f"gmf-run-helloworld-{port}"
+    try:
+        wait_port(port, 180)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        assert container.find(docker_client, name) is None, err
+        assert f"stopping {name}" in err
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        box = container.find(docker_client, name)
+        if box is not None:
+            box.remove(force=True)
+
+
 def test_invoke_test_in_the_container_passes_results_through(dev_container: str) -> None:
     ok = invoke("test", "--container", "--path", "tests/toolkit/test_toolkit_units.py", "-k", "jsonc or memlock",
                 timeout=300)

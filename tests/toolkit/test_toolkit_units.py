@@ -143,7 +143,32 @@ def test_unknown_example_lists_the_examples() -> None:
     proc = invoke("run", "--example", "nosuch", "--native")
     assert proc.returncode != 0
     assert "unknown example 'nosuch'" in proc.stderr and "helloworld" in proc.stderr
+    assert "nginx" not in proc.stderr  # a config file's folder, not an example to run
     assert "Traceback" not in proc.stderr
+
+
+def test_sigterm_to_a_native_run_stops_the_server() -> None:
+    """SIGTERM to `invoke run` (only to it, as a process manager or `kill` sends it) stops the
+    server it started, which drains; nothing is left listening."""
+    import signal
+
+    from tests.helpers import poll
+    from tests.helpers.net import free_port, port_open, wait_port
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "invoke", "run", "--example", "helloworld", "--native", "--port",
+                             str(port)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        wait_port(port, 60)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        poll.until(lambda: not port_open(port), f"the server on port {port} to stop")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130
 
 
 def test_the_checkout_is_found_from_the_package() -> None:

@@ -1,6 +1,7 @@
 """gmf.web's tests: the sans-IO codecs (test_web_codecs, test_web_http1) and the same codecs
 against real clients (test_web_clients, test_web_hostile: Chromium, curl, connectrpc), with the
-servers they run (codec_server, connect_peer) as ``python -m tests.web.<name>`` processes.
+servers they run (gmf_server, connect_peer) as ``python -m tests.web.<name>`` processes, and how
+GMF serves them beside gRPC (test_web_serving).
 
 Importing it makes the generated code (tests.helpers) and the connectrpc stubs of the reference
 peer (bench/peers/connect_gen) importable, here and in those processes alike.

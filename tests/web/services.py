@@ -1,6 +1,6 @@
 """The servicers the web acceptance tests call, written once in grpcio style.
 
-GMF serves them as they are (``add_GreeterServicer_to_server``; phase 2). The ``connectrpc``
+GMF serves them as they are (``add_GreeterServicer_to_server``, tests/web/gmf_server.py). The ``connectrpc``
 peer serves the same objects through :func:`connect_service`, an adapter from grpcio-style
 handlers to connectrpc's generated service protocol, so both servers run the same behaviour:
 

@@ -2,10 +2,10 @@
 @connectrpc/connect-web and grpc-web (built from tests/web), curl, and the connectrpc Python
 client. Each test runs against every server in ``SERVERS``.
 
-Today the only server is the reference peer, connectrpc on uvicorn (tests/web/connect_peer.py),
-which proves the harness itself. Phase 2 adds GMF to ``SERVERS`` (``start_gmf`` serving
-tests/web/services.py with ``cors_origins=[page origin]``) and the same assertions become
-GMF's acceptance tests. Where the peer lacks a feature (it answers 415 to
+The servers: the reference peer, connectrpc on uvicorn (tests/web/connect_peer.py), which
+proves the harness itself, and GMF on each runtime (tests/web/gmf_server.py, serving
+tests/web/services.py with ``cors_origins=[page origin]``): the same assertions are GMF's
+acceptance tests. Where the peer lacks a feature (it answers 415 to
 ``application/grpc-web-text``), ``WebServer`` says so and the test checks that answer instead.
 """
 
@@ -15,6 +15,7 @@ import base64
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -29,8 +30,8 @@ import route_guide_pb2
 from gmf.protocol import grpc as g
 from gmf.web import connect, grpcweb
 from tests.helpers import ROOT
-from tests.helpers.net import free_port
-from tests.web.webharness import STARTERS, WebServer, curl, importable, require
+from tests.helpers.net import free_port, wait_port
+from tests.web.webharness import GMF_SERVERS, STARTERS, WebServer, curl, importable, require
 
 HERE = Path(__file__).resolve().parent  # the node scripts and the page they build
 
@@ -38,9 +39,8 @@ CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 FEATURES = ["Feature 0/1", "Feature 0/2", "Feature 1/0", "Feature 1/1", "Feature 2/0", "Feature 2/2"]
 SMALL_RECT = route_guide_pb2.Rectangle(lo=route_guide_pb2.Point(latitude=0, longitude=0),
                                        hi=route_guide_pb2.Point(latitude=20_000_000, longitude=20_000_000))
-# connectrpc: the reference peer. codecs: gmf.web's codecs driven by tests/web/codec_server.py
-# (not GMF's server; phase 2 replaces it with GMF on each runtime).
-SERVERS = ["connectrpc", "codecs"]
+# connectrpc: the reference peer; gmf-RUNTIME: GMF on each runtime (tests/web/gmf_server.py).
+SERVERS = ["connectrpc", *GMF_SERVERS]
 
 
 @pytest.fixture(scope="module")
@@ -267,13 +267,37 @@ def test_connectrpc_client_get(web_server: WebServer, connect_clients: tuple) ->
 EXAMPLE = ROOT / "examples" / "web"
 
 
-def test_example_page(web_page: Path, web_server: WebServer, page_port: int) -> None:
-    """examples/web, built as its README says, shows SayHello and ListFeatures with both protocols."""
+@pytest.fixture(scope="session")
+def example_page(web_page: Path) -> Path:
+    """examples/web built as its README says."""
     require("examples/web/node_modules (npm install in examples/web)", not (EXAMPLE / "node_modules" / "esbuild").is_dir())
     subprocess.run(["node", "build.mjs"], cwd=EXAMPLE, env={**os.environ, "PYTHON": sys.executable}, check=True,
                    capture_output=True, timeout=120)
-    proc = subprocess.run(["node", "run.mjs", "--server", web_server.url, "--page-port", str(page_port),
-                           "--dist", str(EXAMPLE / "dist"), "--example"], cwd=HERE, capture_output=True, text=True, timeout=120)
+    return EXAMPLE / "dist"
+
+
+def test_example_page(example_page: Path, web_server: WebServer, page_port: int) -> None:
+    """examples/web shows SayHello and ListFeatures with both protocols."""
+    _check_example(example_page, web_server.url, page_port)
+
+
+def test_example_server(example_page: Path) -> None:
+    """The page against the example's own server, started as examples/web/README.md says."""
+    port, page_port = free_port(), free_port()
+    proc = subprocess.Popen([sys.executable, str(EXAMPLE / "server.py"), "--port", str(port), "--workers", "1",
+                             "--cors-origin", f"http://127.0.0.1:{page_port}"], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port, timeout=30)
+        _check_example(example_page, f"http://127.0.0.1:{port}", page_port)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+
+
+def _check_example(dist: Path, server_url: str, page_port: int) -> None:
+    proc = subprocess.run(["node", "run.mjs", "--server", server_url, "--page-port", str(page_port),
+                           "--dist", str(dist), "--example"], cwd=HERE, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     example = json.loads(proc.stdout.strip().splitlines()[-1])["example"]
     for protocol in ("connect", "grpc-web"):

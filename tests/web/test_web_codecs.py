@@ -19,6 +19,8 @@ from gmf.web.cors import CorsPolicy
 from gmf.web.route import Kind, classify
 from gmf.web.sink import Out
 
+pytestmark = pytest.mark.core  # the core server suite: CI runs it on every tested Python too
+
 BIN = grpcweb.parse_content_type(b"application/grpc-web+proto")
 TEXT = grpcweb.parse_content_type(b"application/grpc-web-text")
 
@@ -403,3 +405,80 @@ def test_classify_get_and_options() -> None:
 def test_route_guide_get_feature_is_marked_no_side_effects() -> None:
     options = route_guide_pb2.DESCRIPTOR.services_by_name["RouteGuide"].methods_by_name["GetFeature"].GetOptions()
     assert options.idempotency_level == options.NO_SIDE_EFFECTS
+
+
+# ---------------------------------------------------------------------------- JSON: protojson vs json_format
+def _plain_types() -> dict[str, type]:
+    import gmftest_pb2  # bytes and repeated fields: not plain
+    from google.protobuf import duration_pb2, struct_pb2
+    from grpc_health.v1 import health_pb2  # an enum field
+
+    return {"HelloRequest": helloworld_pb2.HelloRequest, "Point": route_guide_pb2.Point,
+            "Rectangle": route_guide_pb2.Rectangle, "Feature": route_guide_pb2.Feature,
+            "RouteSummary": route_guide_pb2.RouteSummary, "HealthCheckResponse": health_pb2.HealthCheckResponse,
+            "EchoRequest": gmftest_pb2.EchoRequest, "EchoReply": gmftest_pb2.EchoReply,
+            "Duration": duration_pb2.Duration, "Struct": struct_pb2.Struct}
+
+
+JSON_INPUTS = [
+    {}, {"name": "x"}, {"name": "é\"\\\n"}, {"name": 5}, {"name": None}, {"name": True}, {"name": "\ud800"},
+    {"latitude": 5, "longitude": -7}, {"latitude": "5"}, {"latitude": 5.0}, {"latitude": 5.5}, {"latitude": 2**31},
+    {"latitude": -(2**31)}, {"latitude": True}, {"latitude": None},
+    {"lo": {"latitude": 1}, "hi": {"latitude": 2, "longitude": 3}}, {"lo": None}, {"lo": "x"}, {"lo": {"latitude": "x"}},
+    {"location": {"latitude": 1}, "name": "f"}, {"pointCount": 3, "point_count": 4}, {"point_count": 4, "elapsedTime": 9},
+    {"unknown": 1, "name": "y"}, {"[ext.x]": 1}, {"status": "SERVING"}, {"status": 1}, {"status": "NOPE"},
+    {"message": "m", "payload": "AAE=", "code": 3, "sleepSeconds": 1.5}, {"sleep_seconds": 1}, {"sleepSeconds": "NaN"},
+    {"metadata": ["a"]}, {"seconds": "5", "nanos": 1}, {"fields": {"a": {"numberValue": 1}}},
+]
+
+
+def _json_format_parse(cls: type, obj: dict) -> bytes | str:
+    from google.protobuf import json_format
+
+    message = cls()
+    try:
+        json_format.ParseDict(obj, message, ignore_unknown_fields=True)
+    except (json_format.ParseError, ValueError) as exc:
+        return f"could not unmarshal the JSON request: {exc}"
+    return message.SerializeToString(deterministic=True)
+
+
+@pytest.mark.parametrize("type_name", list(_plain_types()))
+def test_json_decode_is_json_formats(type_name: str) -> None:
+    """Every input gives what json_format gives: the same message, or the same error."""
+    cls = _plain_types()[type_name]
+    codec = connect.JsonCodec(cls)
+    for obj in JSON_INPUTS:
+        try:
+            ours: bytes | str = codec.decode(json.dumps(obj).encode()).SerializeToString(deterministic=True)
+        except g.GrpcError as exc:
+            assert exc.code == g.INVALID_ARGUMENT
+            ours = exc.message
+        assert ours == _json_format_parse(cls, obj), obj
+
+
+def test_json_encode_is_json_formats() -> None:
+    import gmftest_pb2
+    from google.protobuf import json_format
+    from grpc_health.v1 import health_pb2
+
+    messages = [helloworld_pb2.HelloReply(), helloworld_pb2.HelloReply(message="Hello é \"x\"\n"),
+                route_guide_pb2.Feature(name="f", location=route_guide_pb2.Point(latitude=-1, longitude=2**31 - 1)),
+                route_guide_pb2.Rectangle(hi=route_guide_pb2.Point()), route_guide_pb2.RouteSummary(distance=7),
+                health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.NOT_SERVING),
+                health_pb2.HealthCheckResponse(status=99),  # an unknown value of an open enum
+                gmftest_pb2.EchoReply(message="m", payload=b"\x00", metadata=["a", "b"]),
+                gmftest_pb2.EchoRequest(sleep_seconds=float("inf")), gmftest_pb2.EchoRequest(sleep_seconds=0.1)]
+    for message in messages:
+        assert connect.JsonCodec(type(message)).encode(message) == json_format.MessageToJson(message, indent=None).encode()
+
+
+def test_plain_types_take_the_fast_path() -> None:
+    from gmf.web import protojson
+
+    plain = {name for name, cls in _plain_types().items() if protojson.plan_for(cls) is not None}
+    assert plain == {"HelloRequest", "Point", "Rectangle", "Feature", "RouteSummary", "HealthCheckResponse"}
+    rect = protojson.parse(protojson.plan_for(route_guide_pb2.Rectangle), {"lo": {"latitude": 1}, "hi": {"longitude": 2}})
+    assert rect == route_guide_pb2.Rectangle(lo=route_guide_pb2.Point(latitude=1), hi=route_guide_pb2.Point(longitude=2))
+    reply = helloworld_pb2.HelloReply(message="hi")
+    assert protojson.to_json(protojson.plan_for(helloworld_pb2.HelloReply), reply) == b'{"message": "hi"}'

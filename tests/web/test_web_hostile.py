@@ -1,8 +1,8 @@
-"""Hostile HTTP/1.1 and bad RPC input against a server speaking gmf.web's protocols: each gets
-its defined answer, and a Connect call on another connection is served meanwhile and after.
+"""Hostile HTTP/1.1 and bad RPC input against GMF on each runtime: each gets its defined
+answer, a grpcio client on the same port (gRPC over HTTP/2) is served throughout, and a Connect
+call (curl, HTTP/1.1) on another connection is served after.
 
-Runs against the servers that implement gmf.web's answers (today the codec driver, phase 2
-GMF); the reference peer answers these in its own ways and is not held to them.
+The reference peer answers these in its own ways and is not held to them.
 """
 
 from __future__ import annotations
@@ -19,10 +19,11 @@ import pytest
 
 from gmf.protocol import grpc as g
 from gmf.web import grpcweb
+from tests.helpers.hostile import Bystander
 from tests.web.test_web_http1 import REJECTIONS
-from tests.web.webharness import STARTERS, WebServer, curl
+from tests.web.webharness import GMF_SERVERS, STARTERS, WebServer, curl
 
-HOSTILE_SERVERS = ["codecs"]
+HOSTILE_SERVERS = GMF_SERVERS
 MAX_MESSAGE = 4 * 1024 * 1024
 
 
@@ -32,6 +33,14 @@ def hostile_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
     server = STARTERS[request.param]("http://127.0.0.1:1", log)
     yield server
     server.stop()
+
+
+@pytest.fixture(autouse=True)
+def grpc_bystander(hostile_server: WebServer) -> Iterator[None]:
+    """A grpcio client on the same port, calling SayHello over HTTP/2 throughout each test:
+    every call must succeed (tests.helpers.hostile.Bystander)."""
+    with Bystander(hostile_server.port):
+        yield
 
 
 def raw(port: int, data: bytes, *, wait: float = 5.0) -> bytes:
@@ -56,11 +65,22 @@ def bystander(server: WebServer) -> None:
     assert status == 200 and json.loads(body) == {"message": "Hello bystander!"}
 
 
+# On the port shared with gRPC the first bytes choose the protocol (gmf/rpc/accept.py): these
+# two are HTTP/2's, which answers with its SETTINGS and, for garbage, GOAWAY(PROTOCOL_ERROR).
+HTTP2_ON_SHARED_PORT = {"garbage request line": True, "the HTTP/2 preface": False}
+SETTINGS_FRAME_START = b"\x00\x00\x18\x04\x00\x00\x00\x00\x00"  # 24 bytes of SETTINGS on stream 0
+
+
 @pytest.mark.parametrize("name", list(REJECTIONS))
 def test_hostile_http1(hostile_server: WebServer, name: str) -> None:
     data, status = REJECTIONS[name]
     out = raw(hostile_server.port, data)
-    assert out.startswith(b"HTTP/1.1 %d " % status), out[:200]
+    if name in HTTP2_ON_SHARED_PORT:
+        assert out.startswith(SETTINGS_FRAME_START), out[:200]
+        goaway = b"\x07\x00" + bytes(8) + b"\x00\x00\x00\x01"  # GOAWAY on stream 0, last stream 0, PROTOCOL_ERROR
+        assert (goaway in out) == HTTP2_ON_SHARED_PORT[name], out[:200]
+    else:
+        assert out.startswith(b"HTTP/1.1 %d " % status), out[:200]
     bystander(hostile_server)
 
 

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 
 from tests.helpers import ROOT
 from tests.helpers.net import free_port, wait_port
+from tests.helpers.servers import RUNTIMES, require_runtime
 
 
 def require(what: str, missing: bool) -> None:
@@ -70,13 +72,19 @@ def start_connectrpc(cors_origin: str, log: Path) -> WebServer:
     return _start_script("connectrpc", "connect_peer", cors_origin, log, grpc_web_text=False)
 
 
-def start_codecs(cors_origin: str, log: Path) -> WebServer:
-    # Short head/body timeouts so the slowloris tests of test_web_hostile.py take a second.
-    return _start_script("codecs", "codec_server", cors_origin, log, grpc_web_text=True,
-                         extra=("--header-timeout", "1", "--body-timeout", "1"))
+def start_gmf(runtime: str) -> Callable[[str, Path], WebServer]:
+    """GMF on ``runtime`` serving tests/web/services.py (``tests/web/gmf_server.py``)."""
+
+    def start(cors_origin: str, log: Path) -> WebServer:
+        require_runtime(runtime)
+        return _start_script(f"gmf-{runtime}", "gmf_server", cors_origin, log, grpc_web_text=True,
+                             extra=("--runtime", runtime))
+
+    return start
 
 
-STARTERS = {"connectrpc": start_connectrpc, "codecs": start_codecs}
+STARTERS = {"connectrpc": start_connectrpc, **{f"gmf-{r}": start_gmf(r) for r in RUNTIMES}}
+GMF_SERVERS = [f"gmf-{r}" for r in RUNTIMES]
 
 
 def curl(*args: str, data: bytes | None = None) -> tuple[int, dict[str, str], bytes]:

@@ -24,6 +24,8 @@ from tests.helpers.net import free_port, wait_port
 from tests.helpers.rawh2 import RawClient, refused
 from tests.helpers.servers import spawn
 
+pytestmark = pytest.mark.core  # the core server suite: CI runs it on every tested Python too
+
 CPUS = sorted(os.sched_getaffinity(0))
 
 
