@@ -26,7 +26,15 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what mypyc reads when it compiles; at run time the decorator does nothing
+    from mypy_extensions import mypyc_attr as mypyc_attr
+else:
+    def mypyc_attr(*args: Any, **kwargs: Any) -> Any:
+        """``@mypyc_attr(allow_interpreted_subclasses=True)`` on a compiled class that pure
+        modules subclass (``Call``: gmf/rpc/web.py; ``MethodCache``: gmf/rpc/interceptors.py)."""
+        return lambda cls: cls
 
 # The compiled set (paths relative to the checkout, as setup.py hands them to mypyc): the
 # HTTP/2 core and gRPC framing, the connection and the call, and what they call per request

@@ -34,8 +34,9 @@ RPC_KINDS = ("unary", "unary-sync", "stream", "bidi")
 
 def draw_scenarios(examples: int) -> list[Any]:
     """The fuzz target's first ``examples`` scenarios (derandomized). Drawn in one process and
-    handed to both builds' runs: hypothesis does not draw the same examples when the build
-    under it differs, even with an empty test body."""
+    handed to both builds' runs: hypothesis mixes in constants it finds in the source of the
+    loaded modules, and compiled modules have none, so the two builds would draw different
+    examples from the same seed."""
     from hypothesis import HealthCheck, given, settings
 
     from tests.fuzzing.h2_strategies import scenarios
