@@ -76,7 +76,9 @@ class BuildExt(build_ext):
             if keep_built and target == ROOT and out.exists() and "FAILED: str | None = None" in out.read_text():
                 continue
             out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(text)
+            partial = out.with_name(f".{out.name}.{os.getpid()}")
+            partial.write_text(text)
+            os.replace(partial, out)  # a process starting meanwhile reads the old record or the new one
 
     def get_outputs(self) -> list[str]:
         return super().get_outputs() if self.extensions else []
