@@ -5,15 +5,19 @@
 module of GmfServer stays importable as ``from gmf.server import ...``.)
 """
 
-from . import aio
-from ._version import __version__
-from .errors import StartupError
-from .grpc_server import server  # the function: it replaces the module gmf.server as this attribute
-from .placement import Placement
-from .rpc.inline import run_in_thread, run_inline
-from .server import GmfServer, ServerHandle
-from .tls import ServerCredentials, ssl_server_credentials
-from .worker import WorkerInfo
+from . import _native
+
+_native.select()  # compiled (mypyc) or pure-Python hot path: decided before it is imported
+
+from . import aio  # noqa: E402
+from ._version import __version__  # noqa: E402
+from .errors import StartupError  # noqa: E402
+from .grpc_server import server  # noqa: E402  # the function: it replaces the module gmf.server as this attribute
+from .placement import Placement  # noqa: E402
+from .rpc.inline import run_in_thread, run_inline  # noqa: E402
+from .server import GmfServer, ServerHandle  # noqa: E402
+from .tls import ServerCredentials, ssl_server_credentials  # noqa: E402
+from .worker import WorkerInfo  # noqa: E402
 
 __all__ = [
     "GmfServer", "Placement", "ServerCredentials", "ServerHandle", "StartupError", "WorkerInfo", "__version__",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import __version__
+from . import __version__, _native
 from . import runtime as rt
 
 
@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gmf", description="GMF for Python: process-per-core gRPC server runtime")
     parser.add_argument("--version", action="version", version=f"gmf {__version__}")
     sub = parser.add_subparsers(dest="command")
-    sub.add_parser("runtime", help="print the runtime 'auto' selects here and why")
+    sub.add_parser("runtime", help="print the runtime 'auto' selects here and why, and which build of the hot path runs")
     sub.add_parser("stats", help="print a running server's counters (read from its metrics_port)")
     sub.add_parser("serve", help="serve a GmfServer: gmf serve MODULE:ATTR [options] (see gmf serve --help)")
     args = parser.parse_args(argv)
@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"gmf: error: {exc}", file=sys.stderr)
             return 1
         print(f"{choice.name}: {choice.reason}")
+        print(f"hot path: {_native.build()['reason']}")  # the mypyc build or the pure one (gmf/_native.py)
         return 0
     parser.print_help()
     return 0

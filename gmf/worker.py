@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import logs, watchdog
+from . import _native, logs, watchdog
 from . import runtime as rt
 from . import tls as gmf_tls
 from .address import bind_listener
@@ -179,9 +179,9 @@ class Worker:
         loop.add_reader(self.control_fd, self._on_control)
         where = f"cpu {','.join(map(str, self.cpus))}" if self.cpus is not None else "any cpu"
         log.info(
-            "worker %d (pid %d) on %s: runtime=%s (%s), listening on %s:%d%s",
+            "worker %d (pid %d) on %s: runtime=%s (%s), listening on %s:%d%s; hot path %s",
             self.id, info.pid, where, cfg.runtime.name, cfg.runtime.reason, cfg.host, cfg.port,
-            " (TLS)" if cfg.tls is not None else "",
+            " (TLS)" if cfg.tls is not None else "", _native.build()["reason"],
         )
         tune_gc()
         self._report_ready("ok")

@@ -13,6 +13,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from .._native import mypyc_attr
 from ..protocol import grpc as g
 from ..protocol.hpack_codec import Header
 from .registry import Method
@@ -32,6 +33,7 @@ def _wake(waiter: asyncio.Future[None] | None) -> None:
         waiter.set_result(None)
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # WebCall (gmf/rpc/web.py)
 class Call:
     __slots__ = (
         "conn",

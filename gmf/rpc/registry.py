@@ -9,6 +9,7 @@ from typing import Any
 
 import grpc
 
+from .._native import mypyc_attr
 from . import inline
 
 
@@ -123,6 +124,7 @@ def _identity(value: Any) -> Any:
     return value
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # InterceptedMethods (gmf/rpc/interceptors.py)
 class MethodCache:
     """Per-worker cache of resolved methods. Registered paths resolve once; generic handlers
     may decide per call from the metadata, so they are asked every time, but the Method of a

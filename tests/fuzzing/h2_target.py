@@ -24,6 +24,8 @@ Invariants (an ``AssertionError`` names the one that broke):
 
 from __future__ import annotations
 
+import hashlib
+
 from hpack import Decoder, HPACKError
 from hyperframe.frame import (
     ContinuationFrame,
@@ -188,9 +190,11 @@ class OutputChecker:
         self.control_bytes = 0  # bytes of frames other than DATA/HEADERS/CONTINUATION
         self.data_sent: dict[int, int] = {}  # flow-controlled DATA bytes per stream
         self.data_total = 0
+        self.digest = hashlib.sha256()  # of every byte, for comparing builds (tests/test_native.py)
         self.resets: dict[int, int] = {}  # stream -> the error code of our RST_STREAM
 
     def feed(self, data: bytes, max_frame: int, highest_sid: int) -> None:
+        self.digest.update(data)
         self.buf += data
         self.control_bytes = 0
         while len(self.buf) >= 9:
@@ -374,7 +378,9 @@ def check_bounds(conn: h2.H2ServerConnection) -> None:
     assert conn.send_conn_window >= 0, f"connection send window {conn.send_conn_window}"
 
 
-def run_scenario(scenario: Scenario) -> None:
+def run_scenario(scenario: Scenario, statistics: bool = True) -> str:
+    """Run one scenario, checking every invariant; returns the sha256 of the server's output.
+    ``statistics``: record what it reached as hypothesis events (only inside a hypothesis test)."""
     driver = Driver(scenario)
     conn = driver.conn
     checker = OutputChecker()
@@ -406,7 +412,10 @@ def run_scenario(scenario: Scenario) -> None:
     checker.feed(conn.data_to_send(), conn.peer_max_frame, conn.highest_stream_id)
     check_flow_control(checker, credit)
     check_bounds(conn)
+    if not statistics:
+        return checker.digest.hexdigest()
     # what the example reached (shown by pytest --hypothesis-show-statistics)
     record(f"requests answered: {min(driver.requests, 5)}{'+' if driver.requests >= 5 else ''}")
     record(f"malformed requests: {min(len(credit.requests.malformed), 3)}")
     record("ended by: " + (" ".join(driver.terminated.reason.split()[:2]) if driver.terminated else "nothing"))
+    return checker.digest.hexdigest()

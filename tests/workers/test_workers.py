@@ -276,7 +276,8 @@ def test_runtime_auto_fallback(monkeypatch):
 def test_runtime_env_override():
     env = {**os.environ, "GMF_RUNTIME": "asyncio"}
     out = subprocess.run([sys.executable, "-m", "gmf", "runtime"], capture_output=True, text=True, env=env, check=True)
-    assert out.stdout.strip() == "asyncio: set by GMF_RUNTIME"
+    runtime, hot_path = out.stdout.strip().splitlines()
+    assert runtime == "asyncio: set by GMF_RUNTIME" and hot_path.startswith("hot path: ")
     srv = spawn("uvloop", workers=1, env={"GMF_RUNTIME": "asyncio"})
     try:
         assert "runtime=asyncio (set by GMF_RUNTIME)" in srv.log()
