@@ -25,6 +25,11 @@ from tests.helpers import ROOT
 
 PROBE = (
     "import json, sys, warnings\n"
+    # An editable install (pip install -e, as CI has) maps gmf's modules to its checkout by
+    # name, past PYTHONPATH: the probes of a copy must see only the copy.
+    "sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, '__module__', '').startswith('__editable__')]\n"
+    "sys.path_hooks[:] = [h for h in sys.path_hooks if not getattr(h, '__module__', '').startswith('__editable__')]\n"
+    "sys.path_importer_cache.clear()\n"
     "warnings.simplefilter('always')\n"
     "import gmf\n"
     "from gmf import _native\n"
