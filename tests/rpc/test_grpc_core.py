@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import threading
 import time
 
@@ -58,6 +60,18 @@ def test_async_handlers_have_their_task_from_the_first_line(stub):
 def test_worker_gc_policy(stub):
     reply = json.loads(stub.Unary(tpb.EchoRequest(action="gc"), timeout=10).message)
     assert reply["threshold"] == [20000, 10, 10] and reply["frozen"] > 1000
+
+
+@pytest.mark.parametrize(("before", "after"), [
+    (None, [20000, 10, 10]),  # this Python's default (700 up to 3.12, 2,000 from 3.13): the worker's
+    ([1234, 5, 5], [1234, 5, 5]),  # the application's own: left alone
+])
+def test_tune_gc_replaces_only_the_default_threshold(before, after):
+    code = ("import gc, json; from gmf.worker import tune_gc\n"
+            + (f"gc.set_threshold(*{before!r})\n" if before else "")
+            + "tune_gc(); print(json.dumps(gc.get_threshold()))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert json.loads(out.stdout) == after
 
 
 def test_route_guide_all_kinds(channel):
