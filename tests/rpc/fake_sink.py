@@ -110,3 +110,10 @@ def request(payload: bytes, compressed: bool = False) -> bytes:
 
 def _conforms(sink: FakeSink) -> CallSink:
     return sink  # mypy: FakeSink provides every member of CallSink
+
+
+OK_STATUS = ("status", g.OK, "", None, False)  # what FakeSink records for a plain OK end
+
+
+def unary(func: Any) -> grpc.RpcMethodHandler:
+    return grpc.unary_unary_rpc_method_handler(func)

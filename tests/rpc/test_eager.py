@@ -10,33 +10,18 @@ import asyncio
 import contextvars
 import gc
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import grpc
-import pytest
 
 from gmf.protocol import grpc as g
 from gmf.rpc import eager, inline, runner
 from gmf.rpc.call import Call
-from tests.rpc.fake_sink import FakeSink, request
+from tests.rpc.fake_sink import OK_STATUS, FakeSink, request, unary
 
-OK_STATUS = ("status", g.OK, "", None, False)
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
 
-@pytest.fixture
-def sink() -> Iterator[FakeSink]:
-    loop = asyncio.new_event_loop()
-    fake = FakeSink(loop)
-    yield fake
-    fake.close()
-    loop.run_until_complete(asyncio.sleep(0))
-    loop.close()
-
-
-def unary(func: Any) -> grpc.RpcMethodHandler:
-    return grpc.unary_unary_rpc_method_handler(func)
 
 
 def start(sink: FakeSink, *calls: Call) -> None:

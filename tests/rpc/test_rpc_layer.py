@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import gzip
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import grpc
@@ -19,24 +18,12 @@ from gmf.protocol import grpc as g
 from gmf.rpc import runner
 from gmf.rpc.call import _QUEUE_LIMIT
 from gmf.rpc.registry import MethodOptions
-from tests.rpc.fake_sink import FakeSink, request
+from tests.rpc.fake_sink import OK_STATUS, FakeSink, request, unary
 
 pytestmark = pytest.mark.core  # the core server suite: CI runs it on every tested Python too
 
-OK_STATUS = ("status", g.OK, "", None, False)
 
 
-@pytest.fixture
-def sink() -> Iterator[FakeSink]:
-    loop = asyncio.new_event_loop()
-    fake = FakeSink(loop)
-    yield fake
-    fake.close()
-    loop.close()
-
-
-def unary(func: Any) -> grpc.RpcMethodHandler:
-    return grpc.unary_unary_rpc_method_handler(func)
 
 
 @pytest.fixture(params=["inline", "threads"])
