@@ -9,11 +9,8 @@ drains) or the container.
 
 from __future__ import annotations
 
-import contextlib
-import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,20 +36,6 @@ def examples() -> list[str]:
     folder = checkout.root() / "examples"
     return sorted(p.name for p in folder.iterdir()
                   if p.is_dir() and not p.name.startswith(("_", ".")) and (p / "server.py").is_file())
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """Within the block, SIGTERM is handled as Ctrl-C (KeyboardInterrupt), so that what ``invoke
-    run`` started is stopped the same way."""
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def script(example: str, role: str) -> str:
@@ -93,7 +76,7 @@ def _args(role: str, port: int) -> list[str]:
 
 
 def _native(path: str, role: str, port: int) -> int:
-    with _sigterm_as_interrupt():
+    with container.sigterm_as_interrupt():
         proc = subprocess.Popen([sys.executable, path, *_args(role, port)], cwd=checkout.root())
         try:
             return proc.wait()
@@ -141,7 +124,7 @@ def _container_server(example: str, path: str, port: int, detach: bool, timeout:
         old.remove(force=True)
     settings = container.Settings(name=name, port=port)
     kwargs = container.run_kwargs(client, settings)
-    with _sigterm_as_interrupt():  # from here on a SIGTERM stops and removes the container
+    with container.sigterm_as_interrupt():  # from here on a SIGTERM stops and removes the container
         box = client.containers.create(
             command=["python", path, *_args("server", port)], name=name, ports={f"{port}/tcp": port},
             labels={container.LABEL: "run"}, **kwargs,
@@ -188,7 +171,7 @@ def _container_client(path: str, port: int) -> int:
     """The client in a throwaway container on the host's network: it goes through the published port."""
     client = engine.client()
     kwargs = container.run_kwargs(client, container.Settings())
-    with _sigterm_as_interrupt():
+    with container.sigterm_as_interrupt():
         box = client.containers.create(command=["python", path, *_args("client", port)], network_mode="host",
                                        labels={container.LABEL: "run"}, **kwargs)
         try:
