@@ -117,11 +117,13 @@ def _ratio(a: Point | None, b: Point | None) -> float | None:
     return a.req_per_s / b.req_per_s
 
 
-def targets(points: Sequence[Point], memory: Sequence[dict[str, Any]]) -> list[Target]:
+def targets(
+    points: Sequence[Point], memory: Sequence[dict[str, Any]], rss: Sequence[dict[str, Any]] = ()
+) -> list[Target]:
     """Issue 5's targets; throughput goals are listed (as "not measured") only when the run had peak points."""
     out: list[Target] = []
     if not any(p.mode == "peak" for p in points):
-        return _memory_targets(memory)
+        return _memory_targets(memory) + rss_targets(rss)
     one_connection = next((p.shape for p in points if p.shape in ("1x100", "1x200")), "1x100")
     for shape in (one_connection, "16x16"):
         r = _ratio(_find(points, "gmf", shape), _find(points, "grpcio-aio-unpinned", shape))
@@ -170,6 +172,7 @@ def targets(points: Sequence[Point], memory: Sequence[dict[str, Any]]) -> list[T
             )
         )
     out += _memory_targets(memory)
+    out += rss_targets(rss)
     out += _sync_targets(points)
     uring, uvloop = _find(points, "gmf-1-uring", "1000x1"), _find(points, "gmf-1-uvloop", "1000x1")
     r = _ratio(uring, uvloop)
@@ -212,6 +215,17 @@ def go_targets(points: Sequence[Point]) -> list[Target]:
                     f"{fmt_us(mine.p99_us)} vs {fmt_us(theirs.p99_us)}",
                     mine.p99_us <= theirs.p99_us,
                 ))
+        # The fixed-rate run: both at the same rate (50% of their common baseline's peak).
+        mine_fixed = next((p for p in points if p.server == gmf and p.mode == "fixed-rate" and p.failure is None), None)
+        theirs_fixed = None if mine_fixed is None else _find(points, go, mine_fixed.shape, "fixed-rate")
+        if (mine_fixed is not None and theirs_fixed is not None and mine_fixed.target_rps == theirs_fixed.target_rps
+                and mine_fixed.p99_us is not None and theirs_fixed.p99_us is not None):
+            out.append(Target(
+                f"p99 {gmf} <= {go}, {mine_fixed.shape} at a fixed {mine_fixed.target_rps or 0:,} req/s",
+                f"{fmt_us(mine_fixed.p99_us)} vs {fmt_us(theirs_fixed.p99_us)} (p50 {fmt_us(mine_fixed.p50_us)} "
+                f"vs {fmt_us(theirs_fixed.p50_us)})",
+                mine_fixed.p99_us <= theirs_fixed.p99_us,
+            ))
     return out
 
 
@@ -262,6 +276,27 @@ def _memory_targets(memory: Sequence[dict[str, Any]]) -> list[Target]:
     return out
 
 
+RSS_FLAT_KIB_PER_MILLION = 1024  # "RSS flat" (issue 13): under 1 MiB per million after the first segment
+
+
+def rss_targets(rss: Sequence[dict[str, Any]]) -> list[Target]:
+    """Issue 13's "RSS flat over millions of requests", for each GMF server of the rss run."""
+    out: list[Target] = []
+    for entry in rss:
+        if not str(entry.get("server", "")).startswith("gmf"):
+            continue
+        growth = entry.get("growth_kib_per_million")
+        unit = "requests" if entry.get("unit", "req") == "req" else "messages"
+        out.append(Target(
+            f"RSS flat over {entry.get('units', 0) / 1e6:.1f}M {unit} ({entry['server']}, {entry.get('shape')}): "
+            f"< {RSS_FLAT_KIB_PER_MILLION:,} KiB per million after the first segment",
+            "-" if growth is None else (f"{growth:+,.0f} KiB per million; {_mib(entry.get('start_kib'))} -> "
+                                        f"{_mib(entry.get('end_kib'))}, peak {_mib(entry.get('peak_kib'))}"),
+            None if growth is None or entry.get("failure") else growth < RSS_FLAT_KIB_PER_MILLION,
+        ))
+    return out
+
+
 def web_table(points: Sequence[Point]) -> str:
     """The web rows: req/s and the server's CPU per request, each against connectrpc's."""
     base = {p.shape: p for p in points if p.server == "connectrpc" and p.failure is None}
@@ -304,6 +339,31 @@ def memory_markdown(memory: Sequence[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+def _mib(kib: int | None) -> str:
+    return "-" if kib is None else f"{kib / 1024:.1f} MiB"
+
+
+def rss_markdown(entries: Sequence[dict[str, Any]]) -> str:
+    """The rss run (bench/rss.py): RSS before, after the first segment, at the end, the peak."""
+    mib = _mib
+    out = [
+        "| server | shape | done | rate | start | after segment 1 | end | peak | growth per million |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for e in entries:
+        if e.get("failure") and not e.get("samples"):
+            out.append(f"| {e['server']} | {e.get('shape', '-')} | FAILED: {e['failure']} | | | | | | |")
+            continue
+        growth = e.get("growth_kib_per_million")
+        unit = e.get("unit", "req")
+        out.append(
+            f"| {e['server']} | {e['shape']} | {e['units']:,} {unit} | {e.get('rate', 0):,.0f}/s | "
+            f"{mib(e.get('start_kib'))} | {mib(e.get('warm_kib'))} | {mib(e.get('end_kib'))} | "
+            f"{mib(e.get('peak_kib'))} | {'-' if growth is None else f'{growth:+,.0f} KiB'} |"
+        )
+    return "\n".join(out)
+
+
 def markdown(data: dict[str, Any]) -> str:
     meta = data["meta"]
     peak = [Point.from_dict(p) for p in data["points"] if p["mode"] == "peak"]
@@ -336,6 +396,8 @@ def markdown(data: dict[str, Any]) -> str:
         parts += ["", "## Fixed rate (50% of the baseline's peak)", "", markdown_table(fixed)]
     if data.get("memory"):
         parts += ["", "## Idle connections", "", memory_markdown(data["memory"])]
+    if data.get("rss"):
+        parts += ["", "## RSS under sustained load", "", rss_markdown(data["rss"])]
     if data.get("go_targets"):
         parts += ["", "## vs grpc-go (issue 13)", "", targets_markdown([Target(**t) for t in data["go_targets"]])]
     if data.get("targets"):

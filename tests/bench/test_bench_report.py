@@ -95,7 +95,7 @@ def test_server_selection_and_shapes() -> None:
     names = [s.name for s in servers.select("gmf-1,grpcio-aio,gmf-1-uring")]
     assert names == ["gmf-1-uring", "gmf-1-uvloop", "gmf-1-asyncio", "grpcio-aio"]
     assert "gmf-1-auto" not in [s.name for s in servers.select("all")]
-    shapes, fixed, memory = bench.parse_shapes("1x100,fixed,16x16,memory,bidi:4x8")
+    shapes, fixed, memory, _rss = bench.parse_shapes("1x100,fixed,16x16,memory,bidi:4x8")
     assert [s.name for s in shapes] == ["1x100", "16x16", "bidi:4x8"] and fixed and memory
     assert shapes[2].mode == "bidi" and shapes[2].connections == 4 and shapes[2].unit == "msg"
     spec = servers.SERVERS["gmf-1-uvloop"]
@@ -175,3 +175,17 @@ def test_sync_rows_their_shapes_and_targets() -> None:
     assert by_goal["gmf-1-def >= 5x grpcio-sync, 16x16"].measured == "7.60x"
     assert by_goal["gmf-1-def >= 0.9x gmf-1-def-inline, 16x16"].met is True
     assert "gmf-1-def >= 5x grpcio-sync, 1x100" not in by_goal  # not measured: not listed
+
+
+def test_fixed_rate_p99_against_grpc_go() -> None:
+    """grpc-go-1 runs the fixed-rate shape at the same rate as the one-worker GMF servers (50% of
+    their common baseline's peak), and the vs-go goals compare their p99 there."""
+    points = []
+    for server, p99 in (("gmf-1-uring", 900.0), ("grpc-go-1", 1200.0)):
+        p = Point(server, "16x16", "CPU 0", mode="fixed-rate", target_rps=1712)
+        reduce_runs(p, [run(1712.0, p99)])
+        points.append(p)
+    goal = next(t for t in report.go_targets(points) if "fixed" in t.goal)
+    assert goal.goal == "p99 gmf-1-uring <= grpc-go-1, 16x16 at a fixed 1,712 req/s" and goal.met is True
+    assert goal.measured.startswith("900us vs 1.20ms")
+    assert servers.SERVERS["grpc-go-1"].baseline == servers.SERVERS["gmf-1-uring"].baseline
