@@ -276,7 +276,7 @@ def _memory_targets(memory: Sequence[dict[str, Any]]) -> list[Target]:
     return out
 
 
-RSS_FLAT_KIB_PER_MILLION = 1024  # "RSS flat" (issue 13): under 1 MiB per million after the first segment
+RSS_FLAT_KIB_PER_MILLION = 256  # "RSS flat" (issue 13): under 256 KiB (~260 B per request) per million after segment 1
 
 
 def rss_targets(rss: Sequence[dict[str, Any]]) -> list[Target]:
