@@ -62,11 +62,11 @@ from .streamload import run_streamload
 
 FULL_SERVERS = "all"
 QUICK_SERVERS = "gmf,gmf-1-uring,grpcio-aio,grpcio-aio-unpinned,grpc-go-1,grpc-go,gmf-1-stream,grpc-go-1-stream,block"
-FULL_SHAPES = "1x100,16x16,1000x1,stream:1x4,bidi:4x8,web,fixed,memory,rss"
+FULL_SHAPES = "1x100,16x16,1000x1,stream:1x4,bidi:4x8,web,fixed,fixed-go,memory,rss"
 QUICK_SHAPES = "1x100,16x16,bidi:4x8"
 # Profiled (py-spy) at every shape of the run they serve, when they are in the run.
 PROFILED = ("gmf-1-uring", "gmf-1-stream")
-SPECIAL_SHAPES = ("fixed", "memory", "rss")
+SPECIAL_SHAPES = ("fixed", "fixed-go", "memory", "rss")
 WEB_SHAPES = tuple(WEB_REQUESTS)  # "web" in --shapes: all of them (HTTP/1.1 keep-alive, 16 connections)
 FIXED_SHAPE = "16x16"
 MEMORY_SERVERS = "gmf-1-auto,grpcio-aio,grpc-go-1"
@@ -94,6 +94,7 @@ class Config:
     memory_servers: list[ServerSpec] = field(default_factory=list)
     memory_connections: int = 10_000
     rss: bool = False
+    fixed_go: bool = False  # each GMF server and its grpc-go at 50% of that grpc-go's peak
     rss_servers: list[ServerSpec] = field(default_factory=list)
     rss_requests: int = RSS_REQUESTS
     rss_segments: int = RSS_SEGMENTS
@@ -114,8 +115,8 @@ def pick_cpus() -> tuple[int, int | None]:
     return cpus[0], cpus[-1]
 
 
-def parse_shapes(text: str) -> tuple[list[Shape], bool, bool, bool]:
-    """Load shapes, then whether ``fixed``, ``memory`` and ``rss`` are asked for."""
+def parse_shapes(text: str) -> tuple[list[Shape], set[str]]:
+    """Load shapes, and which of SPECIAL_SHAPES (``fixed``, ``fixed-go``, ``memory``, ``rss``) are asked for."""
     shapes: list[Shape] = []
     names = [part.strip() for part in text.split(",") if part.strip()]
     names = [n for name in names for n in (WEB_SHAPES if name == "web" else (name,))]
@@ -124,7 +125,7 @@ def parse_shapes(text: str) -> tuple[list[Shape], bool, bool, bool]:
             shape = Shape.parse(name)
             if shape not in shapes:
                 shapes.append(shape)
-    return shapes, "fixed" in names, "memory" in names, "rss" in names
+    return shapes, set(names) & set(SPECIAL_SHAPES)
 
 
 def pinning_text(config: Config) -> str:
@@ -261,14 +262,20 @@ class Runner:
         add_go_ratios(points, {s.name: s.go_ref for s in c.servers})
         return points
 
+    def fixed_shape(self) -> Shape | None:
+        """The fixed-rate runs' shape (16x16 if measured at peak, else the first unary shape)."""
+        shape_names = [s.name for s in self.config.shapes if s.mode == UNARY and s.web is None]
+        if not shape_names:
+            log("!! fixed-rate run skipped: it needs a peak shape to measure the baseline first")
+            return None
+        return Shape.parse(FIXED_SHAPE if FIXED_SHAPE in shape_names else shape_names[0])
+
     def fixed_rate(self, peak: list[Point]) -> list[Point]:
         """Every server at ``fixed_fraction`` of its baseline's peak on the fixed-rate shape."""
         c = self.config
-        shape_names = [s.name for s in c.shapes if s.mode == UNARY and s.web is None]
-        if not shape_names:
-            log("!! fixed-rate run skipped: it needs a peak shape to measure the baseline first")
+        shape = self.fixed_shape()
+        if shape is None:
             return []
-        shape = Shape.parse(FIXED_SHAPE if FIXED_SHAPE in shape_names else shape_names[0])
         peaks = {p.server: p.req_per_s for p in peak if p.shape == shape.name and p.failure is None}
         points: list[Point] = []
         for spec in c.servers:
@@ -278,29 +285,51 @@ class Runner:
             if not base_peak:
                 log(f"!! fixed rate: no {spec.baseline} peak at {shape.name}, {spec.name} skipped")
                 continue
-            per_client = max(1, math.ceil(base_peak * c.fixed_fraction / shape.connections))
-            target = per_client * shape.connections
-            point = Point(
-                spec.name, shape.name, spec.pinning(c.server_cpu), mode="fixed-rate", target_rps=target
-            )
-            runs: list[H2loadResult] = []
-            try:
-                with launch(spec, c.server_cpu, body_file=self.body_file) as server:
-                    for rnd in range(1, c.repeats + 1):
-                        result = self.load(server, shape, rps_per_client=per_client)
-                        runs.append(result)
-                        log(
-                            f"fixed rate {target:,}/s round {rnd} {spec.name:<20}: {result.req_per_s:,.0f} req/s  "
-                            f"p50 {report.fmt_us(result.p50_us)}  p99 {report.fmt_us(result.p99_us)}  "
-                            f"errors {result.errors}"
-                        )
-            except (ServerError, H2loadError) as exc:
-                log(f"!! fixed rate {spec.name}: {exc}")
-                if not runs:
-                    point.failure = str(exc).splitlines()[0]
-            reduce_runs(point, runs)
-            points.append(point)
+            points.append(self.fixed_point(spec, shape, base_peak, spec.baseline))
         return points
+
+    def fixed_go(self, peak: list[Point]) -> list[Point]:
+        """Each GMF Greeter server and its grpc-go (``go_ref``) at ``fixed_fraction`` of that
+        grpc-go's peak: latency at a load where both work, not at grpcio's rate (issue 13)."""
+        c = self.config
+        shape = self.fixed_shape()
+        if shape is None:
+            return []
+        peaks = {p.server: p.req_per_s for p in peak if p.shape == shape.name and p.failure is None}
+        names = {spec.name for spec in c.servers}
+        points: list[Point] = []
+        for go in dict.fromkeys(s.go_ref for s in c.servers if s.service == GREETER and s.name.startswith("gmf")):
+            mine = [s for s in c.servers if s.go_ref == go and s.name.startswith("gmf") and not s.shapes]
+            if go is None or go not in names or not mine or not peaks.get(go):
+                continue
+            for spec in [*mine, SERVERS[go]]:
+                points.append(self.fixed_point(spec, shape, peaks[go], go))
+        return points
+
+    def fixed_point(self, spec: ServerSpec, shape: Shape, base_peak: float, base: str) -> Point:
+        """``spec`` loaded at ``fixed_fraction`` of ``base_peak`` (``base``'s), ``repeats`` times."""
+        c = self.config
+        per_client = max(1, math.ceil(base_peak * c.fixed_fraction / shape.connections))
+        target = per_client * shape.connections
+        point = Point(spec.name, shape.name, spec.pinning(c.server_cpu), mode="fixed-rate", target_rps=target,
+                      baseline=base)
+        runs: list[H2loadResult] = []
+        try:
+            with launch(spec, c.server_cpu, body_file=self.body_file) as server:
+                for rnd in range(1, c.repeats + 1):
+                    result = self.load(server, shape, rps_per_client=per_client)
+                    runs.append(result)
+                    log(
+                        f"fixed rate {target:,}/s round {rnd} {spec.name:<20}: {result.req_per_s:,.0f} req/s  "
+                        f"p50 {report.fmt_us(result.p50_us)}  p99 {report.fmt_us(result.p99_us)}  "
+                        f"errors {result.errors}"
+                    )
+        except (ServerError, H2loadError) as exc:
+            log(f"!! fixed rate {spec.name}: {exc}")
+            if not runs:
+                point.failure = str(exc).splitlines()[0]
+        reduce_runs(point, runs)
+        return point
 
     def profile(self, tmp: Path) -> list[dict[str, Any]]:
         """One py-spy recording per PROFILED server and shape of the run, on a server started for it."""
@@ -452,7 +481,8 @@ def run_config(config: Config) -> int:
     log(f"servers: {', '.join(s.name for s in config.servers)}")
     log(
         f"shapes: {', '.join(s.name for s in config.shapes) or '-'}"
-        f"{' + fixed rate' if config.fixed_rate else ''}{' + idle memory' if config.memory else ''}"
+        f"{' + fixed rate' if config.fixed_rate else ''}{' + fixed rate vs go' if config.fixed_go else ''}"
+        f"{' + idle memory' if config.memory else ''}"
         f"{' + rss' if config.rss else ''}; "
         f"{config.repeats} x {config.duration_s:g}s after {config.warmup_s:g}s warm-up"
     )
@@ -476,8 +506,11 @@ def run_config(config: Config) -> int:
             web_bodies[name].write_bytes(request.body)
         runner = Runner(config, body, web_bodies)
         points = runner.peak() if config.shapes else []
+        peak = list(points)
         if config.fixed_rate:
-            points += runner.fixed_rate(points)
+            points += runner.fixed_rate(peak)
+        if config.fixed_go:
+            points += runner.fixed_go(peak)
         memory = runner.memory() if config.memory else []
         rss = runner.rss() if config.rss else []
         profiles = runner.profile(Path(tmp)) if config.profile else []
@@ -524,7 +557,7 @@ def run_config(config: Config) -> int:
             log(report.web_table(web_points))
     if fixed:
         log("")
-        log(report.text_table(fixed, "Fixed rate: 50% of the baseline's 16x16 peak"))
+        log(report.text_table(fixed, "Fixed rate: 50% of the 16x16 peak of the baseline (grpcio; with fixed-go: grpc-go)"))
     if memory:
         log("")
         log(report.memory_markdown(memory))
@@ -568,7 +601,7 @@ def make_config(
     load_cpu: int | None = None,
     profile: bool | None = None,
 ) -> Config:
-    shape_list, fixed, memory, rss = parse_shapes(shapes or (QUICK_SHAPES if quick else FULL_SHAPES))
+    shape_list, special = parse_shapes(shapes or (QUICK_SHAPES if quick else FULL_SHAPES))
     default_server, default_load = pick_cpus()
     results = Path(results_dir)
     if not results.is_absolute():
@@ -576,8 +609,9 @@ def make_config(
     return Config(
         servers=select(servers or (QUICK_SERVERS if quick else FULL_SERVERS)),
         shapes=shape_list,
-        fixed_rate=fixed,
-        memory=memory,
+        fixed_rate="fixed" in special,
+        fixed_go="fixed-go" in special,
+        memory="memory" in special,
         duration_s=duration if duration is not None else (1.0 if quick else 5.0),
         warmup_s=warmup if warmup is not None else (0.5 if quick else 1.0),
         repeats=repeats if repeats is not None else 3,
@@ -586,7 +620,7 @@ def make_config(
         load_cpu=load_cpu if load_cpu is not None else default_load,
         memory_servers=select(memory_servers or MEMORY_SERVERS),
         memory_connections=connections if connections is not None else 10_000,
-        rss=rss,
+        rss="rss" in special,
         rss_servers=select(rss_servers or RSS_SERVERS),
         rss_requests=rss_requests if rss_requests is not None else RSS_REQUESTS,
         rss_segments=rss_segments if rss_segments is not None else RSS_SEGMENTS,
@@ -655,7 +689,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--shapes",
-        help=f"comma list of CONNxSTREAMS, 'fixed' (fixed-rate run), 'memory' (idle connections), "
+        help=f"comma list of CONNxSTREAMS, 'fixed' (fixed-rate run at 50%% of grpcio's peak), 'fixed-go' "
+        f"(GMF and grpc-go at 50%% of grpc-go's peak), 'memory' (idle connections), "
         f"'rss' (RSS over millions of requests) (default: {FULL_SHAPES})",
     )
     parser.add_argument("--memory", action="store_true", help="add the idle-connection memory run")

@@ -156,12 +156,10 @@ def targets(
                 )
             )
     for server, base in (("gmf", "grpcio-aio-unpinned"), *((s, "grpcio-aio") for s in singles)):
-        mine = next(
-            (p for p in points if p.server == server and p.mode == "fixed-rate" and not p.failure), None
-        )
-        theirs = next(
-            (p for p in points if p.server == base and p.mode == "fixed-rate" and not p.failure), None
-        )
+        mine = next((p for p in points if p.server == server and p.mode == "fixed-rate" and not p.failure
+                     and p.baseline in (None, base)), None)
+        theirs = next((p for p in points if p.server == base and p.mode == "fixed-rate" and not p.failure
+                       and p.baseline in (None, base)), None)
         if mine is None or theirs is None or mine.p99_us is None or theirs.p99_us is None:
             continue
         out.append(
@@ -215,16 +213,17 @@ def go_targets(points: Sequence[Point]) -> list[Target]:
                     f"{fmt_us(mine.p99_us)} vs {fmt_us(theirs.p99_us)}",
                     mine.p99_us <= theirs.p99_us,
                 ))
-        # The fixed-rate run: both at the same rate (50% of their common baseline's peak).
-        mine_fixed = next((p for p in points if p.server == gmf and p.mode == "fixed-rate" and p.failure is None), None)
-        theirs_fixed = None if mine_fixed is None else _find(points, go, mine_fixed.shape, "fixed-rate")
-        if (mine_fixed is not None and theirs_fixed is not None and mine_fixed.target_rps == theirs_fixed.target_rps
-                and mine_fixed.p99_us is not None and theirs_fixed.p99_us is not None):
+        # The fixed-rate runs: both at the same rate (50% of grpcio's peak, or of grpc-go's: fixed-go).
+        for mine in (p for p in points if p.server == gmf and p.mode == "fixed-rate" and p.failure is None):
+            theirs = next((p for p in points if p.server == go and p.mode == "fixed-rate" and p.failure is None
+                           and p.shape == mine.shape and p.target_rps == mine.target_rps), None)
+            if theirs is None or mine.p99_us is None or theirs.p99_us is None:
+                continue
+            of = f" (50% of {mine.baseline}'s peak)" if mine.baseline else ""
             out.append(Target(
-                f"p99 {gmf} <= {go}, {mine_fixed.shape} at a fixed {mine_fixed.target_rps or 0:,} req/s",
-                f"{fmt_us(mine_fixed.p99_us)} vs {fmt_us(theirs_fixed.p99_us)} (p50 {fmt_us(mine_fixed.p50_us)} "
-                f"vs {fmt_us(theirs_fixed.p50_us)})",
-                mine_fixed.p99_us <= theirs_fixed.p99_us,
+                f"p99 {gmf} <= {go}, {mine.shape} at a fixed {mine.target_rps or 0:,} req/s{of}",
+                f"{fmt_us(mine.p99_us)} vs {fmt_us(theirs.p99_us)} (p50 {fmt_us(mine.p50_us)} vs {fmt_us(theirs.p50_us)})",
+                mine.p99_us <= theirs.p99_us,
             ))
     return out
 
@@ -393,7 +392,8 @@ def markdown(data: dict[str, Any]) -> str:
         "`CPU vs go`: grpc-go's CPU per request divided by ours (above 1: less CPU than grpc-go).",
     ]
     if fixed:
-        parts += ["", "## Fixed rate (50% of the baseline's peak)", "", markdown_table(fixed)]
+        parts += ["", "## Fixed rate (50% of the baseline's peak: grpcio's, or with fixed-go grpc-go's)", "",
+                  markdown_table(fixed)]
     if data.get("memory"):
         parts += ["", "## Idle connections", "", memory_markdown(data["memory"])]
     if data.get("rss"):

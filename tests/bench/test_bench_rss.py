@@ -69,8 +69,8 @@ def test_rss_report_and_targets() -> None:
 
 
 def test_rss_options_and_defaults() -> None:
-    shapes, fixed, memory, rss = bench.parse_shapes("16x16,rss")
-    assert [s.name for s in shapes] == ["16x16"] and rss and not fixed and not memory
+    shapes, special = bench.parse_shapes("16x16,rss")
+    assert [s.name for s in shapes] == ["16x16"] and special == {"rss"}
     assert "rss" in bench.FULL_SHAPES.split(",")
     config = bench.make_config(quick=False, servers="gmf-1-uring", shapes="rss", duration=None,
                                results_dir="/tmp/unused", rss_requests=1_000, rss_segments=2)
