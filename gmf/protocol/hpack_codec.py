@@ -64,6 +64,9 @@ class _CountingTable(HeaderTable):
             self._shrink()
 
 
+_UNSTARTED = _CountingTable()  # the table of a decoder before its first block (never written)
+
+
 class CachingDecoder:
     """hpack.Decoder plus a cache of blocks whose decoding did not touch the dynamic table."""
 
@@ -78,7 +81,7 @@ class CachingDecoder:
         empty deque; 10,000 idle connections per worker is a goal of issue 13)."""
         self._max_header_list_size = max_header_list_size
         self._decoder: Decoder | None = None
-        self._table: _CountingTable | None = None
+        self._table = _UNSTARTED  # the cache is empty until then: the hot path needs no check
         self._cache: dict[bytes, tuple[int, HeaderList]] = {}
         self._cache_limit = cache_limit
 
@@ -91,7 +94,7 @@ class CachingDecoder:
     @property
     def table_size(self) -> int:
         """Bytes in the HPACK dynamic table (0 before the first block)."""
-        return 0 if self._table is None else self._table._current_size
+        return self._table._current_size
 
     @property
     def cached_blocks(self) -> int:
@@ -102,20 +105,19 @@ class CachingDecoder:
         """Decode one complete header block; raises hpack errors on malformed input. Whether
         the fields are valid HTTP is not checked here (``h2fields`` does, once per block)."""
         table = self._table
-        if table is None:
-            table = self._start()
-        cache = self._cache
-        hit = cache.get(block)
+        hit = self._cache.get(block)
         if hit is not None and hit[0] == table.generation:
             return hit[1]
+        if table is _UNSTARTED:
+            table = self._start()
         before = table.generation
         decoder = self._decoder
         assert decoder is not None  # made with the table
         headers = HeaderList([(h[0], h[1]) for h in decoder.decode(block, raw=True)])  # type: ignore[misc]
         if table.generation == before:
-            if len(cache) >= self._cache_limit:
-                cache.clear()
-            cache[block] = (before, headers)
+            if len(self._cache) >= self._cache_limit:
+                self._cache.clear()
+            self._cache[block] = (before, headers)
         return headers
 
 

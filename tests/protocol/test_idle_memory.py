@@ -34,13 +34,13 @@ def handshaken() -> H2ServerConnection:
 
 def test_no_hpack_state_until_the_first_header_block():
     conn = handshaken()
-    assert conn._decoder._table is None and conn._decoder._decoder is None
+    assert conn._decoder._decoder is None
     assert conn._decoder.table_size == 0 and conn._decoder.cached_blocks == 0
     block = Encoder().encode(REQUEST)
     events = conn.receive_data(frame(0x1, 0x4, 1, block))
     assert [type(e) for e in events] == [RequestReceived]
     assert events[0].headers[2] == (b":path", b"/helloworld.Greeter/SayHello")
-    assert conn._decoder._table is not None and conn._decoder.table_size > 0  # the encoder indexed fields
+    assert conn._decoder._decoder is not None and conn._decoder.table_size > 0  # the encoder indexed fields
 
 
 def test_connections_with_the_same_limits_share_one_settings_frame():
