@@ -1,6 +1,6 @@
 """What an idle HTTP/2 connection costs the core (issue 13: 10,000 idle connections per worker,
-memory as before or better): no HPACK decoder state before the first header block, one
-SETTINGS frame shared by every connection of a worker, and a bound on the heap it holds."""
+memory as before or better): no HPACK decoder state before the first header block, and a
+bound on the heap it holds (the shared SETTINGS frame: test_h2_limits.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import tracemalloc
 
 import pytest
 from hpack import Encoder
-from hyperframe.frame import Frame, SettingsFrame
 
 from gmf.protocol.h2conn import H2ServerConnection, RequestReceived
 from tests.helpers.rawh2 import PREFACE, SETTINGS_EMPTY, frame
@@ -41,19 +40,6 @@ def test_no_hpack_state_until_the_first_header_block():
     assert [type(e) for e in events] == [RequestReceived]
     assert events[0].headers[2] == (b":path", b"/helloworld.Greeter/SayHello")
     assert conn._decoder._decoder is not None and conn._decoder.table_size > 0  # the encoder indexed fields
-
-
-def test_connections_with_the_same_limits_share_one_settings_frame():
-    a, b = H2ServerConnection(), H2ServerConnection()
-    assert a._settings_frame is b._settings_frame
-    other = H2ServerConnection(max_concurrent_streams=7)
-    other.initiate_connection()
-    data = other.data_to_send()
-    settings, length = Frame.parse_frame_header(memoryview(data[:9]))
-    settings.parse_body(memoryview(data[9 : 9 + length]))
-    assert isinstance(settings, SettingsFrame)
-    assert settings.settings[SettingsFrame.MAX_CONCURRENT_STREAMS] == 7
-    assert settings.settings[SettingsFrame.ENABLE_PUSH] == 0
 
 
 def test_an_idle_connection_holds_little_heap():
