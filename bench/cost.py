@@ -5,6 +5,8 @@
     python -m bench.cost --kind stream --batch 100  # server streaming: messages per request
     python -m bench.cost --kind bidi --batch 16     # bidi echo: 16 calls, one message each per read
     python -m bench.cost --callgrind              # instructions per request (valgrind)
+    python -m bench.cost --heap                   # Python heap kept per request (tracemalloc): ~0
+    python -m bench.cost --idle 2000              # Python heap per idle connection (tracemalloc)
 
 A real :class:`~gmf.rpc.connection.GrpcConnection` (made by the worker's ``Acceptor``) on an
 asyncio event loop gets the bytes a client sends (``data_received``), ``--batch`` requests (or
@@ -35,6 +37,7 @@ import struct
 import subprocess
 import sys
 import time
+import tracemalloc
 from typing import Any
 
 import hpack
@@ -143,7 +146,8 @@ class Workload:
                 path = b"/streambench.StreamBench/BidiEcho"
                 self.body = grpc_message(sb.Chunk(body=bytes(size)).SerializeToString())
         state = ServerState(self.loop, registry, ServerOptions(sync_handlers=sync_handlers))
-        self.conn: Any = Acceptor(state)()
+        self.acceptor = Acceptor(state)
+        self.conn: Any = self.acceptor()
         self.transport = CountingTransport()
         encoder = hpack.Encoder()
         headers = request_headers(path, timeout)
@@ -284,6 +288,69 @@ def measure(kind: str, batch: int, requests: int, timeout: bool, size: int, coun
     return result
 
 
+def heap_growth(kind: str, batch: int, requests: int, size: int = 100,
+                sync_handlers: str = "inline") -> dict[str, Any]:
+    """Python heap (tracemalloc) still held after ``requests`` more requests (or messages) on a
+    connection that already served as many: what the connection, the HTTP/2 core, the RPC layer
+    or a cache keeps per request. Collected garbage does not count (``gc.collect()`` at both
+    ends); a worker's frozen GC collects the same cycles, later (issue 13: RSS flat)."""
+    work = Workload(kind, batch, False, size, sync_handlers)
+    work.start()
+    reads = max(1, requests // batch)
+    work.run(WARMUP_READS + reads)  # the first requests fill what is filled once (caches, freelists)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        work.run(reads)
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    open_calls = len(work.conn.calls)
+    work.stop()
+    units = reads * batch
+    return {"kind": kind, "batch": batch, "units": units, "heap_growth_bytes": grown,
+            "bytes_per_unit": round(grown / units, 2), "open_calls": open_calls}
+
+
+def idle_heap(connections: int) -> dict[str, Any]:
+    """Python heap (tracemalloc) per idle connection: accepted, preface and SETTINGS exchanged,
+    then nothing, as the ``memory`` shape's clients. It counts the protocol objects (the
+    connection, the HTTP/2 core, its timer) and this module's counting transport (~170 B); not
+    the runtime's transport and receive buffer, which the ``memory`` shape's RSS adds."""
+    work = Workload("unary", 16, False, 100)
+    hello = PREFACE + frame(0x4, 0, 0, b"") + frame(0x4, 0x1, 0, b"")
+    transports: list[CountingTransport] = []
+
+    def open_idle(n: int) -> None:
+        for _ in range(n):
+            transport = CountingTransport()
+            protocol = work.acceptor()
+            transport.set_protocol(protocol)
+            protocol.connection_made(transport)
+            transport.get_protocol().data_received(hello)
+            transports.append(transport)
+        work.loop.run_until_complete(asyncio.sleep(0))
+
+    open_idle(50)  # what the first connections make once
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        open_idle(connections)
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    kind = type(transports[-1].get_protocol()).__name__
+    for transport in transports:
+        transport.get_protocol().connection_lost(None)
+    work.loop.run_until_complete(asyncio.sleep(0))
+    work.loop.close()
+    return {"connections": connections, "protocol": kind, "bytes_per_connection": round(grown / connections)}
+
+
 def callgrind_instructions(argv: list[str]) -> int:
     """Total instructions of ``python -m bench.cost ARGV`` under callgrind."""
     cmd = [
@@ -313,6 +380,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--calls", action="store_true", help="count Python function calls per request")
     parser.add_argument("--callgrind", action="store_true", help="instructions per request (valgrind)")
+    parser.add_argument("--heap", action="store_true", help="Python heap kept per request (tracemalloc)")
+    parser.add_argument("--idle", type=int, metavar="N", help="Python heap per idle connection, over N (tracemalloc)")
     parser.add_argument("--json", action="store_true", help="print one JSON line")
     args = parser.parse_args(argv)
     if args.batch < 1 or args.batch > 100:
@@ -333,7 +402,12 @@ def main(argv: list[str] | None = None) -> int:
         line = {"kind": args.kind, "batch": args.batch, "instructions_per_unit": round(per)}
         print(json.dumps(line) if args.json else f"{args.kind} batch {args.batch}: {per:,.0f} instructions per unit")
         return 0
-    result = measure(args.kind, args.batch, args.requests, args.timeout, args.size, args.calls, args.sync_handlers)
+    if args.idle:
+        result = idle_heap(args.idle)
+    elif args.heap:
+        result = heap_growth(args.kind, args.batch, args.requests, args.size, args.sync_handlers)
+    else:
+        result = measure(args.kind, args.batch, args.requests, args.timeout, args.size, args.calls, args.sync_handlers)
     if args.json:
         print(json.dumps(result))
     else:

@@ -347,15 +347,18 @@ def run_h2load(
     cpu: int | None = None,
     timeout_s: float | None = None,
     server_cpu: CpuClock | None = None,
+    request_log: bool = True,
 ) -> H2loadResult:
     """Run h2load once; returns the parsed summary with percentiles from its per-request log
-    (and, with ``server_cpu``, the server's CPU time over the measured phase)."""
+    (and, with ``server_cpu``, the server's CPU time over the measured phase). Without
+    ``request_log`` (millions of requests: the RSS run) no log is written and there are no
+    percentiles."""
     budget = timeout_s
     if budget is None:
         budget = 60.0 + (spec.duration_s or 0.0) + spec.warmup_s
     with tempfile.TemporaryDirectory(prefix="gmf-h2load-") as tmp:
         log_file = Path(tmp) / "requests.log"
-        cmd = h2load_command(spec, body_file, log_file, cpu)
+        cmd = h2load_command(spec, body_file, log_file if request_log else None, cpu)
         try:
             proc, cpu_s, window_s = run_measured(cmd, budget, spec.warmup_s, server_cpu)
         except subprocess.TimeoutExpired as exc:
@@ -367,6 +370,6 @@ def run_h2load(
         result.server_cpu_s, result.server_window_s = cpu_s, window_s
         if log_file.exists():
             add_percentiles(result, parse_log(log_file.read_text()))
-        else:
+        elif request_log:
             result.notes.append("h2load wrote no per-request log")
     return result

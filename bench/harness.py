@@ -11,6 +11,7 @@ python -m bench                          # the full run (~25 minutes)
 python -m bench --servers gmf,peers --shapes 16x16,fixed --duration 3
 python -m bench --micro                  # pytest-benchmark microbenchmarks
 python -m bench --compare OLD.json NEW.json
+python -m bench --shapes rss --rss-requests 1000000   # RSS over a million requests (bench/rss.py)
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from .h2load import (
 )
 from .memory import hold_idle
 from .results import Point, add_go_ratios, add_ratios, reduce_runs
+from .rss import RssResult, run_rss
 from .servers import (
     GREETER,
     SERVERS,
@@ -60,14 +62,21 @@ from .streamload import run_streamload
 
 FULL_SERVERS = "all"
 QUICK_SERVERS = "gmf,gmf-1-uring,grpcio-aio,grpcio-aio-unpinned,grpc-go-1,grpc-go,gmf-1-stream,grpc-go-1-stream,block"
-FULL_SHAPES = "1x100,16x16,1000x1,stream:1x4,bidi:4x8,web,fixed,memory"
+FULL_SHAPES = "1x100,16x16,1000x1,stream:1x4,bidi:4x8,web,fixed,fixed-go,memory,rss"
 QUICK_SHAPES = "1x100,16x16,bidi:4x8"
 # Profiled (py-spy) at every shape of the run they serve, when they are in the run.
 PROFILED = ("gmf-1-uring", "gmf-1-stream")
-SPECIAL_SHAPES = ("fixed", "memory")
+SPECIAL_SHAPES = ("fixed", "fixed-go", "memory", "rss")
 WEB_SHAPES = tuple(WEB_REQUESTS)  # "web" in --shapes: all of them (HTTP/1.1 keep-alive, 16 connections)
 FIXED_SHAPE = "16x16"
-MEMORY_SERVERS = "gmf-1-auto,grpcio-aio"
+MEMORY_SERVERS = "gmf-1-auto,grpcio-aio,grpc-go-1"
+# The RSS run (bench/rss.py): each server under sustained load in segments, its RSS read.
+RSS_SERVERS = "gmf-1-uring,grpc-go-1"
+RSS_REQUESTS = 3_000_000  # unary requests over all segments (~1 minute per server at 50-70k req/s)
+RSS_SEGMENTS = 10
+RSS_UNARY_SHAPE = "16x16"
+RSS_STREAM_SHAPE = "stream:1x4"  # streambench servers: ServerStream calls of 100 messages
+RSS_STREAM_REQUESTS_PER_S = 75_000  # streaming runs --rss-requests / this seconds (40 s by default)
 
 
 @dataclass
@@ -84,6 +93,11 @@ class Config:
     load_cpu: int | None
     memory_servers: list[ServerSpec] = field(default_factory=list)
     memory_connections: int = 10_000
+    rss: bool = False
+    fixed_go: bool = False  # each GMF server and its grpc-go at 50% of that grpc-go's peak
+    rss_servers: list[ServerSpec] = field(default_factory=list)
+    rss_requests: int = RSS_REQUESTS
+    rss_segments: int = RSS_SEGMENTS
     fixed_fraction: float = 0.5
     profile: bool = True  # py-spy runs of the GMF servers (PROFILES)
     skipped: dict[str, str] = field(default_factory=dict)  # server -> why it was left out (no Go)
@@ -101,7 +115,8 @@ def pick_cpus() -> tuple[int, int | None]:
     return cpus[0], cpus[-1]
 
 
-def parse_shapes(text: str) -> tuple[list[Shape], bool, bool]:
+def parse_shapes(text: str) -> tuple[list[Shape], set[str]]:
+    """Load shapes, and which of SPECIAL_SHAPES (``fixed``, ``fixed-go``, ``memory``, ``rss``) are asked for."""
     shapes: list[Shape] = []
     names = [part.strip() for part in text.split(",") if part.strip()]
     names = [n for name in names for n in (WEB_SHAPES if name == "web" else (name,))]
@@ -110,7 +125,7 @@ def parse_shapes(text: str) -> tuple[list[Shape], bool, bool]:
             shape = Shape.parse(name)
             if shape not in shapes:
                 shapes.append(shape)
-    return shapes, "fixed" in names, "memory" in names
+    return shapes, set(names) & set(SPECIAL_SHAPES)
 
 
 def pinning_text(config: Config) -> str:
@@ -247,14 +262,20 @@ class Runner:
         add_go_ratios(points, {s.name: s.go_ref for s in c.servers})
         return points
 
+    def fixed_shape(self) -> Shape | None:
+        """The fixed-rate runs' shape (16x16 if measured at peak, else the first unary shape)."""
+        shape_names = [s.name for s in self.config.shapes if s.mode == UNARY and s.web is None]
+        if not shape_names:
+            log("!! fixed-rate run skipped: it needs a peak shape to measure the baseline first")
+            return None
+        return Shape.parse(FIXED_SHAPE if FIXED_SHAPE in shape_names else shape_names[0])
+
     def fixed_rate(self, peak: list[Point]) -> list[Point]:
         """Every server at ``fixed_fraction`` of its baseline's peak on the fixed-rate shape."""
         c = self.config
-        shape_names = [s.name for s in c.shapes if s.mode == UNARY and s.web is None]
-        if not shape_names:
-            log("!! fixed-rate run skipped: it needs a peak shape to measure the baseline first")
+        shape = self.fixed_shape()
+        if shape is None:
             return []
-        shape = Shape.parse(FIXED_SHAPE if FIXED_SHAPE in shape_names else shape_names[0])
         peaks = {p.server: p.req_per_s for p in peak if p.shape == shape.name and p.failure is None}
         points: list[Point] = []
         for spec in c.servers:
@@ -264,29 +285,51 @@ class Runner:
             if not base_peak:
                 log(f"!! fixed rate: no {spec.baseline} peak at {shape.name}, {spec.name} skipped")
                 continue
-            per_client = max(1, math.ceil(base_peak * c.fixed_fraction / shape.connections))
-            target = per_client * shape.connections
-            point = Point(
-                spec.name, shape.name, spec.pinning(c.server_cpu), mode="fixed-rate", target_rps=target
-            )
-            runs: list[H2loadResult] = []
-            try:
-                with launch(spec, c.server_cpu, body_file=self.body_file) as server:
-                    for rnd in range(1, c.repeats + 1):
-                        result = self.load(server, shape, rps_per_client=per_client)
-                        runs.append(result)
-                        log(
-                            f"fixed rate {target:,}/s round {rnd} {spec.name:<20}: {result.req_per_s:,.0f} req/s  "
-                            f"p50 {report.fmt_us(result.p50_us)}  p99 {report.fmt_us(result.p99_us)}  "
-                            f"errors {result.errors}"
-                        )
-            except (ServerError, H2loadError) as exc:
-                log(f"!! fixed rate {spec.name}: {exc}")
-                if not runs:
-                    point.failure = str(exc).splitlines()[0]
-            reduce_runs(point, runs)
-            points.append(point)
+            points.append(self.fixed_point(spec, shape, base_peak, spec.baseline))
         return points
+
+    def fixed_go(self, peak: list[Point]) -> list[Point]:
+        """Each GMF Greeter server and its grpc-go (``go_ref``) at ``fixed_fraction`` of that
+        grpc-go's peak: latency at a load where both work, not at grpcio's rate (issue 13)."""
+        c = self.config
+        shape = self.fixed_shape()
+        if shape is None:
+            return []
+        peaks = {p.server: p.req_per_s for p in peak if p.shape == shape.name and p.failure is None}
+        names = {spec.name for spec in c.servers}
+        points: list[Point] = []
+        for go in dict.fromkeys(s.go_ref for s in c.servers if s.service == GREETER and s.name.startswith("gmf")):
+            mine = [s for s in c.servers if s.go_ref == go and s.name.startswith("gmf") and not s.shapes]
+            if go is None or go not in names or not mine or not peaks.get(go):
+                continue
+            for spec in [*mine, SERVERS[go]]:
+                points.append(self.fixed_point(spec, shape, peaks[go], go))
+        return points
+
+    def fixed_point(self, spec: ServerSpec, shape: Shape, base_peak: float, base: str) -> Point:
+        """``spec`` loaded at ``fixed_fraction`` of ``base_peak`` (``base``'s), ``repeats`` times."""
+        c = self.config
+        per_client = max(1, math.ceil(base_peak * c.fixed_fraction / shape.connections))
+        target = per_client * shape.connections
+        point = Point(spec.name, shape.name, spec.pinning(c.server_cpu), mode="fixed-rate", target_rps=target,
+                      baseline=base)
+        runs: list[H2loadResult] = []
+        try:
+            with launch(spec, c.server_cpu, body_file=self.body_file) as server:
+                for rnd in range(1, c.repeats + 1):
+                    result = self.load(server, shape, rps_per_client=per_client)
+                    runs.append(result)
+                    log(
+                        f"fixed rate {target:,}/s round {rnd} {spec.name:<20}: {result.req_per_s:,.0f} req/s  "
+                        f"p50 {report.fmt_us(result.p50_us)}  p99 {report.fmt_us(result.p99_us)}  "
+                        f"errors {result.errors}"
+                    )
+        except (ServerError, H2loadError) as exc:
+            log(f"!! fixed rate {spec.name}: {exc}")
+            if not runs:
+                point.failure = str(exc).splitlines()[0]
+        reduce_runs(point, runs)
+        return point
 
     def profile(self, tmp: Path) -> list[dict[str, Any]]:
         """One py-spy recording per PROFILED server and shape of the run, on a server started for it."""
@@ -326,11 +369,7 @@ class Runner:
             try:
                 with launch(spec, c.server_cpu, body_file=self.body_file) as server:
                     pids = server.worker_pids()
-
-                    def measure(pids: list[int] = pids) -> int | None:
-                        sizes = [rss_kib(pid) for pid in pids]
-                        return None if any(s is None for s in sizes) else sum(s or 0 for s in sizes)
-
+                    measure = workers_rss(pids)
                     result = asyncio.run(hold_idle(server.port, c.memory_connections, measure, progress=log))
                     entry = {
                         "server": spec.name,
@@ -351,6 +390,62 @@ class Runner:
                 }
             out.append(entry)
         return out
+
+
+    def rss(self) -> list[dict[str, Any]]:
+        """Each RSS server under sustained load in segments, its workers' RSS read (bench/rss.py)."""
+        c = self.config
+        out: list[dict[str, Any]] = []
+        for spec in c.rss_servers:
+            shape = rss_shape(spec)
+            result = RssResult(spec.name, shape.name, unit=shape.unit)
+            stream_seconds = c.rss_requests / RSS_STREAM_REQUESTS_PER_S
+            what = f"{c.rss_requests:,} requests" if shape.mode == UNARY else f"{stream_seconds:g}s of {shape.name}"
+            log(f"rss: {what} to {spec.name} in {c.rss_segments} segments ({spec.pinning(c.server_cpu)})")
+            try:
+                with launch(spec, c.server_cpu, body_file=self.body_file) as server:
+                    measure = workers_rss(server.worker_pids())
+                    per_segment = max(1, c.rss_requests // c.rss_segments)
+                    seconds = stream_seconds / c.rss_segments
+
+                    def segment(
+                        _i: int, server: Any = server, shape: Shape = shape, requests: int = per_segment,
+                        seconds: float = seconds,
+                    ) -> H2loadResult:
+                        if shape.mode != UNARY:  # no warm-up: every message counts
+                            peers = go_peers()
+                            if isinstance(peers, str):
+                                raise H2loadError(peers)
+                            return run_streamload(peers.streamload, server.port, shape, seconds, 0.0, c.load_cpu)
+                        load = LoadSpec(port=server.port, shape=shape, requests=requests)
+                        return run_h2load(load, self.body_file, cpu=c.load_cpu, timeout_s=600.0, request_log=False)
+
+                    run_rss(result, measure, segment, c.rss_segments, progress=log)
+            except (ServerError, H2loadError) as exc:
+                log(f"!! rss {spec.name}: {exc}")
+                result.failure = str(exc).splitlines()[0]
+            entry = result.to_dict()
+            growth = entry["growth_kib_per_million"]
+            log(f"  {spec.name}: RSS {(result.start_kib or 0) / 1024:.1f} -> {(result.end_kib or 0) / 1024:.1f} MiB "
+                f"(peak {(result.peak_kib or 0) / 1024:.1f}) over {result.units:,} {shape.unit}, "
+                f"growth {'-' if growth is None else f'{growth:+,.0f}'} KiB per million")
+            out.append(entry)
+        return out
+
+
+def rss_shape(spec: ServerSpec) -> Shape:
+    """The load of a server's RSS run: unary 16x16 (h2load) or server streaming (streamload)."""
+    return Shape.parse(RSS_UNARY_SHAPE if spec.service == GREETER else RSS_STREAM_SHAPE)
+
+
+def workers_rss(pids: list[int]) -> Callable[[], int | None]:
+    """The summed VmRSS (KiB) of a server's serving processes; None once one is gone."""
+
+    def measure() -> int | None:
+        sizes = [rss_kib(pid) for pid in pids]
+        return None if any(s is None for s in sizes) else sum(s or 0 for s in sizes)
+
+    return measure
 
 
 def write_outputs(data: dict[str, Any], results_dir: Path, stamp: str) -> list[Path]:
@@ -386,10 +481,13 @@ def run_config(config: Config) -> int:
     log(f"servers: {', '.join(s.name for s in config.servers)}")
     log(
         f"shapes: {', '.join(s.name for s in config.shapes) or '-'}"
-        f"{' + fixed rate' if config.fixed_rate else ''}{' + idle memory' if config.memory else ''}; "
+        f"{' + fixed rate' if config.fixed_rate else ''}{' + fixed rate vs go' if config.fixed_go else ''}"
+        f"{' + idle memory' if config.memory else ''}"
+        f"{' + rss' if config.rss else ''}; "
         f"{config.repeats} x {config.duration_s:g}s after {config.warmup_s:g}s warm-up"
     )
-    for spec in [*config.servers, *(config.memory_servers if config.memory else [])]:
+    extra = [*(config.memory_servers if config.memory else []), *(config.rss_servers if config.rss else [])]
+    for spec in dict((s.name, s) for s in [*config.servers, *extra]).values():
         reason = spec.missing()
         if reason and spec.skippable:
             config.skipped[spec.name] = reason
@@ -397,6 +495,8 @@ def run_config(config: Config) -> int:
         elif reason:
             log(f"!! {spec.name} cannot run: {reason}")
     config.servers = [s for s in config.servers if s.name not in config.skipped]
+    config.memory_servers = [s for s in config.memory_servers if s.name not in config.skipped]
+    config.rss_servers = [s for s in config.rss_servers if s.name not in config.skipped]
     with tempfile.TemporaryDirectory(prefix="gmf-bench-") as tmp:
         body = Path(tmp) / "req.bin"
         body.write_bytes(hello_request_body("world"))
@@ -406,9 +506,13 @@ def run_config(config: Config) -> int:
             web_bodies[name].write_bytes(request.body)
         runner = Runner(config, body, web_bodies)
         points = runner.peak() if config.shapes else []
+        peak = list(points)
         if config.fixed_rate:
-            points += runner.fixed_rate(points)
+            points += runner.fixed_rate(peak)
+        if config.fixed_go:
+            points += runner.fixed_go(peak)
         memory = runner.memory() if config.memory else []
+        rss = runner.rss() if config.rss else []
         profiles = runner.profile(Path(tmp)) if config.profile else []
     data: dict[str, Any] = {
         "meta": {
@@ -436,10 +540,11 @@ def run_config(config: Config) -> int:
         },
         "points": [p.to_dict() for p in points],
         "memory": memory,
+        "rss": rss,
         "profiles": profiles,
         "skipped": config.skipped,
     }
-    data["targets"] = [vars(t) for t in report.targets(points, memory)]
+    data["targets"] = [vars(t) for t in report.targets(points, memory, rss)]
     data["go_targets"] = [vars(t) for t in report.go_targets(points)]
     peak = [p for p in points if p.mode == "peak"]
     fixed = [p for p in points if p.mode == "fixed-rate"]
@@ -452,10 +557,13 @@ def run_config(config: Config) -> int:
             log(report.web_table(web_points))
     if fixed:
         log("")
-        log(report.text_table(fixed, "Fixed rate: 50% of the baseline's 16x16 peak"))
+        log(report.text_table(fixed, "Fixed rate: 50% of the 16x16 peak of the baseline (grpcio; with fixed-go: grpc-go)"))
     if memory:
         log("")
         log(report.memory_markdown(memory))
+    if rss:
+        log("")
+        log(report.rss_markdown(rss))
     if data["go_targets"]:
         log("")
         log(report.targets_markdown([report.Target(**t) for t in data["go_targets"]]))
@@ -471,7 +579,7 @@ def run_config(config: Config) -> int:
     log(
         f"wrote {', '.join(str(p) for p in written if p.stem == 'latest')} (and {stamp}.*) in {data['meta']['elapsed_s']}s"
     )
-    failed = [p for p in points if p.failure] + [m for m in memory if m.get("failure")]
+    failed = [p for p in points if p.failure] + [m for m in [*memory, *rss] if m.get("failure")]
     return 1 if failed else 0
 
 
@@ -486,11 +594,14 @@ def make_config(
     warmup: float | None = None,
     memory_servers: str | None = None,
     connections: int | None = None,
+    rss_servers: str | None = None,
+    rss_requests: int | None = None,
+    rss_segments: int | None = None,
     server_cpu: int | None = None,
     load_cpu: int | None = None,
     profile: bool | None = None,
 ) -> Config:
-    shape_list, fixed, memory = parse_shapes(shapes or (QUICK_SHAPES if quick else FULL_SHAPES))
+    shape_list, special = parse_shapes(shapes or (QUICK_SHAPES if quick else FULL_SHAPES))
     default_server, default_load = pick_cpus()
     results = Path(results_dir)
     if not results.is_absolute():
@@ -498,8 +609,9 @@ def make_config(
     return Config(
         servers=select(servers or (QUICK_SERVERS if quick else FULL_SERVERS)),
         shapes=shape_list,
-        fixed_rate=fixed,
-        memory=memory,
+        fixed_rate="fixed" in special,
+        fixed_go="fixed-go" in special,
+        memory="memory" in special,
         duration_s=duration if duration is not None else (1.0 if quick else 5.0),
         warmup_s=warmup if warmup is not None else (0.5 if quick else 1.0),
         repeats=repeats if repeats is not None else 3,
@@ -508,6 +620,10 @@ def make_config(
         load_cpu=load_cpu if load_cpu is not None else default_load,
         memory_servers=select(memory_servers or MEMORY_SERVERS),
         memory_connections=connections if connections is not None else 10_000,
+        rss="rss" in special,
+        rss_servers=select(rss_servers or RSS_SERVERS),
+        rss_requests=rss_requests if rss_requests is not None else RSS_REQUESTS,
+        rss_segments=rss_segments if rss_segments is not None else RSS_SEGMENTS,
         profile=profile if profile is not None else True,
     )
 
@@ -573,14 +689,29 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--shapes",
-        help=f"comma list of CONNxSTREAMS, 'fixed' (fixed-rate run), 'memory' (default: {FULL_SHAPES})",
+        help=f"comma list of CONNxSTREAMS, 'fixed' (fixed-rate run at 50%% of grpcio's peak), 'fixed-go' "
+        f"(GMF and grpc-go at 50%% of grpc-go's peak), 'memory' (idle connections), "
+        f"'rss' (RSS over millions of requests) (default: {FULL_SHAPES})",
     )
     parser.add_argument("--memory", action="store_true", help="add the idle-connection memory run")
+    parser.add_argument("--rss", action="store_true", help="add the RSS-over-millions-of-requests run")
     parser.add_argument("--duration", type=float, help="seconds per measured run (default 5, quick 1)")
     parser.add_argument("--warmup", type=float, help="warm-up seconds before each run (default 1, quick 0.5)")
     parser.add_argument("--repeats", type=int, help="runs per point, median reported (default 3)")
     parser.add_argument("--connections", type=int, help="idle connections for the memory run (default 10000)")
     parser.add_argument("--memory-servers", help=f"servers for the memory run (default {MEMORY_SERVERS})")
+    parser.add_argument(
+        "--rss-servers",
+        help=f"servers for the rss run (default {RSS_SERVERS}; streambench servers get {RSS_STREAM_SHAPE} "
+        f"for RSS_REQUESTS / {RSS_STREAM_REQUESTS_PER_S:,} seconds)",
+    )
+    parser.add_argument(
+        "--rss-requests", type=int,
+        help=f"unary requests of the rss run, per server (default {RSS_REQUESTS:,}: about a minute per server)",
+    )
+    parser.add_argument(
+        "--rss-segments", type=int, help=f"load runs the rss run is split in, RSS read after each (default {RSS_SEGMENTS})"
+    )
     parser.add_argument("--server-cpu", type=int, help="CPU for pinned servers (default: first allowed)")
     parser.add_argument("--load-cpu", type=int, help="CPU for h2load (default: last allowed)")
     parser.add_argument("--results-dir", default="bench/results")
@@ -594,9 +725,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.micro:
         return run(micro=True, results_dir=args.results_dir)
     shapes = args.shapes
-    if args.memory:
-        base = shapes or (QUICK_SHAPES if args.quick else FULL_SHAPES)
-        shapes = base if "memory" in base.split(",") else f"{base},memory"
+    for special in ("memory", "rss"):
+        if getattr(args, special):
+            base = shapes or (QUICK_SHAPES if args.quick else FULL_SHAPES)
+            shapes = base if special in base.split(",") else f"{base},{special}"
     try:
         config = make_config(
             quick=args.quick,
@@ -608,6 +740,9 @@ def main(argv: list[str] | None = None) -> int:
             warmup=args.warmup,
             memory_servers=args.memory_servers,
             connections=args.connections,
+            rss_servers=args.rss_servers,
+            rss_requests=args.rss_requests,
+            rss_segments=args.rss_segments,
             server_cpu=args.server_cpu,
             load_cpu=args.load_cpu,
             profile=not args.no_profile,
@@ -616,6 +751,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     if config.repeats < 1:
         parser.error("--repeats must be >= 1")
+    if config.rss_segments < 2 or config.rss_requests < config.rss_segments:
+        parser.error("--rss-segments must be >= 2 and --rss-requests at least one per segment")
     return run_config(config)
 
 

@@ -117,11 +117,13 @@ def _ratio(a: Point | None, b: Point | None) -> float | None:
     return a.req_per_s / b.req_per_s
 
 
-def targets(points: Sequence[Point], memory: Sequence[dict[str, Any]]) -> list[Target]:
+def targets(
+    points: Sequence[Point], memory: Sequence[dict[str, Any]], rss: Sequence[dict[str, Any]] = ()
+) -> list[Target]:
     """Issue 5's targets; throughput goals are listed (as "not measured") only when the run had peak points."""
     out: list[Target] = []
     if not any(p.mode == "peak" for p in points):
-        return _memory_targets(memory)
+        return _memory_targets(memory) + rss_targets(rss)
     one_connection = next((p.shape for p in points if p.shape in ("1x100", "1x200")), "1x100")
     for shape in (one_connection, "16x16"):
         r = _ratio(_find(points, "gmf", shape), _find(points, "grpcio-aio-unpinned", shape))
@@ -154,12 +156,10 @@ def targets(points: Sequence[Point], memory: Sequence[dict[str, Any]]) -> list[T
                 )
             )
     for server, base in (("gmf", "grpcio-aio-unpinned"), *((s, "grpcio-aio") for s in singles)):
-        mine = next(
-            (p for p in points if p.server == server and p.mode == "fixed-rate" and not p.failure), None
-        )
-        theirs = next(
-            (p for p in points if p.server == base and p.mode == "fixed-rate" and not p.failure), None
-        )
+        mine = next((p for p in points if p.server == server and p.mode == "fixed-rate" and not p.failure
+                     and p.baseline in (None, base)), None)
+        theirs = next((p for p in points if p.server == base and p.mode == "fixed-rate" and not p.failure
+                       and p.baseline in (None, base)), None)
         if mine is None or theirs is None or mine.p99_us is None or theirs.p99_us is None:
             continue
         out.append(
@@ -170,6 +170,7 @@ def targets(points: Sequence[Point], memory: Sequence[dict[str, Any]]) -> list[T
             )
         )
     out += _memory_targets(memory)
+    out += rss_targets(rss)
     out += _sync_targets(points)
     uring, uvloop = _find(points, "gmf-1-uring", "1000x1"), _find(points, "gmf-1-uvloop", "1000x1")
     r = _ratio(uring, uvloop)
@@ -212,6 +213,18 @@ def go_targets(points: Sequence[Point]) -> list[Target]:
                     f"{fmt_us(mine.p99_us)} vs {fmt_us(theirs.p99_us)}",
                     mine.p99_us <= theirs.p99_us,
                 ))
+        # The fixed-rate runs: both at the same rate (50% of grpcio's peak, or of grpc-go's: fixed-go).
+        for mine in (p for p in points if p.server == gmf and p.mode == "fixed-rate" and p.failure is None):
+            theirs = next((p for p in points if p.server == go and p.mode == "fixed-rate" and p.failure is None
+                           and p.shape == mine.shape and p.target_rps == mine.target_rps), None)
+            if theirs is None or mine.p99_us is None or theirs.p99_us is None:
+                continue
+            of = f" (50% of {mine.baseline}'s peak)" if mine.baseline else ""
+            out.append(Target(
+                f"p99 {gmf} <= {go}, {mine.shape} at a fixed {mine.target_rps or 0:,} req/s{of}",
+                f"{fmt_us(mine.p99_us)} vs {fmt_us(theirs.p99_us)} (p50 {fmt_us(mine.p50_us)} vs {fmt_us(theirs.p50_us)})",
+                mine.p99_us <= theirs.p99_us,
+            ))
     return out
 
 
@@ -262,6 +275,27 @@ def _memory_targets(memory: Sequence[dict[str, Any]]) -> list[Target]:
     return out
 
 
+RSS_FLAT_KIB_PER_MILLION = 256  # "RSS flat" (issue 13): under 256 KiB (~260 B per request) per million after segment 1
+
+
+def rss_targets(rss: Sequence[dict[str, Any]]) -> list[Target]:
+    """Issue 13's "RSS flat over millions of requests", for each GMF server of the rss run."""
+    out: list[Target] = []
+    for entry in rss:
+        if not str(entry.get("server", "")).startswith("gmf"):
+            continue
+        growth = entry.get("growth_kib_per_million")
+        unit = "requests" if entry.get("unit", "req") == "req" else "messages"
+        out.append(Target(
+            f"RSS flat over {entry.get('units', 0) / 1e6:.1f}M {unit} ({entry['server']}, {entry.get('shape')}): "
+            f"< {RSS_FLAT_KIB_PER_MILLION:,} KiB per million after the first segment",
+            "-" if growth is None else (f"{growth:+,.0f} KiB per million; {_mib(entry.get('start_kib'))} -> "
+                                        f"{_mib(entry.get('end_kib'))}, peak {_mib(entry.get('peak_kib'))}"),
+            None if growth is None or entry.get("failure") else growth < RSS_FLAT_KIB_PER_MILLION,
+        ))
+    return out
+
+
 def web_table(points: Sequence[Point]) -> str:
     """The web rows: req/s and the server's CPU per request, each against connectrpc's."""
     base = {p.shape: p for p in points if p.server == "connectrpc" and p.failure is None}
@@ -304,6 +338,31 @@ def memory_markdown(memory: Sequence[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+def _mib(kib: int | None) -> str:
+    return "-" if kib is None else f"{kib / 1024:.1f} MiB"
+
+
+def rss_markdown(entries: Sequence[dict[str, Any]]) -> str:
+    """The rss run (bench/rss.py): RSS before, after the first segment, at the end, the peak."""
+    mib = _mib
+    out = [
+        "| server | shape | done | rate | start | after segment 1 | end | peak | growth per million |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for e in entries:
+        if e.get("failure") and not e.get("samples"):
+            out.append(f"| {e['server']} | {e.get('shape', '-')} | FAILED: {e['failure']} | | | | | | |")
+            continue
+        growth = e.get("growth_kib_per_million")
+        unit = e.get("unit", "req")
+        out.append(
+            f"| {e['server']} | {e['shape']} | {e['units']:,} {unit} | {e.get('rate', 0):,.0f}/s | "
+            f"{mib(e.get('start_kib'))} | {mib(e.get('warm_kib'))} | {mib(e.get('end_kib'))} | "
+            f"{mib(e.get('peak_kib'))} | {'-' if growth is None else f'{growth:+,.0f} KiB'} |"
+        )
+    return "\n".join(out)
+
+
 def markdown(data: dict[str, Any]) -> str:
     meta = data["meta"]
     peak = [Point.from_dict(p) for p in data["points"] if p["mode"] == "peak"]
@@ -333,9 +392,12 @@ def markdown(data: dict[str, Any]) -> str:
         "`CPU vs go`: grpc-go's CPU per request divided by ours (above 1: less CPU than grpc-go).",
     ]
     if fixed:
-        parts += ["", "## Fixed rate (50% of the baseline's peak)", "", markdown_table(fixed)]
+        parts += ["", "## Fixed rate (50% of the baseline's peak: grpcio's, or with fixed-go grpc-go's)", "",
+                  markdown_table(fixed)]
     if data.get("memory"):
         parts += ["", "## Idle connections", "", memory_markdown(data["memory"])]
+    if data.get("rss"):
+        parts += ["", "## RSS under sustained load", "", rss_markdown(data["rss"])]
     if data.get("go_targets"):
         parts += ["", "## vs grpc-go (issue 13)", "", targets_markdown([Target(**t) for t in data["go_targets"]])]
     if data.get("targets"):

@@ -56,6 +56,26 @@ _SHUTDOWN_PING = b"gmfdrain"  # the opaque data of the PING that ends a graceful
 _SELF_DEPENDENT = 0x100  # not a wire flag: HEADERS whose priority names its own stream (5.3.1)
 
 
+_SETTINGS_FRAMES: dict[tuple[int, int, int], bytes] = {}
+
+
+def _settings_frame(max_concurrent_streams: int, initial_window_size: int, max_header_list_size: int) -> bytes:
+    """Our SETTINGS frame, one bytes object shared by the connections that advertise the
+    same limits (every connection of a worker): not a dict and a frame per connection."""
+    key = (max_concurrent_streams, initial_window_size, max_header_list_size)
+    frame = _SETTINGS_FRAMES.get(key)
+    if frame is None:
+        frame = f.settings_frame({
+            f.SETTINGS_MAX_CONCURRENT_STREAMS: max_concurrent_streams,
+            f.SETTINGS_INITIAL_WINDOW_SIZE: initial_window_size,
+            f.SETTINGS_MAX_HEADER_LIST_SIZE: max_header_list_size,
+            f.SETTINGS_ENABLE_PUSH: 0,
+        })
+        if len(_SETTINGS_FRAMES) < 64:  # a bound: the limits are the server's, a handful at most
+            _SETTINGS_FRAMES[key] = frame
+    return frame
+
+
 class _OpenData:
     """The last DATA frame queued, while the next DATA of its stream may still join it:
     its stream, its header (patched as payloads join), its length, and len(_out) right after
@@ -127,17 +147,12 @@ class H2ServerConnection(AbuseGuard):
             max_unproductive_frames, max_pending_control_frames, keepalive_min_ping_interval, max_ping_strikes, clock
         )
         self._limits.max_header_block = max_header_block
-        self._settings = {
-            f.SETTINGS_MAX_CONCURRENT_STREAMS: max_concurrent_streams,
-            f.SETTINGS_INITIAL_WINDOW_SIZE: initial_window_size,
-            f.SETTINGS_MAX_HEADER_LIST_SIZE: max_header_list_size,
-            f.SETTINGS_ENABLE_PUSH: 0,
-        }
+        self._settings_frame = _settings_frame(max_concurrent_streams, initial_window_size, max_header_list_size)
 
     # ------------------------------------------------------------------ output
     def initiate_connection(self) -> None:
         """Queue our SETTINGS and the connection-window increase (server preface)."""
-        self._out.append(f.settings_frame(self._settings))
+        self._out.append(self._settings_frame)
         self._limits.settings_unacked = True
         increment = self._conn_window_size - f.DEFAULT_WINDOW
         if increment > 0:

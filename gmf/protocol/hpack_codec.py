@@ -64,19 +64,42 @@ class _CountingTable(HeaderTable):
             self._shrink()
 
 
+_UNSTARTED = _CountingTable()  # the table of a decoder before its first block (never written)
+
+
 class CachingDecoder:
     """hpack.Decoder plus a cache of blocks whose decoding did not touch the dynamic table."""
 
-    __slots__ = ("_decoder", "_table", "_cache", "_cache_limit")
+    __slots__ = ("_decoder", "_table", "_cache", "_cache_limit", "_max_header_list_size")
 
     def __init__(self, max_header_list_size: int = 65536, cache_limit: int = 128) -> None:
         """``max_header_list_size`` stops decoding a block (``OversizedHeaderListError``) as
-        soon as its RFC 9113 header list size passes it: a bomb is never materialized."""
-        self._decoder = Decoder(max_header_list_size=max_header_list_size)
-        self._table = _CountingTable()
-        self._decoder.header_table = self._table
+        soon as its RFC 9113 header list size passes it: a bomb is never materialized.
+
+        The decoder and its dynamic table are made by the first block: an idle
+        connection (no request yet) does not pay for them (~1 KiB, most of it the table's
+        empty deque; 10,000 idle connections per worker is a goal of issue 13)."""
+        self._max_header_list_size = max_header_list_size
+        self._decoder: Decoder | None = None
+        self._table = _UNSTARTED  # the cache is empty until then: the hot path needs no check
         self._cache: dict[bytes, tuple[int, HeaderList]] = {}
         self._cache_limit = cache_limit
+
+    def _start(self) -> _CountingTable:
+        self._decoder = Decoder(max_header_list_size=self._max_header_list_size)
+        table = self._table = _CountingTable()
+        self._decoder.header_table = table
+        return table
+
+    @property
+    def table_size(self) -> int:
+        """Bytes in the HPACK dynamic table (0 before the first block)."""
+        return self._table._current_size
+
+    @property
+    def cached_blocks(self) -> int:
+        """Decoded blocks held by the cache (at most ``cache_limit``)."""
+        return len(self._cache)
 
     def decode(self, block: bytes) -> HeaderList:
         """Decode one complete header block; raises hpack errors on malformed input. Whether
@@ -85,8 +108,12 @@ class CachingDecoder:
         hit = self._cache.get(block)
         if hit is not None and hit[0] == table.generation:
             return hit[1]
+        if table is _UNSTARTED:
+            table = self._start()
         before = table.generation
-        headers = HeaderList([(h[0], h[1]) for h in self._decoder.decode(block, raw=True)])  # type: ignore[misc]
+        decoder = self._decoder
+        assert decoder is not None  # made with the table
+        headers = HeaderList([(h[0], h[1]) for h in decoder.decode(block, raw=True)])  # type: ignore[misc]
         if table.generation == before:
             if len(self._cache) >= self._cache_limit:
                 self._cache.clear()

@@ -1,7 +1,7 @@
 """The transport of a TCP connection accepted by :class:`~gmf.runtime.uring_server.UringServer`:
 completion-based I/O through the ring, never readiness.
 
-One ``recv`` is armed per connection into a per-connection buffer (2 KiB, doubling up to
+One ``recv`` is armed per connection into a per-connection buffer (1 KiB, doubling up to
 256 KiB while reads fill it and halving after a run of small reads, so idle connections stay
 cheap); everything written during one loop iteration goes out as **one** ``send``
 (``MSG_WAITALL``, so partial sends are rare and handled); ``close`` goes through the ring
@@ -30,7 +30,7 @@ from .uring_selector import UringSelector
 # Per-connection receive buffer: starts small (an idle connection costs little; 10,000 idle
 # connections must fit in a few hundred MB), doubles while reads fill it, and halves again
 # after a run of reads that use less than an eighth of it.
-_RECV_SIZE = 2 * 1024
+_RECV_SIZE = 1024
 _RECV_SIZE_MAX = 256 * 1024
 _SHRINK_AFTER = 16
 _HIGH_WATER = 256 * 1024

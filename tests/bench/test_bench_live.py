@@ -118,3 +118,20 @@ def test_without_go_the_go_servers_are_left_out_with_the_reason(
     assert data["skipped"] == {"grpc-go-1": reason, "grpc-go-1-stream": reason} and data["points"] == []
     assert f"grpc-go-1 left out: {reason}" in capsys.readouterr().out
     assert reason in (tmp_path / "latest.md").read_text()
+
+
+def test_rss_run_against_grpclib(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The rss shape end to end: h2load -n in segments against one server, its RSS read around
+    and during them, the table in the output and the entry in the JSON."""
+    config = bench.make_config(
+        quick=True, servers="grpclib", shapes="rss", duration=None, results_dir=str(tmp_path),
+        rss_servers="grpclib", rss_requests=600, rss_segments=2,
+    )
+    config.profile = False
+    assert bench.run_config(config) == 0
+    (entry,) = json.loads((tmp_path / "latest.json").read_text())["rss"]
+    assert entry["server"] == "grpclib" and entry["shape"] == "16x16" and entry["failure"] is None
+    assert entry["segments"] == 2 and entry["units"] == 600 and entry["errors"] == 0
+    assert [s["units"] for s in entry["samples"]] == [300, 600]
+    assert entry["start_kib"] > 0 and entry["peak_kib"] >= entry["end_kib"] > 0
+    assert "| grpclib | 16x16 | 600 req |" in capsys.readouterr().out

@@ -95,8 +95,8 @@ def test_server_selection_and_shapes() -> None:
     names = [s.name for s in servers.select("gmf-1,grpcio-aio,gmf-1-uring")]
     assert names == ["gmf-1-uring", "gmf-1-uvloop", "gmf-1-asyncio", "grpcio-aio"]
     assert "gmf-1-auto" not in [s.name for s in servers.select("all")]
-    shapes, fixed, memory = bench.parse_shapes("1x100,fixed,16x16,memory,bidi:4x8")
-    assert [s.name for s in shapes] == ["1x100", "16x16", "bidi:4x8"] and fixed and memory
+    shapes, special = bench.parse_shapes("1x100,fixed,16x16,memory,bidi:4x8,fixed-go")
+    assert [s.name for s in shapes] == ["1x100", "16x16", "bidi:4x8"] and special == {"fixed", "memory", "fixed-go"}
     assert shapes[2].mode == "bidi" and shapes[2].connections == 4 and shapes[2].unit == "msg"
     spec = servers.SERVERS["gmf-1-uvloop"]
     assert spec.argv(4000, 0)[:3] == ["taskset", "-c", "0"] and spec.argv(4000, 0)[-2:] == ["--cpu", "0"]
@@ -175,3 +175,36 @@ def test_sync_rows_their_shapes_and_targets() -> None:
     assert by_goal["gmf-1-def >= 5x grpcio-sync, 16x16"].measured == "7.60x"
     assert by_goal["gmf-1-def >= 0.9x gmf-1-def-inline, 16x16"].met is True
     assert "gmf-1-def >= 5x grpcio-sync, 1x100" not in by_goal  # not measured: not listed
+
+
+def test_fixed_rate_p99_against_grpc_go() -> None:
+    """grpc-go-1 runs the fixed-rate shape at the same rate as the one-worker GMF servers (50% of
+    their common baseline's peak), and the vs-go goals compare their p99 there."""
+    points = []
+    for server, p99 in (("gmf-1-uring", 900.0), ("grpc-go-1", 1200.0)):
+        p = Point(server, "16x16", "CPU 0", mode="fixed-rate", target_rps=1712)
+        reduce_runs(p, [run(1712.0, p99)])
+        points.append(p)
+    goal = next(t for t in report.go_targets(points) if "fixed" in t.goal)
+    assert goal.goal == "p99 gmf-1-uring <= grpc-go-1, 16x16 at a fixed 1,712 req/s" and goal.met is True
+    assert goal.measured.startswith("900us vs 1.20ms")
+    assert servers.SERVERS["grpc-go-1"].baseline == servers.SERVERS["gmf-1-uring"].baseline
+
+
+def test_fixed_go_runs_each_gmf_server_and_its_grpc_go_at_half_of_grpc_gos_peak(tmp_path: Path) -> None:
+    config = bench.make_config(quick=False, servers="gmf-1-uring,gmf,grpcio-aio,grpc-go-1", shapes="16x16,fixed-go",
+                               duration=None, results_dir=str(tmp_path))
+    assert config.fixed_go and not config.fixed_rate
+    runner = bench.Runner(config, tmp_path / "req.bin")
+    asked: list[tuple[str, float, str]] = []
+
+    def fixed_point(spec: servers.ServerSpec, shape: object, base_peak: float, base: str) -> Point:
+        asked.append((spec.name, base_peak, base))
+        return Point(spec.name, "16x16", "CPU 0", mode="fixed-rate", baseline=base)
+
+    runner.fixed_point = fixed_point  # type: ignore[method-assign]
+    peak = [Point("grpc-go-1", "16x16", "CPU 0", req_per_s=90_000.0), Point("gmf-1-uring", "16x16", "CPU 0")]
+    points = runner.fixed_go(peak)
+    # gmf's grpc-go (all cores) is not in the run: gmf is left out
+    assert asked == [("gmf-1-uring", 90_000.0, "grpc-go-1"), ("grpc-go-1", 90_000.0, "grpc-go-1")]
+    assert [p.baseline for p in points] == ["grpc-go-1", "grpc-go-1"]

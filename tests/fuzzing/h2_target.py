@@ -371,9 +371,9 @@ def check_bounds(conn: h2.H2ServerConnection) -> None:
     assert len(conn._buf) < len(f.PREFACE) + 9 + conn.local_max_frame, f"receive buffer of {len(conn._buf)} bytes"
     if conn._continuation is not None:
         assert len(conn._continuation[2]) <= conn._limits.max_header_block, "CONTINUATION block over the limit"
-    table = conn._decoder._table
-    assert table._current_size <= HPACK_TABLE, f"HPACK table of {table._current_size} bytes"
-    assert len(conn._decoder._cache) <= conn._decoder._cache_limit
+    decoder = conn._decoder
+    assert decoder.table_size <= HPACK_TABLE, f"HPACK table of {decoder.table_size} bytes"
+    assert decoder.cached_blocks <= decoder._cache_limit
     assert set(conn._blocked) <= set(conn.streams), "a blocked stream that is not open"
     assert conn.send_conn_window >= 0, f"connection send window {conn.send_conn_window}"
 

@@ -87,21 +87,34 @@ PING = frame(0x6, 0, 0, b"12345678")
 
 
 # ------------------------------------------------------------------------ settings
-def test_defaults_are_advertised_in_settings():
-    conn = H2ServerConnection()
+def advertised(conn: H2ServerConnection) -> dict[int, int]:
+    """The settings of the SETTINGS frame a new connection sends first."""
     conn.initiate_connection()
     data = conn.data_to_send()
     settings, length = Frame.parse_frame_header(memoryview(data[:9]))
     settings.parse_body(memoryview(data[9 : 9 + length]))
     assert isinstance(settings, SettingsFrame)
-    assert settings.settings[SettingsFrame.MAX_CONCURRENT_STREAMS] == 100
-    assert settings.settings[SettingsFrame.MAX_HEADER_LIST_SIZE] == 65536
+    return dict(settings.settings)
+
+
+def test_defaults_are_advertised_in_settings():
+    settings = advertised(H2ServerConnection())
+    assert settings[SettingsFrame.MAX_CONCURRENT_STREAMS] == 100
+    assert settings[SettingsFrame.MAX_HEADER_LIST_SIZE] == 65536
     from gmf import GmfServer
 
     limits = GmfServer(workers=1).options.h2_limits()  # the server passes its defaults through
     assert limits["max_concurrent_streams"] == 100 and limits["max_header_list_size"] == 65536
     with pytest.raises(ValueError):
         GmfServer(workers=1, max_unproductive_frames=0)
+
+
+def test_connections_with_the_same_limits_share_one_settings_frame():
+    """Every connection of a worker advertises the same limits: one bytes object, not a dict
+    and a frame per connection (issue 13: 10,000 idle connections per worker)."""
+    assert H2ServerConnection()._settings_frame is H2ServerConnection()._settings_frame
+    settings = advertised(H2ServerConnection(max_concurrent_streams=7))
+    assert settings[SettingsFrame.MAX_CONCURRENT_STREAMS] == 7 and settings[SettingsFrame.ENABLE_PUSH] == 0
 
 
 # ------------------------------------------------------------------------ PING strikes
