@@ -65,6 +65,7 @@ class Call:
         "_metadata",
         "write_waiter",
         "deadline_hit",
+        "driver",  # the StreamDriver of a request-streaming async handler's task (gmf/rpc/driver.py)
         "started_at",  # loop time the RPC started; set only when the access log is on
     )
     started_at: float
@@ -99,6 +100,7 @@ class Call:
         self._metadata: g.Metadata | None = None
         self.write_waiter: asyncio.Future[None] | None = None
         self.deadline_hit = False
+        self.driver: Any = None
 
     # ------------------------------------------------------------------ metadata
     @property
@@ -146,6 +148,9 @@ class Call:
                 return credit
         if self.messages or self.ended:
             self.wake_reader()
+            driver = self.driver
+            if driver is not None and driver.parked:  # the handler waits for this: the connection steps it
+                self.conn.resume(driver)
         return credit
 
     def _take(self) -> bytes:
@@ -312,6 +317,9 @@ class Call:
             self.wake_writer()
         if self.waiter is not None:
             self.wake_reader()
+        driver, self.driver = self.driver, None
+        if driver is not None:
+            driver.release()
         self.conn.call_finished(self.stream_id, code)
         # The context refers to its call, not the reverse, from here on: no reference cycle is
         # left for the garbage collector (a finished call is freed by reference counting).

@@ -19,7 +19,7 @@ from threading import Semaphore
 from typing import Any
 
 from ..protocol import grpc as g
-from . import eager, inline
+from . import driver, eager, inline
 from .call import _EOF, Call
 from .context import AbortError
 
@@ -133,13 +133,14 @@ def finish_error(call: Call, exc: BaseException) -> None:
 # ---------------------------------------------------------------------------- starting
 def start(call: Call) -> None:
     """Run the call's handler. An async one with a unary request starts eagerly, now (a task
-    only if it suspends: gmf/rpc/eager.py); a request-streaming async one as a task. A
+    only if it suspends: gmf/rpc/eager.py); a request-streaming async one as a task that its
+    connection steps as request messages come (gmf/rpc/driver.py). A
     plain-def one runs in a handler thread, or inline now when the placement rule (or
     ``sync_handlers="inline"``) put a unary one on the loop: eager start never applies to it."""
     method = call.method
     if method.is_async:
-        if method.request_streaming:
-            call.task = call.conn.loop.create_task(run(call))
+        if method.request_streaming:  # a task whose driver steps it as request messages come
+            call.task = driver.start(call, run(call))
         else:
             body = run(call) if method.response_streaming else run_unary_async(call)
             call.task = eager.start(call.conn.loop, body)
