@@ -244,3 +244,23 @@ def test_a_message_and_a_reset_in_one_read(serve):
     server.settle()
     assert server.transport.messages(1) == []
     assert outcome == ["cancelled"]
+
+
+def test_a_cancelled_stream_leaves_no_error_for_the_next(serve):
+    """A handler cancelled where it waits, then a stream that ends normally on the same loop:
+    its status is OK (compiled, an ``await`` in a ``finally`` of the response loop once raised
+    the earlier CancelledError again: gmf/rpc/streaming.py)."""
+    outcome: list[str] = []
+    server = serve(echo_noting_cancel(outcome))
+    server.open(1)
+    server.settle()
+    server.send(1, b"a")
+    server.reset(1)
+    server.settle()
+    assert outcome == ["cancelled"]
+    server.open(3)
+    server.settle()
+    server.send(3, b"b", end=True)
+    server.settle()
+    assert server.transport.messages(3) == [b"b"]
+    assert ("grpc-status", "0") in server.transport.trailers(3)
