@@ -120,6 +120,8 @@ class GrpcConnection(ConnectionBase, asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.metrics.bytes_received += len(data)
+        # What the read's handlers send goes out in the flush that ends it: none scheduled meanwhile.
+        self._flush_scheduled = True
         try:
             events = self.h2.receive_data(data)
             if self._awaiting_handshake and self.h2.handshake_done:

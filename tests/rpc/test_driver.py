@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import struct
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -15,6 +16,7 @@ import hpack
 import pytest
 
 from bench.cost import MAX_WINDOW, PREFACE, CountingTransport, frame, grpc_message
+from gmf import watchdog
 from gmf.rpc.accept import Acceptor
 from gmf.rpc.registry import MethodRegistry
 from gmf.rpc.server_state import ServerOptions, ServerState
@@ -264,3 +266,20 @@ def test_a_cancelled_stream_leaves_no_error_for_the_next(serve):
     server.settle()
     assert server.transport.messages(3) == [b"b"]
     assert ("grpc-status", "0") in server.transport.trailers(3)
+
+
+def test_the_watchdog_names_a_handler_stepped_by_its_connection(serve):
+    """Compiled frames (the connection, the response loop, the request iterator) are not on
+    the stack the watchdog walks; the runner's ``run`` frame, which holds the call, is."""
+    named: list[str | None] = []
+
+    async def handler(requests: AsyncIterator[bytes], context: Any) -> AsyncIterator[bytes]:
+        async for request in requests:
+            named.append(watchdog.current_rpc(sys._getframe())[0])
+            yield request
+
+    server = serve(handler)
+    server.open(1)
+    server.settle()
+    server.send(1, b"a")
+    assert named == [f"{PATH} (handler {handler.__qualname__})"]
