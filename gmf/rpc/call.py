@@ -16,6 +16,7 @@ from typing import Any
 from .._native import mypyc_attr
 from ..protocol import grpc as g
 from ..protocol.hpack_codec import Header
+from .driver import StreamDriver
 from .registry import Method
 from .sink import CallSink
 
@@ -100,7 +101,7 @@ class Call:
         self._metadata: g.Metadata | None = None
         self.write_waiter: asyncio.Future[None] | None = None
         self.deadline_hit = False
-        self.driver: Any = None
+        self.driver: StreamDriver | None = None
 
     # ------------------------------------------------------------------ metadata
     @property

@@ -43,8 +43,9 @@ __all__ = ["StreamDriver", "start"]
 _NOTHING, _AWAIT, _RESUME, _RAISE = 0, 1, 2, 3
 
 
-class StreamDriver(collections.abc.Coroutine):  # type: ignore[type-arg]
-    """The coroutine of a request-streaming call's task (see the module docstring)."""
+class StreamDriver:
+    """The coroutine of a request-streaming call's task (see the module docstring). A
+    compiled class cannot subclass ``collections.abc.Coroutine``: it is registered as one."""
 
     __slots__ = ("call", "coro", "loop", "context", "task", "parked", "park", "waiting", "kind", "outcome")
 
@@ -69,9 +70,8 @@ class StreamDriver(collections.abc.Coroutine):  # type: ignore[type-arg]
         if not self.parked:
             return
         waiting, park = self.waiting, self.park
-        assert waiting is not None and park is not None
-        if park.done() or not waiting.done():  # the task is being cancelled; or not woken
-            return
+        if park is None or waiting is None or park.done() or not waiting.done():
+            return  # the task is being cancelled; or the handler was not woken
         loop, task = self.loop, self.task
         if _get_running_loop() is not loop:  # not on the running loop (a test driving a call)
             self.release()
@@ -103,8 +103,7 @@ class StreamDriver(collections.abc.Coroutine):  # type: ignore[type-arg]
         if not self.parked:
             return
         park, waiting = self.park, self.waiting
-        assert park is not None and waiting is not None
-        if park.done():  # the task was cancelled: it throws into the handler next
+        if park is None or waiting is None or park.done():  # the task was cancelled: it throws into the handler next
             return
         self.parked = False
         self.waiting = None
@@ -158,6 +157,9 @@ class StreamDriver(collections.abc.Coroutine):  # type: ignore[type-arg]
 
     def __await__(self) -> NoReturn:
         raise TypeError("a call's stream driver is not awaitable")
+
+
+collections.abc.Coroutine.register(StreamDriver)
 
 
 def start(call: Call, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
