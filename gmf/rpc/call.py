@@ -16,6 +16,7 @@ from typing import Any
 from .._native import mypyc_attr
 from ..protocol import grpc as g
 from ..protocol.hpack_codec import Header
+from .driver import StreamDriver
 from .registry import Method
 from .sink import CallSink
 
@@ -65,6 +66,7 @@ class Call:
         "_metadata",
         "write_waiter",
         "deadline_hit",
+        "driver",  # the StreamDriver of a request-streaming async handler's task (gmf/rpc/driver.py)
         "started_at",  # loop time the RPC started; set only when the access log is on
     )
     started_at: float
@@ -99,6 +101,7 @@ class Call:
         self._metadata: g.Metadata | None = None
         self.write_waiter: asyncio.Future[None] | None = None
         self.deadline_hit = False
+        self.driver: StreamDriver | None = None
 
     # ------------------------------------------------------------------ metadata
     @property
@@ -146,6 +149,9 @@ class Call:
                 return credit
         if self.messages or self.ended:
             self.wake_reader()
+            driver = self.driver
+            if driver is not None and driver.parked:  # the handler waits for this: the connection steps it
+                self.conn.resume(driver)
         return credit
 
     def _take(self) -> bytes:
@@ -159,8 +165,10 @@ class Call:
     async def wait_readable(self) -> None:
         """Until a request message is queued, the client half-closed, or the call finished."""
         while not self.messages and not self.ended and not self.finished:
-            self.waiter = self.conn.loop.create_future()
-            await self.waiter
+            # What loop.create_future() makes on every loop GMF runs on (asyncio's, its
+            # io_uring loop, uvloop), without a Python call per message of a request stream.
+            waiter = self.waiter = asyncio.Future(loop=self.conn.loop)
+            await waiter
 
     async def read_raw(self) -> Any:
         """Next serialized request message, or ``_EOF``."""
@@ -312,6 +320,9 @@ class Call:
             self.wake_writer()
         if self.waiter is not None:
             self.wake_reader()
+        driver, self.driver = self.driver, None
+        if driver is not None:
+            driver.release()
         self.conn.call_finished(self.stream_id, code)
         # The context refers to its call, not the reverse, from here on: no reference cycle is
         # left for the garbage collector (a finished call is freed by reference counting).

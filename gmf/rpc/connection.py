@@ -25,6 +25,7 @@ from . import runner
 from .base import ConnectionBase
 from .call import Call
 from .context import ServicerContext
+from .driver import StreamDriver
 from .peer import format_peer
 
 SHUTDOWN_ACK_TIMEOUT = 1.0  # seconds a draining connection waits for its GOAWAY PING's ACK
@@ -89,6 +90,9 @@ class GrpcConnection(ConnectionBase, asyncio.Protocol):
         # Unary-request calls whose request completed in the read being handled: started once
         # every request of the read is admitted (data_received), None outside a read.
         self._starting: list[Call] | None = None
+        # Stream drivers whose parked handler got a request message in the read being handled:
+        # stepped once every frame of the read is handled (resume), None outside a read.
+        self._resuming: list[StreamDriver] | None = None
         options = server.options
         # One timer: the handshake deadline, then the idle watchdog (see _idle_check), then,
         # once closing after a GOAWAY, the cut of a peer that does not read it.
@@ -116,11 +120,14 @@ class GrpcConnection(ConnectionBase, asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.metrics.bytes_received += len(data)
+        # What the read's handlers send goes out in the flush that ends it: none scheduled meanwhile.
+        self._flush_scheduled = True
         try:
             events = self.h2.receive_data(data)
             if self._awaiting_handshake and self.h2.handshake_done:
                 self._handshake_complete()
             starting = self._starting = []
+            resuming = self._resuming = []
             for event in events:  # one handler per event class, the frequent ones first
                 if type(event) is ev.DataReceived:
                     self._on_data(event)
@@ -136,11 +143,13 @@ class GrpcConnection(ConnectionBase, asyncio.Protocol):
                     self._on_terminated(event)
                 elif type(event) is ev.GoAwayReceived:
                     self._on_goaway(event)
-            self._starting = None
+            self._starting = self._resuming = None
             if starting:
                 self._start(starting)
+            for driver in resuming:
+                driver.step()
         except Exception:  # a bug must cost one connection, never the worker
-            self._starting = None
+            self._starting = self._resuming = None
             log.exception("internal error on connection from %s", self.peer)
             self.h2.start_shutdown(fr.INTERNAL_ERROR)
             self._flush()
@@ -418,6 +427,15 @@ class GrpcConnection(ConnectionBase, asyncio.Protocol):
         self.h2.acknowledge_received_data(stream_id, nbytes)
         if not self._flush_scheduled:
             self.schedule_flush()
+
+    def resume(self, driver: StreamDriver) -> None:
+        """Step the parked handler once the read being handled is (its response goes out
+        with the read's output, in this loop iteration); outside a read, now."""
+        resuming = self._resuming
+        if resuming is not None:
+            resuming.append(driver)
+        else:
+            driver.step()
 
     def send_headers(self, stream_id: int, metadata: list[g.Header] | None, encoding: str | None) -> None:
         self.h2.send_headers(stream_id, g.response_headers(metadata, encoding))

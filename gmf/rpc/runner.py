@@ -13,39 +13,24 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future
 from threading import Semaphore
 from typing import Any
 
 from ..protocol import grpc as g
-from . import eager, inline
+from . import driver, eager, inline
 from .call import _EOF, Call
 from .context import AbortError
+from .streaming import RequestIterator, stream_responses
+
+__all__ = ["RequestIterator", "finish_error", "finish_ok", "respond_and_finish", "run", "serve", "start"]
 
 log = logging.getLogger("gmf")
 
 # Response messages a plain-def streaming handler may have handed to the loop and not yet seen
 # taken by the peer: its thread waits there (backpressure), as an async writer waits in write().
 _THREAD_WINDOW = 8
-
-
-class RequestIterator:
-    """The async iterator of request messages handed to request-streaming handlers."""
-
-    __slots__ = ("_call",)
-
-    def __init__(self, call: Call) -> None:
-        self._call = call
-
-    def __aiter__(self) -> RequestIterator:
-        return self
-
-    async def __anext__(self) -> Any:
-        raw = await self._call.read_raw()
-        if raw is _EOF:
-            raise StopAsyncIteration
-        return self._call.deserialize(raw)
 
 
 class BlockingRequestIterator:
@@ -133,13 +118,14 @@ def finish_error(call: Call, exc: BaseException) -> None:
 # ---------------------------------------------------------------------------- starting
 def start(call: Call) -> None:
     """Run the call's handler. An async one with a unary request starts eagerly, now (a task
-    only if it suspends: gmf/rpc/eager.py); a request-streaming async one as a task. A
+    only if it suspends: gmf/rpc/eager.py); a request-streaming async one as a task that its
+    connection steps as request messages come (gmf/rpc/driver.py). A
     plain-def one runs in a handler thread, or inline now when the placement rule (or
     ``sync_handlers="inline"``) put a unary one on the loop: eager start never applies to it."""
     method = call.method
     if method.is_async:
-        if method.request_streaming:
-            call.task = call.conn.loop.create_task(run(call))
+        if method.request_streaming:  # a task whose driver steps it as request messages come
+            call.task = driver.start(call, run(call))
         else:
             body = run(call) if method.response_streaming else run_unary_async(call)
             call.task = eager.start(call.conn.loop, body)
@@ -206,7 +192,7 @@ async def run(call: Call) -> None:
         else:
             result = method.func(call.single_request(), ctx)
         if method.response_streaming:
-            await _stream_responses(call, result)
+            await stream_responses(call, result)
             finish_ok(call)
         else:
             respond_and_finish(call, await result if inspect.isawaitable(result) else result)
@@ -294,7 +280,7 @@ def _continue_on_loop(call: Call, result: Any) -> None:
 async def _finish_async_result(call: Call, result: Any) -> None:
     try:
         if call.method.response_streaming:
-            await _stream_responses(call, result)
+            await stream_responses(call, result)
             finish_ok(call)
         else:
             respond_and_finish(call, await result)
@@ -336,24 +322,3 @@ async def _release_when_writable(call: Call, window: Semaphore) -> None:
         await call.wait_writable()
     finally:
         window.release()
-
-
-# ---------------------------------------------------------------------------- response streams
-async def _stream_responses(call: Call, result: Any) -> None:
-    if result is None:
-        return
-    if hasattr(result, "__aiter__"):
-        iterator: AsyncIterator[Any] = result
-        try:
-            async for item in iterator:
-                if call.queue_message(item):
-                    await call.wait_writable()
-        finally:
-            aclose = getattr(iterator, "aclose", None)
-            if aclose is not None:
-                await aclose()
-    elif inspect.isawaitable(result):
-        await result  # a coroutine that used context.write()
-    else:
-        for item in result:
-            await call.write(item)

@@ -27,6 +27,7 @@ import asyncio
 from typing import Protocol
 
 from ..protocol.hpack_codec import Header
+from .driver import StreamDriver
 from .threads import HandlerThreads
 
 
@@ -53,6 +54,11 @@ class CallSink(Protocol):
     def release(self, stream_id: int, nbytes: int) -> None:
         """The call consumed ``nbytes`` request bytes it held back: the peer may send more.
         (What ``Call.feed`` returns is credited by the connection itself.)"""
+
+    def resume(self, driver: StreamDriver) -> None:
+        """A request message came for a handler parked in its read (``Call.feed``): step it
+        (``driver.step()``), at once or once the read being handled is done, or leave it to
+        its task (``driver.release()``)."""
 
     # -- response side -------------------------------------------------------------------
     def send_headers(self, stream_id: int, metadata: list[Header] | None, encoding: str | None) -> None:

@@ -42,6 +42,7 @@ from ..web.sink import Head, Out, OutWriter, ResponseEncoder
 from . import runner
 from .call import Call
 from .context import ServicerContext
+from .driver import StreamDriver
 from .registry import Method
 from .sink import CallSink
 from .threads import HandlerThreads
@@ -218,6 +219,9 @@ class WebSink:
 
     def release(self, stream_id: int, nbytes: int) -> None:
         self.host.release(stream_id, nbytes)
+
+    def resume(self, driver: StreamDriver) -> None:
+        driver.release()  # through the task: requests arrive in the middle of the connection's parsing
 
     def write_blocked(self, stream_id: int) -> bool:
         return self.host.write_blocked(stream_id)

@@ -14,6 +14,7 @@ from gmf.protocol import grpc as g
 from gmf.protocol.hpack_codec import Header
 from gmf.rpc.call import Call
 from gmf.rpc.context import ServicerContext
+from gmf.rpc.driver import StreamDriver
 from gmf.rpc.registry import DEFAULT_OPTIONS, Method, MethodOptions
 from gmf.rpc.sink import CallSink
 from gmf.rpc.threads import HandlerThreads
@@ -59,6 +60,9 @@ class FakeSink:
         self.send_headers(stream_id, None, None)
         self.send_message(stream_id, payload, False)
         self.send_status(stream_id, g.OK, "", None, False)
+
+    def resume(self, driver: StreamDriver) -> None:
+        driver.release()
 
     def write_blocked(self, stream_id: int) -> bool:
         return self.blocked

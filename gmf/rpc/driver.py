@@ -1,0 +1,169 @@
+"""Drive a request-streaming handler's task, stepping it at once when a request message arrives.
+
+A handler reading a request stream (``async for request in request_iterator``) waits in
+``Call.wait_readable`` on a future per message. Through its task, each message costs a
+callback round: the future's completion schedules the task's wakeup (a handle, ``call_soon``),
+the next loop iteration steps the task, the response it writes schedules a flush, and one more
+iteration writes it. Bidi echo pays that per message, on a connection that then idles between
+reads (``python -m bench.cost --kind bidi``).
+
+:class:`StreamDriver` is the coroutine of such a call's task, in front of the handler's
+coroutine (``runner.run(call)``). When the handler waits for a request message, the driver
+parks the task on a future of its own and remembers that the handler waits for its call's read
+waiter. The connection, once a read's frames are all handled, steps every parked handler whose
+message came (:meth:`StreamDriver.step`): the handler's coroutine runs right there, as its
+task, in the task's ``contextvars`` context (``asyncio.current_task()`` is the call's task), and
+what it writes goes out with the rest of the read's output, in the same loop iteration. While
+it keeps waiting for request messages the task stays parked: no handle, no task step, no extra
+loop iteration per message. Anything else the handler awaits (a sleep, a lock, another task)
+goes back to the task, which then waits on it as it would have (one loop iteration later).
+
+What stays as with a plain task: cancelling the task (client reset, deadline, shutdown)
+throws ``CancelledError`` into the handler where it waits; a wake from anywhere but a read
+(the call finishing, a sink without read batches) resumes the handler through its task.
+``task.get_coro()`` is the driver, not the handler's coroutine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections.abc
+import contextvars
+from asyncio.events import _get_running_loop
+from asyncio.tasks import _enter_task, _leave_task  # type: ignore[attr-defined]  # as gmf/rpc/eager.py
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:
+    from .call import Call
+
+__all__ = ["StreamDriver", "start"]
+
+# What a direct step left for the task to do on its next step (StreamDriver.kind).
+_NOTHING, _AWAIT, _RESUME, _RAISE = 0, 1, 2, 3
+
+
+class StreamDriver:
+    """The coroutine of a request-streaming call's task (see the module docstring). A
+    compiled class cannot subclass ``collections.abc.Coroutine``: it is registered as one."""
+
+    __slots__ = ("call", "coro", "loop", "context", "task", "parked", "park", "waiting", "kind", "outcome")
+
+    def __init__(self, call: Call, coro: Coroutine[Any, Any, Any]) -> None:
+        self.call = call
+        self.coro = coro
+        self.loop = call.conn.loop
+        self.context = contextvars.copy_context()
+        # parked: the handler waits for its call's read waiter (``waiting``) and the task on
+        # ``park``, which only the driver completes (or a cancel of the task).
+        self.parked = False
+        self.park: asyncio.Future[None] | None = None
+        self.waiting: asyncio.Future[None] | None = None
+        self.kind = _NOTHING
+        self.outcome: Any = None
+        self.task: asyncio.Task[Any] = self.loop.create_task(self, context=self.context)  # type: ignore[arg-type]
+
+    # -- the connection's side ----------------------------------------------------------
+    def step(self) -> None:
+        """A request message (or the end of the request stream) came for the parked handler:
+        run it now, as its task, until it waits again."""
+        if not self.parked:
+            return
+        waiting, park = self.waiting, self.park
+        if park is None or waiting is None or park.done() or not waiting.done():
+            return  # the task is being cancelled; or the handler was not woken
+        loop, task = self.loop, self.task
+        if _get_running_loop() is not loop:  # not on the running loop (a test driving a call)
+            self.release()
+            return
+        try:
+            _enter_task(loop, task)
+        except RuntimeError:  # a task is running (a test feeding a call from a coroutine)
+            self.release()
+            return
+        self.parked = False
+        self.waiting = None
+        try:
+            yielded = self.context.run(self.coro.send, None)
+        except BaseException as exc:  # noqa: BLE001 - StopIteration included: the task ends with it
+            _leave_task(loop, task)
+            self.kind, self.outcome = _RAISE, exc
+            park.set_result(None)
+            return
+        _leave_task(loop, task)
+        if yielded is not None and yielded is self.call.waiter:  # waits for the next message
+            self.waiting = yielded
+            self.parked = True
+            return
+        self.kind, self.outcome = _AWAIT, yielded  # the task waits on it from its next step
+        park.set_result(None)
+
+    def release(self) -> None:
+        """Resume a parked handler through its task (a wake that is not a read's)."""
+        if not self.parked:
+            return
+        park, waiting = self.park, self.waiting
+        if park is None or waiting is None or park.done():  # the task was cancelled: it throws into the handler next
+            return
+        self.parked = False
+        self.waiting = None
+        if waiting.done():
+            self.kind = _RESUME
+        else:
+            self.kind, self.outcome = _AWAIT, waiting
+        park.set_result(None)
+
+    # -- the coroutine protocol, as the task drives it ----------------------------------
+    def _after(self, yielded: Any) -> Any:
+        if yielded is not None and yielded is self.call.waiter:  # waits for a request message: park
+            self.waiting = yielded
+            self.parked = True
+            park = self.park = self.loop.create_future()
+            park._asyncio_future_blocking = True  # type: ignore[attr-defined]  # what ``await park`` does
+            return park
+        return yielded
+
+    def send(self, value: Any) -> Any:
+        kind = self.kind
+        if kind:
+            outcome = self.outcome
+            self.kind, self.outcome = _NOTHING, None
+            if kind == _AWAIT:
+                return outcome
+            if kind == _RAISE:
+                raise outcome
+        return self._after(self.coro.send(value))
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        exc = typ if isinstance(typ, BaseException) else val if isinstance(val, BaseException) else typ()
+        kind = self.kind
+        if kind:  # cancelled before the task took what a direct step left
+            outcome = self.outcome
+            self.kind, self.outcome = _NOTHING, None
+            if kind == _RAISE:  # the handler had ended: with its error, or cancelled
+                raise exc if isinstance(outcome, StopIteration) else outcome
+            if kind == _AWAIT and isinstance(outcome, asyncio.Future):
+                outcome.cancel()  # as Task.cancel() cancels what its coroutine awaits
+        elif self.parked:
+            waiting = self.waiting
+            self.parked = False
+            self.waiting = None
+            if waiting is not None:
+                waiting.cancel()
+        return self._after(self.coro.throw(exc))
+
+    def close(self) -> None:
+        self.coro.close()
+
+    def __await__(self) -> NoReturn:
+        raise TypeError("a call's stream driver is not awaitable")
+
+
+collections.abc.Coroutine.register(StreamDriver)
+
+
+def start(call: Call, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+    """The task that runs ``coro`` (the handler of ``call``, a request-streaming one), driven
+    by a :class:`StreamDriver` that ``call.driver`` names."""
+    driver = call.driver = StreamDriver(call, coro)
+    return driver.task

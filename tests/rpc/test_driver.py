@@ -1,0 +1,285 @@
+"""Request-streaming handlers stepped by their connection (gmf/rpc/driver.py), on a real
+GrpcConnection fed raw HTTP/2 frames: the response to a read goes out in that read, the task
+semantics a handler sees hold, and cancellation reaches a parked handler."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import struct
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import grpc
+import hpack
+import pytest
+
+from bench.cost import MAX_WINDOW, PREFACE, CountingTransport, frame, grpc_message
+from gmf import watchdog
+from gmf.rpc.accept import Acceptor
+from gmf.rpc.registry import MethodRegistry
+from gmf.rpc.server_state import ServerOptions, ServerState
+
+PATH = "/t.Stream/Bidi"
+
+
+class Recorder(CountingTransport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.out = bytearray()
+
+    def write(self, data: Any) -> None:
+        super().write(data)
+        self.out += data
+
+    def frames(self, upto: int | None = None) -> Iterator[tuple[int, int, int, bytes]]:
+        """(type, flags, stream id, payload) of everything written so far (or of its first ``upto`` bytes)."""
+        data, i = bytes(self.out[:upto]), 0
+        while i + 9 <= len(data):
+            hi, lo, ftype, flags, sid = struct.unpack(">BHBBL", data[i:i + 9])
+            n = hi << 16 | lo
+            yield ftype, flags, sid & 0x7FFFFFFF, data[i + 9:i + 9 + n]
+            i += 9 + n
+
+    def messages(self, sid: int, upto: int | None = None) -> list[bytes]:
+        """The gRPC messages of stream ``sid``'s DATA frames (in the first ``upto`` bytes written)."""
+        data = b"".join(payload for ftype, _, s, payload in self.frames(upto) if ftype == 0 and s == sid)
+        out, i = [], 0
+        while i + 5 <= len(data):
+            n = int.from_bytes(data[i + 1:i + 5], "big")
+            out.append(data[i + 5:i + 5 + n])
+            i += 5 + n
+        return out
+
+    def trailers(self, sid: int) -> list[tuple[str, str]] | None:
+        blocks = [payload for ftype, flags, s, payload in self.frames() if ftype == 1 and s == sid and flags & 0x1]
+        return hpack.Decoder().decode(blocks[-1]) if blocks else None
+
+
+class Server:
+    """One connection of a GMF server whose only method is the bidi ``handler`` (bytes in, out)."""
+
+    def __init__(self, handler: Callable[[AsyncIterator[bytes], Any], Any]) -> None:
+        self.loop = asyncio.new_event_loop()
+        registry = MethodRegistry()
+        registry.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(
+            "t.Stream", {"Bidi": grpc.stream_stream_rpc_method_handler(handler)})])
+        state = ServerState(self.loop, registry, ServerOptions())
+        self.transport = Recorder()
+        conn: Any = Acceptor(state)()
+        self.transport.set_protocol(conn)
+        conn.connection_made(self.transport)
+        self.conn: Any = conn
+        self.deliver(PREFACE + frame(0x4, 0, 0, struct.pack(">HL", 0x4, MAX_WINDOW)) + frame(0x4, 0x1, 0, b""))
+        self.conn = self.transport.get_protocol()
+        self.encoder = hpack.Encoder()
+
+    def deliver(self, data: bytes) -> int:
+        """``data_received(data)`` from a loop callback, as a runtime calls it; returns how many
+        bytes the connection had written when it returned (before any other callback ran)."""
+        written: asyncio.Future[int] = self.loop.create_future()
+
+        def received() -> None:
+            self.conn.data_received(data)
+            written.set_result(len(self.transport.out))
+
+        self.loop.call_soon(received)
+        return self.loop.run_until_complete(written)
+
+    def open(self, sid: int, timeout: str | None = None) -> None:
+        headers = [(":method", "POST"), (":scheme", "http"), (":authority", "x"), (":path", PATH),
+                   ("te", "trailers"), ("content-type", "application/grpc")]
+        if timeout:
+            headers.append(("grpc-timeout", timeout))
+        self.deliver(frame(0x1, 0x4, sid, self.encoder.encode(headers)))
+
+    def send(self, sid: int, *bodies: bytes, end: bool = False) -> int:
+        payload = b"".join(grpc_message(body) for body in bodies)
+        return self.deliver(frame(0x0, 0x1 if end else 0, sid, payload))
+
+    def reset(self, sid: int) -> None:
+        self.deliver(frame(0x3, 0, sid, struct.pack(">L", 0x8)))
+
+    def settle(self, seconds: float = 0.0) -> None:
+        self.loop.run_until_complete(asyncio.sleep(seconds))
+        for _ in range(5):
+            self.loop.run_until_complete(asyncio.sleep(0))
+
+    def close(self) -> None:
+        self.conn.connection_lost(None)
+        self.settle()
+        self.loop.close()
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[..., Server]]:
+    made: list[Server] = []
+
+    def make(handler: Callable[..., Any]) -> Server:
+        made.append(Server(handler))
+        return made[-1]
+
+    yield make
+    for server in made:
+        server.close()
+
+
+async def echo(requests: AsyncIterator[bytes], context: Any) -> AsyncIterator[bytes]:
+    async for request in requests:
+        yield request
+
+
+def test_a_read_is_answered_within_the_read(serve):
+    """The parked handler runs when its message comes: the echo is written before the loop runs."""
+    server = serve(echo)
+    server.open(1)
+    server.open(3)
+    server.settle()  # the tasks' first steps: both handlers wait for a message
+    for n in range(3):
+        written = server.send(1, b"a%d" % n)
+        assert server.transport.messages(1, written)[-1] == b"a%d" % n  # written by data_received itself
+        written = server.send(3, b"b%d" % n)
+        assert server.transport.messages(3, written)[-1] == b"b%d" % n
+    written = server.send(1, b"x", b"y", end=True)  # two messages in one frame, then the end
+    assert server.transport.messages(1, written)[-2:] == [b"x", b"y"]
+    server.settle()
+    assert ("grpc-status", "0") in server.transport.trailers(1)
+    assert server.conn.calls.keys() == {3}
+
+
+def test_the_handler_runs_as_its_task_in_its_context(serve):
+    var: contextvars.ContextVar[int] = contextvars.ContextVar("var", default=0)
+    seen: list[tuple[Any, int]] = []
+
+    async def handler(requests: AsyncIterator[bytes], context: Any) -> AsyncIterator[bytes]:
+        async for request in requests:
+            seen.append((asyncio.current_task(), var.get()))
+            var.set(var.get() + 1)
+            yield request
+
+    server = serve(handler)
+    server.open(1)
+    server.settle()
+    task = server.conn.calls[1].task
+    for _ in range(3):
+        server.send(1, b"m")
+    assert seen == [(task, 0), (task, 1), (task, 2)]
+    assert var.get() == 0  # the handler's variable stayed in its task's context
+
+
+def test_a_handler_that_awaits_other_things_between_reads(serve):
+    async def handler(requests: AsyncIterator[bytes], context: Any) -> AsyncIterator[bytes]:
+        async for request in requests:
+            await asyncio.sleep(0)
+            await asyncio.sleep(0.001)
+            yield request
+
+    server = serve(handler)
+    server.open(1)
+    server.settle()
+    for n in range(4):
+        server.send(1, b"%d" % n)
+        server.settle(0.005)
+    server.send(1, b"last", end=True)
+    server.settle(0.005)
+    assert server.transport.messages(1) == [b"0", b"1", b"2", b"3", b"last"]
+    assert ("grpc-status", "0") in server.transport.trailers(1)
+
+
+def test_another_task_may_read_the_requests(serve):
+    async def handler(requests: AsyncIterator[bytes], context: Any) -> AsyncIterator[bytes]:
+        async def drain() -> list[bytes]:
+            return [request async for request in requests]
+
+        for request in await asyncio.create_task(drain()):
+            yield request
+
+    server = serve(handler)
+    server.open(1)
+    server.settle()
+    server.send(1, b"a")
+    server.send(1, b"b", end=True)
+    server.settle()
+    assert server.transport.messages(1) == [b"a", b"b"]
+    assert ("grpc-status", "0") in server.transport.trailers(1)
+
+
+def echo_noting_cancel(outcome: list[str]) -> Callable[..., Any]:
+    async def handler(requests: AsyncIterator[bytes], context: Any) -> AsyncIterator[bytes]:
+        try:
+            async for request in requests:
+                yield request
+        except asyncio.CancelledError:
+            outcome.append("cancelled")
+            raise
+
+    return handler
+
+
+@pytest.mark.parametrize("how", ["reset", "deadline"])
+def test_a_parked_handler_is_cancelled(serve, how):
+    outcome: list[str] = []
+    server = serve(echo_noting_cancel(outcome))
+    server.open(1, timeout="20m" if how == "deadline" else None)
+    server.settle()
+    server.send(1, b"a")
+    assert server.transport.messages(1) == [b"a"]
+    if how == "reset":
+        server.reset(1)
+        server.settle()
+    else:
+        server.settle(0.05)
+        assert ("grpc-status", "4") in server.transport.trailers(1)
+    assert outcome == ["cancelled"]
+    assert not server.conn.calls
+
+
+def test_a_message_and_a_reset_in_one_read(serve):
+    """The read's frames are all handled before a handler steps: a reset in the same read
+    ends the call first, and the handler is cancelled instead of answering."""
+    outcome: list[str] = []
+    server = serve(echo_noting_cancel(outcome))
+    server.open(1)
+    server.settle()
+    server.deliver(frame(0x0, 0, 1, grpc_message(b"a")) + frame(0x3, 0, 1, struct.pack(">L", 0x8)))
+    server.settle()
+    assert server.transport.messages(1) == []
+    assert outcome == ["cancelled"]
+
+
+def test_a_cancelled_stream_leaves_no_error_for_the_next(serve):
+    """A handler cancelled where it waits, then a stream that ends normally on the same loop:
+    its status is OK (compiled, an ``await`` in a ``finally`` of the response loop once raised
+    the earlier CancelledError again: gmf/rpc/streaming.py)."""
+    outcome: list[str] = []
+    server = serve(echo_noting_cancel(outcome))
+    server.open(1)
+    server.settle()
+    server.send(1, b"a")
+    server.reset(1)
+    server.settle()
+    assert outcome == ["cancelled"]
+    server.open(3)
+    server.settle()
+    server.send(3, b"b", end=True)
+    server.settle()
+    assert server.transport.messages(3) == [b"b"]
+    assert ("grpc-status", "0") in server.transport.trailers(3)
+
+
+def test_the_watchdog_names_a_handler_stepped_by_its_connection(serve):
+    """Compiled frames (the connection, the response loop, the request iterator) are not on
+    the stack the watchdog walks; the runner's ``run`` frame, which holds the call, is."""
+    named: list[str | None] = []
+
+    async def handler(requests: AsyncIterator[bytes], context: Any) -> AsyncIterator[bytes]:
+        async for request in requests:
+            named.append(watchdog.current_rpc(sys._getframe())[0])
+            yield request
+
+    server = serve(handler)
+    server.open(1)
+    server.settle()
+    server.send(1, b"a")
+    assert named == [f"{PATH} (handler {handler.__qualname__})"]
