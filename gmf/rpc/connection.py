@@ -127,6 +127,8 @@ class GrpcConnection(ConnectionBase, asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.metrics.bytes_received += len(data)
+        # The _flush at the end writes whatever the read produced: no call_soon'd flush for it.
+        self._flush_scheduled = True
         try:
             events = self.h2.receive_data(data)
             if self._awaiting_handshake and self.h2.handshake_done:
