@@ -37,7 +37,8 @@ else:
         return lambda cls: cls
 
 # The compiled set (paths relative to the checkout, as setup.py hands them to mypyc): the
-# HTTP/2 core and gRPC framing, the connection and the call, and what they call per request
+# HTTP/2 core and gRPC framing, the connection (and its base, shared with the pure HTTP/1.1
+# connection) and the call, and what they call per request
 # (the handler's context, the method cache, the counters): compiled modules call each other
 # as C. Not compiled: hpack_codec (its HeaderList subclasses list; a cached block is one dict
 # lookup, the misses run in the hpack package), the runner (the watchdog names the running
@@ -50,6 +51,7 @@ SOURCES = (
     "gmf/protocol/h2stream.py",
     "gmf/protocol/h2limits.py",
     "gmf/protocol/h2conn.py",
+    "gmf/rpc/base.py",
     "gmf/rpc/call.py",
     "gmf/rpc/connection.py",
     "gmf/rpc/context.py",
