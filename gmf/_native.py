@@ -37,9 +37,10 @@ else:
         return lambda cls: cls
 
 # The compiled set (paths relative to the checkout, as setup.py hands them to mypyc): the
-# HTTP/2 core and gRPC framing, the connection and the call, and what they call per request
-# (the handler's context, the method cache, the counters), and per streamed message (the
-# request-stream driver, the streaming loops): compiled modules call each other
+# HTTP/2 core and gRPC framing, the connection (and its base, shared with the pure HTTP/1.1
+# connection) and the call, and what they call per request (the handler's context, the
+# method cache, the counters), and per streamed message (the request-stream driver, the
+# streaming loops): compiled modules call each other
 # as C. Not compiled: hpack_codec (its HeaderList subclasses list; a cached block is one dict
 # lookup, the misses run in the hpack package), the runner (the watchdog names the running
 # RPC from its Python frames: its ``run`` stays Python, the per-message loops it calls are
@@ -52,6 +53,7 @@ SOURCES = (
     "gmf/protocol/h2stream.py",
     "gmf/protocol/h2limits.py",
     "gmf/protocol/h2conn.py",
+    "gmf/rpc/base.py",
     "gmf/rpc/call.py",
     "gmf/rpc/connection.py",
     "gmf/rpc/context.py",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from .._native import mypyc_attr
 from ..logs import log_access
 from ..metrics import UNKNOWN_METHOD, WorkerMetrics
 from ..protocol import grpc as g
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from .server_state import ServerState
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # Http1Connection (gmf/rpc/http1.py) is pure
 class ConnectionBase:
     """A mixin of :class:`~gmf.rpc.connection.GrpcConnection` and
     :class:`~gmf.rpc.http1.Http1Connection` (each sets the attributes below with ``_setup``

@@ -6,7 +6,10 @@ that comes out has one handler here; a request becomes a :class:`~gmf.rpc.call.C
 the runner serves. The call answers through this connection's :class:`~gmf.rpc.sink.CallSink`
 methods (the section "CallSink"), which turn gRPC metadata, messages and status into HTTP/2.
 Outbound bytes produced while handling one read, or by handlers finishing in the same loop
-iteration, are coalesced into a single ``transport.write``.
+iteration, are coalesced into a single ``transport.write``; a read that starts many calls
+writes, and sends, the first half's answers before starting the second half
+(``_start_split``), so that a single busy client gets answers, and sends its next requests,
+while the rest of the read is served.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
 from ..protocol import frames as fr
@@ -42,6 +46,9 @@ _CLOSE_GRACE = 5.0
 _STALL_MIN_PROGRESS = 65535
 # Response bytes of one stream buffered behind flow control before its writer waits.
 _WRITE_HIGH_WATER = 1 << 20
+# A read that starts more calls than this answers in two halves (_start_split): a pipeline
+# rather than ping-pong with a single busy client. Not reached with <= 16 streams a connection.
+_SPLIT_OVER = 16
 
 
 class _RequestSummary:
@@ -105,10 +112,14 @@ class GrpcConnection(ConnectionBase, asyncio.Protocol):
         self._written = 0  # bytes handed to the transport, ever
         self._stall_timer: asyncio.TimerHandle | None = None
         self._stall_mark = 0
+        # The transport's "send what is queued now" (UringTransport.send_now), if it has one:
+        # asyncio's and uvloop's transports send on write() already.
+        self._send_now: Callable[[], None] | None = None
 
     # ------------------------------------------------------------------ transport callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
+        self._send_now = getattr(transport, "send_now", None)
         self.peer = format_peer(transport.get_extra_info("peername"))
         self.server.connection_opened(self)
         self.h2.initiate_connection()
@@ -145,7 +156,10 @@ class GrpcConnection(ConnectionBase, asyncio.Protocol):
                     self._on_goaway(event)
             self._starting = self._resuming = None
             if starting:
-                self._start(starting)
+                if len(starting) > _SPLIT_OVER:
+                    self._start_split(starting)
+                else:
+                    self._start(starting)
             for driver in resuming:
                 driver.step()
         except Exception:  # a bug must cost one connection, never the worker
@@ -422,6 +436,17 @@ class GrpcConnection(ConnectionBase, asyncio.Protocol):
             if call.task is None and not call.finished:  # not reset or failed later in the read
                 runner.start(call)
 
+    def _start_split(self, calls: list[Call]) -> None:
+        """Start the many calls of one read in two halves, handing the first half's answers to
+        the kernel in between (``_write_out``): a single client with many streams then reads
+        them, and sends new requests, while the second half is served, so the next read is
+        there when this one is done (measured at 1x100: the worker busy 99% of the time
+        instead of 69%). The second half's answers go with the read's own flush."""
+        half = len(calls) // 2
+        self._start(calls[:half])
+        self._write_out()
+        self._start(calls[half:])
+
     # ------------------------------------------------------------------ CallSink (gmf.rpc.sink)
     def release(self, stream_id: int, nbytes: int) -> None:
         self.h2.acknowledge_received_data(stream_id, nbytes)
@@ -484,16 +509,27 @@ class GrpcConnection(ConnectionBase, asyncio.Protocol):
                 self.schedule_flush()
 
     # ------------------------------------------------------------------ output
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        h = self.h2
-        data = h.data_to_send()
+    def _write(self) -> None:
+        """Hand the queued output to the transport."""
+        data = self.h2.data_to_send()
         transport = self.transport
         if data and transport is not None:
             transport.write(data)
             n = len(data)
             self._written += n
             self.metrics.bytes_sent += n
+
+    def _write_out(self) -> None:
+        """Hand the queued output to the transport, and to the kernel now (``send_now``)."""
+        self._write()
+        send_now = self._send_now
+        if send_now is not None:
+            send_now()
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        self._write()
+        h = self.h2
         if self.outbound_full or self.write_paused or h.buffered_bytes > self.outbound_limit:
             self.check_outbound()
         if self.closing:

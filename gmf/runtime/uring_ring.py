@@ -104,6 +104,9 @@ class Ring:
         self._timespec = _lu.timespec(1.0)
         self.handlers: dict[int, Handler] = {}
         self.flush_queue: list[Writer] = []
+        # submit() ran during this iteration: sends that completed since may free connections
+        # whose next writes are queued behind them (UringSelector.select reaps them first).
+        self.submitted_early = False
         self._next_token = 1
         self.closed = False
 
@@ -136,6 +139,12 @@ class Ring:
         sqe = self.get_sqe()
         _lu.io_uring_prep_cancel64(sqe, user_data, 0)
         sqe.user_data = 0
+
+    def submit(self) -> None:
+        """Submit the SQEs prepared so far now, without waiting (their CQEs are reaped by the
+        loop's next ``select``, first thing: ``submitted_early``)."""
+        _lu.io_uring_submit(self.ring)
+        self.submitted_early = True
 
     def submit_and_wait(self, timeout: float | None) -> None:
         """Submit pending SQEs; if no CQE is ready and timeout allows, block for one."""

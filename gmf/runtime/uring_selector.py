@@ -119,6 +119,12 @@ class UringSelector(selectors.BaseSelector):
         if ring.closed:
             raise RuntimeError("selector is closed")
         if ring.flush_queue:
+            if ring.submitted_early:
+                # A send submitted mid-iteration (UringTransport.send_now) has most likely
+                # completed: reap it now, so that what its connection wrote since goes out in
+                # this submit rather than one iteration later.
+                ring.submitted_early = False
+                ring.reap()
             ring.flush_writes()
         if self._to_arm:
             self._arm_polls()

@@ -4,8 +4,10 @@ completion-based I/O through the ring, never readiness.
 One ``recv`` is armed per connection into a per-connection buffer (1 KiB, doubling up to
 256 KiB while reads fill it and halving after a run of small reads, so idle connections stay
 cheap); everything written during one loop iteration goes out as **one** ``send``
-(``MSG_WAITALL``, so partial sends are rare and handled); ``close`` goes through the ring
-after the pending sends have flushed.
+(``MSG_WAITALL``, so partial sends are rare and handled), unless the protocol asks for it
+to leave at once (:meth:`UringTransport.send_now`: the same ``send``, submitted without
+waiting for the iteration's end); at most one send per connection is in flight, so bytes
+leave in order; ``close`` goes through the ring after the pending sends have flushed.
 
 Lifetime: the kernel writes into a receive buffer and reads a send buffer until the
 operation's final CQE. A transport therefore stays registered with the ring (which keeps it,
@@ -199,6 +201,17 @@ class UringTransport(asyncio.Transport):
             self._ring.flush_queue.append(self)
         if self._wsize > self._high_water:
             self._maybe_pause_protocol()
+
+    def send_now(self) -> None:
+        """Hand what is queued to the kernel now instead of at the loop's next submit: its
+        ``send`` SQE, submitted at once (one ``io_uring_enter`` that does not wait), when no
+        send of this connection is in flight; otherwise it leaves, in order, after that one
+        completes, as it would have. A protocol with more to do before it returns to the loop
+        (a large read's remaining requests) calls it so that a single busy peer gets its first
+        answers, and sends more requests, while the rest is served."""
+        if self._sending is None and self._wbuf and not self._closed:
+            self._flush()
+            self._ring.submit()
 
     def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
         for data in list_of_data:

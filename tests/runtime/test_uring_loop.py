@@ -137,6 +137,23 @@ async def wait_until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
         await asyncio.sleep(0.005)
 
 
+async def read_slowly_to_eof(factory: Callable[[], asyncio.Protocol], expected: bytes, send: bytes = b"") -> None:
+    """Serve ``factory``, connect, send ``send``, and read until EOF pausing every 16 reads (a
+    slow reader): the bytes must be ``expected``."""
+    server, port = await start_echo(factory)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(send)
+    chunks = []
+    while chunk := await reader.read(65536):
+        chunks.append(chunk)
+        if len(chunks) % 16 == 0:
+            await asyncio.sleep(0.001)
+    assert b"".join(chunks) == expected
+    writer.close()
+    server.close()
+    await server.wait_closed()
+
+
 # ----------------------------------------------------------------------------- asyncio semantics
 
 
@@ -357,20 +374,66 @@ def test_one_big_server_write_with_slow_reader() -> None:
             transport.write(payload)
             transport.close()  # must flush everything first
 
+    run(lambda: read_slowly_to_eof(Blast, payload), timeout=60)
+
+
+def test_send_now_hands_the_bytes_to_the_kernel_before_the_protocol_returns() -> None:
+    """UringTransport.send_now: what is queued leaves at once (the peer has it while
+    data_received still runs); what is written after it, while that send may still be in
+    flight, follows in order at the loop's flush."""
+    during: list[bytes] = []
+    client: list[socket.socket] = []
+
+    class Early(asyncio.Protocol):
+        def connection_made(self, transport: Any) -> None:
+            self.transport = transport
+
+        def data_received(self, data: bytes) -> None:
+            t = self.transport
+            t.write(b"first,")
+            t.send_now()
+            during.append(client[0].recv(100))  # blocks this loop: only the kernel can deliver it
+            t.write(b"second,")
+            t.send_now()
+            t.write(b"third")
+
     async def main() -> None:
-        server, port = await start_echo(Blast)
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        chunks = []
-        while chunk := await reader.read(65536):
-            chunks.append(chunk)
-            if len(chunks) % 16 == 0:
-                await asyncio.sleep(0.001)
-        assert b"".join(chunks) == payload
-        writer.close()
+        server, port = await start_echo(Early)
+        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        client.append(sock)
+        sock.sendall(b"go")
+        await wait_until(lambda: bool(during))
+        assert during == [b"first,"]
+        sock.setblocking(False)
+        rest = b""
+        loop = asyncio.get_running_loop()
+        while len(rest) < len(b"second,third"):
+            rest += await loop.sock_recv(sock, 100)
+        assert rest == b"second,third"
+        sock.close()
         server.close()
         await server.wait_closed()
 
-    run(main, timeout=60)
+    run(main)
+
+
+def test_send_now_keeps_the_byte_order_with_a_send_in_flight_and_a_slow_reader() -> None:
+    """Many writes, each followed by send_now, some larger than the socket takes at once: the
+    peer, reading slowly, gets exactly the bytes written, in order."""
+    chunks = [os.urandom(size) for size in (1 << 20, 100, 3000, 2 << 20, 7, 65536, 1)] * 3
+    expected = b"".join(chunks)
+
+    class Burst(asyncio.Protocol):
+        def connection_made(self, transport: Any) -> None:
+            self.transport = transport
+
+        def data_received(self, data: bytes) -> None:
+            for chunk in chunks:
+                self.transport.write(chunk)
+                self.transport.send_now()
+            self.transport.close()  # after everything was sent
+
+    run(lambda: read_slowly_to_eof(Burst, expected, send=b"go"), timeout=60)
 
 
 def test_peer_reset_and_others_keep_working() -> None:
