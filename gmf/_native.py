@@ -40,18 +40,20 @@ else:
 # HTTP/2 core and gRPC framing, the connection (and its base, shared with the pure HTTP/1.1
 # connection) and the call, and what they call per request (the handler's context, the
 # method cache, the counters), and per streamed message (the request-stream driver, the
-# streaming loops): compiled modules call each other
-# as C. Not compiled: hpack_codec (its HeaderList subclasses list; a cached block is one dict
-# lookup, the misses run in the hpack package), the runner (the watchdog names the running
-# RPC from its Python frames: its ``run`` stays Python, the per-message loops it calls are
-# compiled in gmf/rpc/streaming.py), eager (measured: compiled, it costs more instructions per
-# request, as the task calls into it through Python's protocol either way).
+# streaming loops), and the HPACK decoder (hpack_codec: a cached block is one native call and
+# one dict lookup): compiled modules call each other as C. Not compiled: hpack_blocks (the
+# decoded block subclasses list, the table hpack's HeaderTable; the misses run in the hpack
+# package either way), the runner (the watchdog names the running RPC from its Python
+# frames: its ``run`` stays Python, the per-message loops it calls are compiled in
+# gmf/rpc/streaming.py), eager (measured: compiled, it costs more instructions per request,
+# as the task calls into it through Python's protocol either way).
 SOURCES = (
     "gmf/protocol/frames.py",
     "gmf/protocol/grpc.py",
     "gmf/protocol/h2events.py",
     "gmf/protocol/h2stream.py",
     "gmf/protocol/h2limits.py",
+    "gmf/protocol/hpack_codec.py",
     "gmf/protocol/h2conn.py",
     "gmf/rpc/base.py",
     "gmf/rpc/call.py",

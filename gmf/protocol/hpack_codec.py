@@ -3,8 +3,12 @@
 Decoding uses the ``hpack`` package. gRPC clients repeat the same request headers, and after
 the first request a block usually consists only of indexed fields, whose decoding depends
 only on the block bytes and the dynamic table. We cache decoded blocks keyed by their bytes
-and invalidate the cache whenever the dynamic table changes (a generation counter bumped on
-every insert or resize), so a cached answer is always the answer the decoder would give.
+and the dynamic table empties the cache whenever it changes (every insert or resize), so a
+cached answer is always the answer the decoder would give. A block is cached only when its
+own decoding left the table unchanged (the table's generation counter).
+
+Compiled with mypyc (gmf/_native.py): a cached block costs the HTTP/2 core one native call
+and one dict lookup. The decoded block and the table are Python classes, in hpack_blocks.
 
 Encoding never uses the dynamic table: every field is a "literal without indexing" (name
 from the static table where possible). That keeps the encoder stateless, so constant blocks
@@ -14,9 +18,11 @@ from the static table where possible). That keeps the encoder stateless, so cons
 from __future__ import annotations
 
 from hpack import Decoder
-from hpack.table import HeaderTable
 
-from .h2fields import FieldCheck, Header
+from .h2fields import Header
+from .hpack_blocks import CountingTable, HeaderList
+
+__all__ = ["CachingDecoder", "Header", "HeaderList", "encode_header", "encode_headers"]
 
 # RFC 7541 Appendix A: static-table indexes for names we send.
 _STATIC_NAME_INDEX: dict[bytes, int] = {
@@ -26,51 +32,8 @@ _STATIC_NAME_INDEX: dict[bytes, int] = {
 }
 
 
-class HeaderList(list[Header]):
-    """A decoded header block. A block served from the cache is the same object each time,
-    so what is derived from it is worked out once: ``check``, the HTTP/2 core's verdict on
-    it (a ``h2fields.FieldCheck``), and ``summary``, the layer above's (the gRPC request fields)."""
-
-    __slots__ = ("check", "summary")
-
-    def __init__(self, headers: list[Header]) -> None:
-        super().__init__(headers)
-        self.check: FieldCheck | None = None
-        self.summary: object = None
-
-
-class _CountingTable(HeaderTable):
-    """A header table that counts its changes, so cached decodes can be invalidated."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.generation = 0
-
-    def add(self, name: bytes, value: bytes) -> None:  # type: ignore[override]
-        self.generation += 1
-        super().add(name, value)
-
-    @property  # type: ignore[override]
-    def maxsize(self) -> int:
-        return self._maxsize
-
-    @maxsize.setter
-    def maxsize(self, newmax: int) -> None:
-        self.generation += 1
-        newmax = int(newmax)
-        cursize = self._maxsize
-        self._maxsize = newmax
-        if newmax <= cursize:
-            self._shrink()
-
-
-_UNSTARTED = _CountingTable()  # the table of a decoder before its first block (never written)
-
-
 class CachingDecoder:
     """hpack.Decoder plus a cache of blocks whose decoding did not touch the dynamic table."""
-
-    __slots__ = ("_decoder", "_table", "_cache", "_cache_limit", "_max_header_list_size")
 
     def __init__(self, max_header_list_size: int = 65536, cache_limit: int = 128) -> None:
         """``max_header_list_size`` stops decoding a block (``OversizedHeaderListError``) as
@@ -81,20 +44,16 @@ class CachingDecoder:
         empty deque; 10,000 idle connections per worker is a goal of issue 13)."""
         self._max_header_list_size = max_header_list_size
         self._decoder: Decoder | None = None
-        self._table = _UNSTARTED  # the cache is empty until then: the hot path needs no check
-        self._cache: dict[bytes, tuple[int, HeaderList]] = {}
+        self._table: CountingTable | None = None
+        # Emptied by the table whenever it changes: a cached block is valid while it is there.
+        self._cache: dict[bytes, HeaderList] = {}
         self._cache_limit = cache_limit
-
-    def _start(self) -> _CountingTable:
-        self._decoder = Decoder(max_header_list_size=self._max_header_list_size)
-        table = self._table = _CountingTable()
-        self._decoder.header_table = table
-        return table
 
     @property
     def table_size(self) -> int:
         """Bytes in the HPACK dynamic table (0 before the first block)."""
-        return self._table._current_size
+        table = self._table
+        return int(table._current_size) if table is not None else 0
 
     @property
     def cached_blocks(self) -> int:
@@ -104,20 +63,24 @@ class CachingDecoder:
     def decode(self, block: bytes) -> HeaderList:
         """Decode one complete header block; raises hpack errors on malformed input. Whether
         the fields are valid HTTP is not checked here (``h2fields`` does, once per block)."""
-        table = self._table
         hit = self._cache.get(block)
-        if hit is not None and hit[0] == table.generation:
-            return hit[1]
-        if table is _UNSTARTED:
-            table = self._start()
-        before = table.generation
+        if hit is not None:
+            return hit
+        return self._decode_new(block)
+
+    def _decode_new(self, block: bytes) -> HeaderList:
+        table = self._table
         decoder = self._decoder
-        assert decoder is not None  # made with the table
-        headers = HeaderList([(h[0], h[1]) for h in decoder.decode(block, raw=True)])  # type: ignore[misc]
+        if table is None or decoder is None:
+            decoder = self._decoder = Decoder(max_header_list_size=self._max_header_list_size)
+            table = self._table = CountingTable(self._cache.clear)
+            decoder.header_table = table
+        before = table.generation
+        headers = HeaderList([(h[0], h[1]) for h in decoder.decode(block, raw=True)])
         if table.generation == before:
             if len(self._cache) >= self._cache_limit:
                 self._cache.clear()
-            self._cache[block] = (before, headers)
+            self._cache[block] = headers
         return headers
 
 
