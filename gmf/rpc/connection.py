@@ -371,6 +371,7 @@ class GrpcConnection(ConnectionBase, asyncio.Protocol):
             self.rejected(summary.path_str, g.RESOURCE_EXHAUSTED, method.path)
             return
         call = Call(self, sid, method, event.headers, enc)
+        call.grpc = self
         call.context = ServicerContext(call)
         if accept is not None:
             call.accept_encoding = accept.decode("latin-1")
