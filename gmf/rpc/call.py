@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from .._native import mypyc_attr
 from ..protocol import grpc as g
@@ -27,9 +27,11 @@ log = logging.getLogger("gmf")
 
 # Complete-but-unread request bytes a call may hold before we stop returning flow-control
 # credit to the client (backpressure for slow request-stream consumers).
-_QUEUE_LIMIT = 1 << 20
+_QUEUE_LIMIT: Final = 1 << 20
 
 _EOF = object()
+# Bound once (compiled: a C static, not the asyncio module's attribute looked up per message).
+_Future: Final = asyncio.Future
 
 
 def _wake(waiter: asyncio.Future[None] | None) -> None:
@@ -180,7 +182,7 @@ class Call:
         while not self.messages and not self.ended and not self.finished:
             # What loop.create_future() makes on every loop GMF runs on (asyncio's, its
             # io_uring loop, uvloop), without a Python call per message of a request stream.
-            waiter = self.waiter = asyncio.Future(loop=self.conn.loop)
+            waiter = self.waiter = _Future(loop=self.conn.loop)
             await waiter
 
     async def read_raw(self) -> Any:

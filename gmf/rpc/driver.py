@@ -32,7 +32,7 @@ import contextvars
 from asyncio.events import _get_running_loop
 from asyncio.tasks import _enter_task, _leave_task  # type: ignore[attr-defined]  # as gmf/rpc/eager.py
 from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 if TYPE_CHECKING:
     from .call import Call
@@ -40,7 +40,10 @@ if TYPE_CHECKING:
 __all__ = ["StreamDriver", "start"]
 
 # What a direct step left for the task to do on its next step (StreamDriver.kind).
-_NOTHING, _AWAIT, _RESUME, _RAISE = 0, 1, 2, 3
+_NOTHING: Final = 0
+_AWAIT: Final = 1
+_RESUME: Final = 2
+_RAISE: Final = 3
 
 
 class StreamDriver:
