@@ -3,64 +3,72 @@
 from __future__ import annotations
 
 import struct
+from typing import Final
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
+# Final: compiled, the modules that use these read them as constants folded in at build time,
+# not as attributes of this module looked up per frame.
+
 # frame types
-DATA = 0x0
-HEADERS = 0x1
-PRIORITY = 0x2
-RST_STREAM = 0x3
-SETTINGS = 0x4
-PUSH_PROMISE = 0x5
-PING = 0x6
-GOAWAY = 0x7
-WINDOW_UPDATE = 0x8
-CONTINUATION = 0x9
+DATA: Final = 0x0
+HEADERS: Final = 0x1
+PRIORITY: Final = 0x2
+RST_STREAM: Final = 0x3
+SETTINGS: Final = 0x4
+PUSH_PROMISE: Final = 0x5
+PING: Final = 0x6
+GOAWAY: Final = 0x7
+WINDOW_UPDATE: Final = 0x8
+CONTINUATION: Final = 0x9
 
 # flags
-FLAG_END_STREAM = 0x1
-FLAG_ACK = 0x1
-FLAG_END_HEADERS = 0x4
-FLAG_PADDED = 0x8
-FLAG_PRIORITY = 0x20
+FLAG_END_STREAM: Final = 0x1
+FLAG_ACK: Final = 0x1
+FLAG_END_HEADERS: Final = 0x4
+FLAG_PADDED: Final = 0x8
+FLAG_PRIORITY: Final = 0x20
 
 # settings identifiers
-SETTINGS_HEADER_TABLE_SIZE = 0x1
-SETTINGS_ENABLE_PUSH = 0x2
-SETTINGS_MAX_CONCURRENT_STREAMS = 0x3
-SETTINGS_INITIAL_WINDOW_SIZE = 0x4
-SETTINGS_MAX_FRAME_SIZE = 0x5
-SETTINGS_MAX_HEADER_LIST_SIZE = 0x6
+SETTINGS_HEADER_TABLE_SIZE: Final = 0x1
+SETTINGS_ENABLE_PUSH: Final = 0x2
+SETTINGS_MAX_CONCURRENT_STREAMS: Final = 0x3
+SETTINGS_INITIAL_WINDOW_SIZE: Final = 0x4
+SETTINGS_MAX_FRAME_SIZE: Final = 0x5
+SETTINGS_MAX_HEADER_LIST_SIZE: Final = 0x6
 
 # error codes
-NO_ERROR = 0x0
-PROTOCOL_ERROR = 0x1
-INTERNAL_ERROR = 0x2
-FLOW_CONTROL_ERROR = 0x3
-SETTINGS_TIMEOUT = 0x4
-STREAM_CLOSED = 0x5
-FRAME_SIZE_ERROR = 0x6
-REFUSED_STREAM = 0x7
-CANCEL = 0x8
-COMPRESSION_ERROR = 0x9
-CONNECT_ERROR = 0xA
-ENHANCE_YOUR_CALM = 0xB
-INADEQUATE_SECURITY = 0xC
-HTTP_1_1_REQUIRED = 0xD
+NO_ERROR: Final = 0x0
+PROTOCOL_ERROR: Final = 0x1
+INTERNAL_ERROR: Final = 0x2
+FLOW_CONTROL_ERROR: Final = 0x3
+SETTINGS_TIMEOUT: Final = 0x4
+STREAM_CLOSED: Final = 0x5
+FRAME_SIZE_ERROR: Final = 0x6
+REFUSED_STREAM: Final = 0x7
+CANCEL: Final = 0x8
+COMPRESSION_ERROR: Final = 0x9
+CONNECT_ERROR: Final = 0xA
+ENHANCE_YOUR_CALM: Final = 0xB
+INADEQUATE_SECURITY: Final = 0xC
+HTTP_1_1_REQUIRED: Final = 0xD
 
-DEFAULT_WINDOW = 65535
-DEFAULT_MAX_FRAME = 16384
-MAX_WINDOW = 2**31 - 1
+DEFAULT_WINDOW: Final = 65535
+DEFAULT_MAX_FRAME: Final = 16384
+MAX_WINDOW: Final = 2**31 - 1
 
 _HEADER = struct.Struct(">BHBBL")  # 24-bit length split as (high byte, low 16 bits)
 _U32 = struct.Struct(">L")
 _U32x2 = struct.Struct(">LL")
 _SETTING = struct.Struct(">HL")
+# Bound once: compiled, a Final module global is a C static, and calling the bound method skips
+# the global's dict lookup and the method's lookup by name that ``_HEADER.pack(...)`` costs (a
+# frame header per DATA frame sent).
+_pack_header: Final = _HEADER.pack
 
 
 def frame_header(length: int, ftype: int, flags: int, stream_id: int) -> bytes:
-    return _HEADER.pack(length >> 16, length & 0xFFFF, ftype, flags, stream_id)
+    return _pack_header(length >> 16, length & 0xFFFF, ftype, flags, stream_id)
 
 
 def settings_frame(settings: dict[int, int]) -> bytes:

@@ -11,11 +11,14 @@ import re
 import struct
 import zlib
 from collections.abc import Iterable
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from .hpack_codec import Header, encode_headers
 
 _PREFIX = struct.Struct(">BL")
+# Bound once, as frames._pack_header: once per message sent and received.
+_pack_prefix: Final = _PREFIX.pack
+_unpack_prefix: Final = _PREFIX.unpack_from
 
 # ---------------------------------------------------------------------------- status codes
 OK = 0
@@ -50,7 +53,7 @@ class GrpcError(Exception):
 # ---------------------------------------------------------------------------- framing
 def frame_message(payload: bytes, compressed: bool = False) -> bytes:
     """Length-prefixed message: 1-byte compressed flag, 4-byte big-endian length, payload."""
-    return _PREFIX.pack(1 if compressed else 0, len(payload)) + payload
+    return _pack_prefix(1 if compressed else 0, len(payload)) + payload
 
 
 class MessageDecoder:
@@ -68,7 +71,7 @@ class MessageDecoder:
         pos = 0
         end = len(buf)
         while end - pos >= 5:
-            flag, length = _PREFIX.unpack_from(buf, pos)
+            flag, length = _unpack_prefix(buf, pos)
             if length > self._max:
                 raise GrpcError(
                     RESOURCE_EXHAUSTED,

@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
 from .._native import mypyc_attr
 from ..protocol import grpc as g
@@ -20,13 +20,18 @@ from .driver import StreamDriver
 from .registry import Method
 from .sink import CallSink
 
+if TYPE_CHECKING:
+    from .connection import GrpcConnection
+
 log = logging.getLogger("gmf")
 
 # Complete-but-unread request bytes a call may hold before we stop returning flow-control
 # credit to the client (backpressure for slow request-stream consumers).
-_QUEUE_LIMIT = 1 << 20
+_QUEUE_LIMIT: Final = 1 << 20
 
 _EOF = object()
+# Bound once (compiled: a C static, not the asyncio module's attribute looked up per message).
+_Future: Final = asyncio.Future
 
 
 def _wake(waiter: asyncio.Future[None] | None) -> None:
@@ -38,6 +43,7 @@ def _wake(waiter: asyncio.Future[None] | None) -> None:
 class Call:
     __slots__ = (
         "conn",
+        "grpc",  # ``conn`` when it is the gRPC-over-HTTP/2 connection, typed as such (see __init__)
         "stream_id",
         "method",
         "path",
@@ -73,6 +79,11 @@ class Call:
 
     def __init__(self, conn: CallSink, stream_id: int, method: Method, headers: list[Header], encoding: str | None) -> None:
         self.conn = conn
+        # The same sink as ``conn`` when the connection says so (GrpcConnection._on_request),
+        # else None. Compiled, a call through the CallSink protocol is a Python-level call by
+        # name; through this one a direct C call: what a streamed message uses it for
+        # (send_message, write_blocked, resume). The web sinks and the test fakes are ``conn``.
+        self.grpc: GrpcConnection | None = None
         self.stream_id = stream_id
         self.method = method
         self.path = method.path
@@ -151,7 +162,11 @@ class Call:
             self.wake_reader()
             driver = self.driver
             if driver is not None and driver.parked:  # the handler waits for this: the connection steps it
-                self.conn.resume(driver)
+                grpc = self.grpc
+                if grpc is not None:
+                    grpc.resume(driver)
+                else:
+                    self.conn.resume(driver)
         return credit
 
     def _take(self) -> bytes:
@@ -167,7 +182,7 @@ class Call:
         while not self.messages and not self.ended and not self.finished:
             # What loop.create_future() makes on every loop GMF runs on (asyncio's, its
             # io_uring loop, uvloop), without a Python call per message of a request stream.
-            waiter = self.waiter = asyncio.Future(loop=self.conn.loop)
+            waiter = self.waiter = _Future(loop=self.conn.loop)
             await waiter
 
     async def read_raw(self) -> Any:
@@ -214,6 +229,10 @@ class Call:
         if self.finished:
             return
         payload, compressed = self.encode(message)
+        grpc = self.grpc
+        if grpc is not None and self.headers_sent:
+            grpc.send_message(self.stream_id, payload, compressed)
+            return
         conn = self.conn
         if not self.headers_sent:
             self.headers_sent = True
@@ -283,7 +302,12 @@ class Call:
         if self.finished:
             raise asyncio.InvalidStateError("the RPC has finished")
         self.send_response(message)
-        return not self.finished and self.conn.write_blocked(self.stream_id)
+        if self.finished:
+            return False
+        grpc = self.grpc
+        if grpc is not None:
+            return grpc.write_blocked(self.stream_id)
+        return self.conn.write_blocked(self.stream_id)
 
     async def wait_writable(self) -> None:
         """Wait while the peer is not taking what we send (the connection wakes us when it

@@ -18,7 +18,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Final, cast
 
 from ..protocol import frames as fr
 from ..protocol import grpc as g
@@ -45,10 +45,10 @@ _CLOSE_GRACE = 5.0
 # not to count as stalled (dribbling a few bytes of window does not keep the memory pinned).
 _STALL_MIN_PROGRESS = 65535
 # Response bytes of one stream buffered behind flow control before its writer waits.
-_WRITE_HIGH_WATER = 1 << 20
+_WRITE_HIGH_WATER: Final = 1 << 20
 # A read that starts more calls than this answers in two halves (_start_split): a pipeline
 # rather than ping-pong with a single busy client. Not reached with <= 16 streams a connection.
-_SPLIT_OVER = 16
+_SPLIT_OVER: Final = 16
 
 
 class _RequestSummary:
@@ -371,6 +371,7 @@ class GrpcConnection(ConnectionBase, asyncio.Protocol):
             self.rejected(summary.path_str, g.RESOURCE_EXHAUSTED, method.path)
             return
         call = Call(self, sid, method, event.headers, enc)
+        call.grpc = self
         call.context = ServicerContext(call)
         if accept is not None:
             call.accept_encoding = accept.decode("latin-1")

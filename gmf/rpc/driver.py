@@ -29,10 +29,11 @@ from __future__ import annotations
 import asyncio
 import collections.abc
 import contextvars
-from asyncio.events import _get_running_loop
-from asyncio.tasks import _enter_task, _leave_task  # type: ignore[attr-defined]  # as gmf/rpc/eager.py
+from asyncio.events import _get_running_loop as get_running_loop
+from asyncio.tasks import _enter_task as enter_task  # type: ignore[attr-defined]  # as gmf/rpc/eager.py
+from asyncio.tasks import _leave_task as leave_task  # type: ignore[attr-defined]
 from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 if TYPE_CHECKING:
     from .call import Call
@@ -40,7 +41,15 @@ if TYPE_CHECKING:
 __all__ = ["StreamDriver", "start"]
 
 # What a direct step left for the task to do on its next step (StreamDriver.kind).
-_NOTHING, _AWAIT, _RESUME, _RAISE = 0, 1, 2, 3
+# Bound as Final (compiled: C statics, not the module's globals looked up per step).
+_get_running_loop: Final = get_running_loop
+_enter_task: Final = enter_task
+_leave_task: Final = leave_task
+
+_NOTHING: Final = 0
+_AWAIT: Final = 1
+_RESUME: Final = 2
+_RAISE: Final = 3
 
 
 class StreamDriver:
