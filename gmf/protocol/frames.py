@@ -65,6 +65,8 @@ _SETTING = struct.Struct(">HL")
 # the global's dict lookup and the method's lookup by name that ``_HEADER.pack(...)`` costs (a
 # frame header per DATA frame sent).
 _pack_header: Final = _HEADER.pack
+# Its reading side: (length high byte, length low 16 bits, type, flags, stream id with its reserved bit).
+unpack_header: Final = _HEADER.unpack_from
 
 
 def frame_header(length: int, ftype: int, flags: int, stream_id: int) -> bytes:
