@@ -17,13 +17,17 @@ import runpy
 import sys
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 ROOT = Path(__file__).resolve().parent
 NATIVE = runpy.run_path(str(ROOT / "gmf" / "_native.py"))
 SOURCES: tuple[str, ...] = NATIVE["SOURCES"]
 MANIFEST = "gmf/_compiled.py"
+# The io_uring binding: plain C on the kernel's ABI, built whichever build of the hot path is
+# installed (GMF_PURE_PYTHON=1 only concerns the mypyc modules). Without a compiler it is
+# skipped, and gmf/runtime/uring_binding.py says why the uring runtime is unavailable.
+URING = Extension("gmf.runtime._uring", ["gmf/runtime/_uring.c"], extra_compile_args=["-O2"])
 
 
 def say(message: str) -> None:
@@ -51,13 +55,26 @@ class BuildExt(build_ext):
     """Builds the mypyc extensions; if that fails, the package is still pure Python."""
 
     def run(self) -> None:
+        mypyc = [ext for ext in self.extensions if ext is not URING]
+        self.extensions = [URING]
+        try:
+            super().run()
+        except Exception as exc:  # no compiler or headers: the uring runtime says why at run time
+            say(f"the io_uring binding was not built ({short(exc)}); the uring runtime needs a C compiler"
+                " and Python's headers (Debian: apt-get install gcc python3-dev)")
+            self.extensions = []
+        built = self.extensions
+        if not mypyc:
+            return
+        self.extensions = mypyc
         try:
             super().run()
         except Exception as exc:  # no compiler, no headers, a compile error: fall back
             self._fallback(exc)
-            return
-        self._write_manifest(manifest_text())
-        say(f"compiled the hot path with mypyc ({len(SOURCES)} modules)")
+        else:
+            self._write_manifest(manifest_text())
+            say(f"compiled the hot path with mypyc ({len(SOURCES)} modules)")
+        self.extensions = built + self.extensions
 
     def _fallback(self, exc: BaseException) -> None:
         reason = f"compiling with mypyc failed ({short(exc)}); it needs a C compiler and Python's headers"
@@ -85,6 +102,10 @@ class BuildExt(build_ext):
 
 
 def ext_modules() -> list:
+    return [URING, *mypyc_modules()]
+
+
+def mypyc_modules() -> list:
     if os.environ.get(NATIVE["PURE_ENV"]) == "1":
         say(f"installing the pure-Python build ({NATIVE['PURE_ENV']}=1)")
         return []

@@ -49,7 +49,7 @@ def base_image(c: Context, python: str = pythons.DEFAULT.python, tag: str | None
             "ca_bundle": "CA bundle for pip behind a TLS-intercepting proxy", "no_cache": "build without cache"})
 def build_image(c: Context, python: str = pythons.DEFAULT.python, tag: str | None = None, base: str | None = None,
                 ca_bundle: str | None = None, no_cache: bool = False) -> None:
-    """Build the dev image from docker/Dockerfile (Debian's Python, protoc, liburing, the deps)."""
+    """Build the dev image from docker/Dockerfile (Debian's Python, protoc, gcc, the deps)."""
     (target,) = pythons.select(python)
     image.build_dev(target, tag=tag, base=base, ca_bundle=ca_bundle, no_cache=no_cache)
 
@@ -196,7 +196,7 @@ def stats(c: Context, url: str | None = None) -> None:
 
 @task(help={"command": "run this command in the shell instead of an interactive one"})
 def nix_shell(c: Context, command: str | None = None) -> None:
-    """Enter nix/shell.nix (python3 + deps, protoc, liburing) when Nix is installed."""
+    """Enter nix/shell.nix (python3 + deps, protoc, a C compiler) when Nix is installed."""
     _done(nix.enter(command))
 
 

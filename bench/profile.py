@@ -7,10 +7,10 @@ in a run of its own so the measured runs are not slowed by sampling) and reports
 category's share of the samples. A sample counts for the first category (in this order)
 that matches its stack:
 
-- ``idle (waiting for I/O)``: the loop blocks for completions (``GilFreeWaiter.wait``, the
-  ring's wait holding the GIL, a selector's ``select``);
+- ``idle (waiting for I/O)``: the loop blocks for completions (``Ring._wait``, the io_uring
+  binding's ``wait``, a selector's ``select``);
 - ``cyclic GC``: CPython's collector is on the stack (``gc_collect_main`` and callees);
-- ``syscalls (io_uring, send/recv, epoll)``: the leaf is a kernel entry or the liburing call;
+- ``syscalls (io_uring, send/recv, epoll)``: the leaf is a kernel entry or the io_uring binding's call;
 - ``malloc/memcpy``: the leaf is the allocator or a memory copy (native frames only);
 - ``protobuf`` when the leaf is protobuf's C runtime (upb);
 - then by the innermost Python frame: ``HTTP/2 core`` (gmf/protocol, hpack, hyperframe),
@@ -46,7 +46,7 @@ CATEGORIES = (
 )
 _THREAD_START = "Thread._bootstrap "  # the outermost Python frame of every non-main thread
 _PY_FRAME = re.compile(r"^(?P<func>.+) \((?P<file>[^()]*\.py[x]?):(?P<line>\d+)\)$")
-_IDLE = ("GilFreeWaiter.wait", "Ring._wait_holding_gil", "EpollSelector.select", "select")
+_IDLE = ("Ring._wait", "ring_wait", "EpollSelector.select", "select")
 _GC = ("gc_collect_main", "gc_collect_with_callback", "_PyObject_GC_Collect", "collect_generations")
 _SYSCALL = (
     "io_uring_enter", "io_uring_submit", "__io_uring", "syscall", "epoll_wait", "epoll_pwait", "__libc_send",
@@ -57,7 +57,7 @@ _ALLOC = ("malloc", "free", "realloc", "calloc", "memcpy", "memmove", "_int_mall
 _LAYERS = (
     ("HTTP/2 core", ("gmf/protocol/", "hpack/", "hyperframe/")),
     ("RPC layer", ("gmf/rpc/", "gmf/metrics.py", "gmf/logs.py")),
-    ("runtime", ("gmf/runtime/", "liburing")),
+    ("runtime", ("gmf/runtime/", "_uring.")),
     ("asyncio", ("asyncio/", "uvloop")),
     ("protobuf", ("google/protobuf/", "_pb2.py", "_pb2_grpc.py")),
     ("handler", ("examples/", "streambench_service.py", "server.py")),

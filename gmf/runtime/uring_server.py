@@ -10,7 +10,6 @@ from asyncio import trsock
 from collections.abc import Callable
 
 from .uring_ring import F_MORE, K_ACCEPT, os_error
-from .uring_ring import liburing as _lu
 from .uring_selector import UringSelector
 from .uring_transport import UringTransport
 
@@ -87,13 +86,8 @@ class UringServer(asyncio.AbstractServer):
     # -- internals
     def _arm_accept(self) -> None:
         assert self._sock is not None
-        sqe = self._ring.get_sqe()
         flags = socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
-        if self._multishot:
-            _lu.io_uring_prep_multishot_accept(sqe, self._sock.fileno(), None, flags)
-        else:
-            _lu.io_uring_prep_accept(sqe, self._sock.fileno(), None, flags)
-        sqe.user_data = self._user_data
+        self._ring.ring.prep_accept(self._sock.fileno(), flags, self._multishot, self._user_data)
         self._accept_armed = True
 
     def _on_accept(self, res: int, flags: int) -> None:

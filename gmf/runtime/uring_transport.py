@@ -26,7 +26,6 @@ from collections.abc import Iterable
 from typing import Any, Protocol
 
 from .uring_ring import K_CLOSE, K_RECV, K_SEND, K_SHUTDOWN, os_error
-from .uring_ring import liburing as _lu
 from .uring_selector import UringSelector
 
 # Per-connection receive buffer: starts small (an idle connection costs little; 10,000 idle
@@ -40,10 +39,6 @@ _LOW_WATER = 64 * 1024
 _SEND_FLAGS = socket.MSG_WAITALL | getattr(socket, "MSG_NOSIGNAL", 0)
 _ECANCELED = errno.ECANCELED
 
-# Hot-path bindings, looked up once.
-_get_sqe: Any = getattr(_lu, "io_uring_get_sqe", None)
-_prep_recv: Any = getattr(_lu, "io_uring_prep_recv", None)
-_prep_send: Any = getattr(_lu, "io_uring_prep_send", None)
 
 
 class _Server(Protocol):
@@ -232,9 +227,7 @@ class UringTransport(asyncio.Transport):
 
     # -- receive side
     def _arm_recv(self) -> None:
-        sqe = _get_sqe(self._lring) or self._ring.get_sqe()
-        _prep_recv(sqe, self._fd, self._rbuf, 0)
-        sqe.user_data = self._ud_recv
+        self._lring.prep_recv(self._fd, self._rbuf, 0, self._ud_recv)
         self._recv_armed = True
 
     def _cancel_recv(self) -> None:
@@ -267,9 +260,7 @@ class UringTransport(asyncio.Transport):
             self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
             return
         if not (self._closing or self._paused or self._recv_armed):
-            sqe = _get_sqe(self._lring) or self._ring.get_sqe()
-            _prep_recv(sqe, self._fd, self._rbuf, 0)
-            sqe.user_data = self._ud_recv
+            self._lring.prep_recv(self._fd, self._rbuf, 0, self._ud_recv)
             self._recv_armed = True
 
     def _resize_rbuf(self, size: int) -> None:
@@ -337,9 +328,7 @@ class UringTransport(asyncio.Transport):
         data = wbuf[0] if len(wbuf) == 1 else b"".join(wbuf)
         wbuf.clear()
         self._sending = data
-        sqe = _get_sqe(self._lring) or self._ring.get_sqe()
-        _prep_send(sqe, self._fd, data, _SEND_FLAGS)
-        sqe.user_data = self._ud_send
+        self._lring.prep_send(self._fd, data, _SEND_FLAGS, self._ud_send)
 
     def _on_send(self, res: int, flags: int) -> None:
         data = self._sending
@@ -367,9 +356,7 @@ class UringTransport(asyncio.Transport):
 
     def _shutdown_write(self) -> None:
         self._eof_sent = True
-        sqe = self._ring.get_sqe()
-        _lu.io_uring_prep_shutdown(sqe, self._fd, socket.SHUT_WR)
-        sqe.user_data = self._token | K_SHUTDOWN
+        self._lring.prep_shutdown(self._fd, socket.SHUT_WR, self._token | K_SHUTDOWN)
 
     def _on_shutdown_done(self, res: int, flags: int) -> None:
         if self._closed:
@@ -426,9 +413,7 @@ class UringTransport(asyncio.Transport):
         self._closed = True
         if self._sock is not None:
             self._sock.detach()
-        sqe = self._ring.get_sqe()
-        _lu.io_uring_prep_close(sqe, self._fd)
-        sqe.user_data = self._token | K_CLOSE
+        self._lring.prep_close(self._fd, 0, self._token | K_CLOSE)
         self._inflight_close = self._close_submitted = True
         if self._server is not None:
             self._server._detach(self)

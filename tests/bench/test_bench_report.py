@@ -132,9 +132,9 @@ def test_profile_categories() -> None:
         "Worker.run (gmf/worker.py:137);Call.deserialize (gmf/rpc/call.py:185);upb_Decoder_Decode (_message.abi3.so) 5",
         "Worker.run (gmf/worker.py:137);run_unary_async (gmf/rpc/runner.py:114);gc_collect_main (libpython3.11.so) 10",
         "Worker.run (gmf/worker.py:137);UringSelector.select (gmf/runtime/uring_selector.py:125);"
-        "GilFreeWaiter.wait (gmf/runtime/uring_wait.py:50) 20",
+        "Ring._wait (gmf/runtime/uring_ring.py:125);ring_wait (_uring.cpython-311-x86_64-linux-gnu.so) 20",
         "Worker.run (gmf/worker.py:137);Ring.submit_and_wait (gmf/runtime/uring_ring.py:150);"
-        "io_uring_submit (liburing/liburing.so) 15",
+        "ring_submit (_uring.cpython-311-x86_64-linux-gnu.so);syscall (libc.so.6) 15",
         "Worker.run (gmf/worker.py:137);Greeter.SayHello (examples/helloworld/server.py:20) 20",
         "Thread._bootstrap (threading.py:1002);Condition.wait (threading.py:331);pthread_cond_wait (libc.so.6) 99",
         "garbage line",
