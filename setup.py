@@ -56,6 +56,7 @@ class BuildExt(build_ext):
 
     def run(self) -> None:
         mypyc = [ext for ext in self.extensions if ext is not URING]
+        compiler = self.compiler  # a name or None: each run() below makes its compiler from it
         self.extensions = [URING]
         try:
             super().run()
@@ -67,6 +68,7 @@ class BuildExt(build_ext):
         if not mypyc:
             return
         self.extensions = mypyc
+        self.compiler = compiler
         try:
             super().run()
         except Exception as exc:  # no compiler, no headers, a compile error: fall back
