@@ -29,10 +29,11 @@ import asyncio
 import collections.abc
 import contextvars
 import sys
-from asyncio.events import _get_running_loop
 from asyncio.tasks import _enter_task, _leave_task  # type: ignore[attr-defined]  # as 3.12's eager tasks
 from collections.abc import Coroutine
 from typing import Any, NoReturn
+
+from .driver import running_here
 
 __all__ = ["start"]
 
@@ -126,7 +127,7 @@ def start(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any]) -> as
     ``loop`` (a protocol's ``data_received``); elsewhere (inside a running task, or with the
     loop not running) it falls back to ``loop.create_task``."""
     global _spare
-    if _get_running_loop() is not loop:
+    if not running_here(loop):
         return loop.create_task(coro)
     spare = _spare
     if spare is None or spare.loop is not loop or spare.parked.done():
