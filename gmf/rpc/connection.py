@@ -29,7 +29,7 @@ from . import runner
 from .base import ConnectionBase
 from .call import Call
 from .context import ServicerContext
-from .driver import StreamDriver
+from .driver import StreamDriver, running_here
 from .peer import format_peer
 
 SHUTDOWN_ACK_TIMEOUT = 1.0  # seconds a draining connection waits for its GOAWAY PING's ACK
@@ -160,8 +160,10 @@ class GrpcConnection(ConnectionBase, asyncio.Protocol):
                     self._start_split(starting)
                 else:
                     self._start(starting)
-            for driver in resuming:
-                driver.step()
+            if resuming:
+                on_loop = running_here(self.loop)
+                for driver in resuming:
+                    driver.step(on_loop)
         except Exception:  # a bug must cost one connection, never the worker
             self._starting = self._resuming = None
             log.exception("internal error on connection from %s", self.peer)

@@ -87,16 +87,17 @@ class StreamDriver:
         self.task: asyncio.Task[Any] = self.loop.create_task(self, context=self.context)  # type: ignore[arg-type]
 
     # -- the connection's side ----------------------------------------------------------
-    def step(self) -> None:
+    def step(self, on_loop: bool = False) -> None:
         """A request message (or the end of the request stream) came for the parked handler:
-        run it now, as its task, until it waits again."""
+        run it now, as its task, until it waits again. ``on_loop``: the caller knows it runs
+        on the call's running loop (a connection asks once for all the drivers of a read)."""
         if not self.parked:
             return
         waiting, park = self.waiting, self.park
         if park is None or waiting is None or park.done() or not waiting.done():
             return  # the task is being cancelled; or the handler was not woken
         loop, task = self.loop, self.task
-        if not running_here(loop):  # not on the running loop (a test driving a call)
+        if not on_loop and not running_here(loop):  # not on the running loop (a test driving a call)
             self.release()
             return
         try:

@@ -10,11 +10,14 @@ frames are not on that stack, and need not be.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Final
 
 from .call import Call
+
+_Future: Final = asyncio.Future  # bound once, as in gmf/rpc/call.py
 
 
 class RequestIterator:
@@ -30,8 +33,10 @@ class RequestIterator:
 
     async def __anext__(self) -> Any:
         call = self._call
-        if not call.messages:  # Call.read_raw, without its two awaits
-            await call.wait_readable()
+        if not call.messages:  # Call.read_raw and Call.wait_readable, without their coroutines
+            while not call.messages and not call.ended and not call.finished:
+                waiter = call.waiter = _Future(loop=call.conn.loop)
+                await waiter
             if not call.messages:
                 raise StopAsyncIteration
         return call.deserialize(call._take())
