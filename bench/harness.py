@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -469,7 +469,7 @@ def run_config(config: Config) -> int:
         return 2
     nofile = raise_nofile_limit()
     started = time.monotonic()
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     info = machine.describe()
     log(f"GMF bench {stamp}: {machine.one_line(info)}")
     log(f"pinning: {pinning_text(config)}; RLIMIT_NOFILE {nofile}")

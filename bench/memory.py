@@ -128,7 +128,7 @@ async def hold_idle(
                     result.opened += 1
                 else:
                     result.failed += 1
-            except (OSError, asyncio.TimeoutError):
+            except (TimeoutError, OSError):
                 result.failed += 1
 
     start = time.monotonic()

@@ -89,7 +89,7 @@ class Client:
         self.tally.sent(kind)
         try:
             outcome = await asyncio.wait_for(call, deadline + GUARD_S)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             outcome = "NO_STATUS"
         except grpc.RpcError as exc:
             outcome = exc.code().name if isinstance(exc, grpc.aio.AioRpcError) else "UNKNOWN"

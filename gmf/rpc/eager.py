@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import collections.abc
 import contextvars
-import sys
 from asyncio.tasks import _enter_task, _leave_task  # type: ignore[attr-defined]  # as 3.12's eager tasks
 from collections.abc import Coroutine
 from typing import Any, NoReturn
@@ -117,10 +116,6 @@ class _Spare(collections.abc.Coroutine):  # type: ignore[type-arg]
 _spare: _Spare | None = None
 
 
-def _task_per_call(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any] | None:
-    return loop.create_task(coro)
-
-
 def start(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any] | None:
     """Run ``coro`` until it first suspends. Returns the task that runs the rest, or None when
     it finished (an exception it raises is raised here). Meant for callbacks of the running
@@ -155,7 +150,3 @@ def start(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any]) -> as
     spare.adopt(coro, yielded)
     _spare = None
     return task
-
-
-if sys.version_info < (3, 11):  # no Task.cancelling(), no create_task(context=): a task per call
-    start = _task_per_call  # noqa: F811

@@ -165,7 +165,7 @@ class ServerState:
             self._idle.set()
         try:
             await asyncio.wait_for(self._idle.wait(), grace)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             active = sum(len(c.calls) for c in self.connections)
             log.warning("grace period over: cancelling %d in-flight RPC(s)", active)
             for conn in list(self.connections):
@@ -185,7 +185,7 @@ class ServerState:
                 result = callback()
                 if inspect.isawaitable(result):
                     await asyncio.wait_for(result, timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 log.info("drain callback %r did not finish within %.1fs", callback, timeout)
             except Exception:
                 log.exception("drain callback %r failed", callback)

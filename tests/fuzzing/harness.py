@@ -82,8 +82,6 @@ def run(examples: int | None = None, minutes: float | None = None, seed: int | N
             check()
         except Exception as exc:  # an invariant broke: hypothesis attached the shrunk example as notes
             print("".join(traceback.format_exception(exc)), flush=True)
-            if sys.version_info < (3, 11):  # older Pythons do not print exception notes
-                print("\n".join(getattr(exc, "__notes__", [])), flush=True)
             print(f"fuzz: FAILED after {progress.line()}: {type(exc).__name__}: {exc}", flush=True)
             print(f"fuzz: replay with: invoke fuzz --seed {batch_seed} --examples {size} --batch {size}", flush=True)
             return 1

@@ -39,6 +39,7 @@ class FakeSink:
         self.released: list[tuple[int, int]] = []
         self.finished: dict[int, int] = {}
         self.blocked = False  # what write_blocked() answers
+        self.made: list[Call] = []  # the calls of call(), cancelled by close() if still open
 
     def auth_context(self) -> dict[str, list[bytes]]:
         return {key: list(values) for key, values in self.auth.items()}
@@ -77,6 +78,7 @@ class FakeSink:
         """A call on this sink, with its context, as the connection makes one."""
         call = Call(self, stream_id, Method(PATH, handler, options), headers or [], encoding)
         call.context = ServicerContext(call)
+        self.made.append(call)
         return call
 
     def status(self, stream_id: int = 1) -> tuple[Any, ...]:
@@ -104,6 +106,12 @@ class FakeSink:
             self.loop.run_until_complete(asyncio.sleep(0))
 
     def close(self) -> None:
+        # The client goes away, as the connection tells its calls on connection_lost: a
+        # handler thread still streaming (a test that failed half way) then stops, instead
+        # of the shutdown below waiting for it for ever.
+        for call in self.made:
+            if not call.finished:
+                call.cancel()
         self.executor.shutdown(wait=True, cancel_futures=True)
 
 

@@ -10,12 +10,12 @@ import subprocess
 import sys
 import sysconfig
 import time
+import tomllib
 import venv
 from pathlib import Path
 from typing import Any
 
 import pytest
-import tomllib
 from packaging.specifiers import SpecifierSet
 
 from gmf.toolkit import aptsources, commands, image, matrix, pythons
