@@ -61,7 +61,7 @@ from .servers import (
 from .streamload import run_streamload
 
 FULL_SERVERS = "all"
-QUICK_SERVERS = "gmf,gmf-1-uring,grpcio-aio,grpcio-aio-unpinned,grpc-go-1,grpc-go,gmf-1-stream,grpc-go-1-stream,block"
+QUICK_SERVERS = "gmf,gmf-unbound,gmf-1-uring,grpcio-aio,grpcio-aio-unpinned,grpc-go-1,grpc-go,gmf-1-stream,grpc-go-1-stream,block"
 FULL_SHAPES = "1x100,16x16,1000x1,stream:1x4,bidi:4x8,web,fixed,fixed-go,memory,rss"
 QUICK_SHAPES = "1x100,16x16,bidi:4x8"
 # Profiled (py-spy) at every shape of the run they serve, when they are in the run.

@@ -186,8 +186,8 @@ def targets(
     return out
 
 
-GO_PAIRS = (("gmf-1-uring", "grpc-go-1"), ("gmf", "grpc-go"), ("gmf-1-stream", "grpc-go-1-stream"),
-            ("gmf-stream", "grpc-go-stream"))
+GO_PAIRS = (("gmf-1-uring", "grpc-go-1"), ("gmf", "grpc-go"), ("gmf-unbound", "grpc-go"),
+            ("gmf-1-stream", "grpc-go-1-stream"), ("gmf-stream", "grpc-go-stream"))
 
 
 def go_targets(points: Sequence[Point]) -> list[Target]:

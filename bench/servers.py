@@ -95,6 +95,8 @@ class ServerSpec:
         procs = dict(self.env).get("GOMAXPROCS")
         if not self.pinned:
             if self.script in (GMF_SERVER, GMF_STREAM_SERVER, GMF_SYNC_SERVER) and not self.gmf_cpu:
+                if dict(self.env).get("GMF_PLACEMENT") == "unbound":
+                    return "one worker per CPU, not pinned (Placement.unbound)"
                 return "one worker per CPU, each pinned by GMF"
             return "unpinned (all CPUs)" + (" (GOMAXPROCS = CPUs)" if self.go_binary else "")
         how = " (Placement.fixed)" if self.gmf_cpu else f" (taskset, GOMAXPROCS={procs})" if procs else " (taskset)"
@@ -129,6 +131,15 @@ SERVERS: dict[str, ServerSpec] = {
             baseline="grpcio-aio-unpinned",
             description="GMF, one worker per CPU, default runtime",
             protocols=("grpc", "web"),
+        ),
+        ServerSpec(
+            "gmf-unbound",
+            GMF_SERVER,
+            pinned=False,
+            env=(("GMF_PLACEMENT", "unbound"),),
+            baseline="grpcio-aio-unpinned",
+            description="GMF, one worker per CPU, default runtime, GMF_PLACEMENT=unbound: workers not pinned, "
+                        "for CPUs shared with other busy processes (here: the load generator)",
         ),
         *(
             ServerSpec(
@@ -272,7 +283,7 @@ SERVERS: dict[str, ServerSpec] = {
 }
 
 # The grpc-go server each unary server is compared with in the "vs go" columns.
-_GO_REFS = {"gmf": "grpc-go", "grpcio-aio-unpinned": "grpc-go"}
+_GO_REFS = {"gmf": "grpc-go", "gmf-unbound": "grpc-go", "grpcio-aio-unpinned": "grpc-go"}
 for _name, _spec in list(SERVERS.items()):
     if _spec.service == GREETER and "grpc" in _spec.protocols and _spec.go_ref is None and not _name.startswith("grpc-go"):
         SERVERS[_name] = replace(_spec, go_ref=_GO_REFS.get(_name, "grpc-go-1"))

@@ -124,6 +124,26 @@ def test_go_ratios_and_targets() -> None:
     assert "0.90x" in report.text_table(points)
 
 
+
+def test_all_workers_rows_pinned_and_unbound_against_grpc_go() -> None:
+    """The all-workers row twice: as deployed by default (each worker pinned) and with
+    GMF_PLACEMENT=unbound (the kernel places them beside the load generator); both are
+    compared with grpc-go on all CPUs, each with its own goal line."""
+    unbound = servers.SERVERS["gmf-unbound"]
+    assert unbound.go_ref == "grpc-go" and ("GMF_PLACEMENT", "unbound") in unbound.env
+    assert unbound.argv(4000, 0)[0] != "taskset" and "not pinned" in unbound.pinning(0)
+    assert "each pinned by GMF" in servers.SERVERS["gmf"].pinning(0)
+    points = []
+    for server, rps in (("gmf", 22000.0), ("gmf-unbound", 28000.0), ("grpc-go", 24000.0)):
+        p = Point(server, "1000x1", "all")
+        result = run(rps, 40000)
+        result.elapsed_s, result.server_cpu_s, result.server_window_s = 2.0, rps * 2.0 * 25 / 1e6, 2.0
+        reduce_runs(p, [result])
+        points.append(p)
+    goals = {t.goal: t for t in report.go_targets(points)}
+    assert goals["gmf >= 1.0x grpc-go, 1000x1"].met is False
+    assert goals["gmf-unbound >= 1.0x grpc-go, 1000x1"].met is True
+
 def test_profile_categories() -> None:
     raw = "\n".join([
         "Worker.run (gmf/worker.py:137);_run_once (asyncio/base_events.py:1884);"
