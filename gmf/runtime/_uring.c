@@ -70,7 +70,6 @@ typedef struct {
     PyObject_HEAD
     int fd;
     unsigned features;
-    unsigned setup_flags;
     unsigned sq_entries;
     unsigned cq_entries;
     void *sq_ring;
@@ -92,6 +91,12 @@ static long sys_enter(int fd, unsigned to_submit, unsigned min_complete, unsigne
 {
     long ret = syscall(__NR_io_uring_enter, fd, to_submit, min_complete, flags, arg, argsz);
     return ret < 0 ? -errno : ret;
+}
+
+static PyObject *os_error(long neg_errno)
+{
+    errno = (int)-neg_errno;
+    return PyErr_SetFromErrno(PyExc_OSError);
 }
 
 static void unmap(RingObject *r)
@@ -142,7 +147,6 @@ static int ring_init(RingObject *self, PyObject *args, PyObject *kwds)
     }
     self->fd = fd;
     self->features = p.features;
-    self->setup_flags = p.flags;
     self->sq_entries = p.sq_entries;
     self->cq_entries = p.cq_entries;
     self->sq_ring_sz = p.sq_off.array + p.sq_entries * sizeof(unsigned);
@@ -233,8 +237,7 @@ static struct io_uring_sqe *get_sqe(RingObject *r)
         /* The submission queue is full: hand what we have to the kernel. */
         long ret = submit(r);
         if (ret < 0) {
-            errno = (int)-ret;
-            PyErr_SetFromErrno(PyExc_OSError);
+            os_error(ret);
             return NULL;
         }
         if (next - LOAD_ACQUIRE(r->sq_khead) > r->sq_entries) {
@@ -311,28 +314,6 @@ static PyObject *ring_prep_send(RingObject *self, PyObject *const *args, Py_ssiz
     return prep_buffer_op(self, args, nargs, IORING_OP_SEND, "prep_send");
 }
 
-/* prep_poll_add(fd, poll_mask, user_data) */
-static PyObject *ring_prep_poll_add(RingObject *self, PyObject *const *args, Py_ssize_t nargs)
-{
-    int fd, mask;
-    uint64_t user_data;
-    if (nargs_ok(nargs, 3, "prep_poll_add") < 0 || check_open(self) < 0 || arg_int(args[0], &fd) < 0 ||
-        arg_int(args[1], &mask) < 0 || arg_u64(args[2], &user_data) < 0)
-        return NULL;
-    struct io_uring_sqe *sqe = get_sqe(self);
-    if (sqe == NULL)
-        return NULL;
-    sqe->opcode = IORING_OP_POLL_ADD;
-    sqe->fd = fd;
-#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    sqe->poll32_events = __builtin_bswap32((uint32_t)mask);
-#else
-    sqe->poll32_events = (uint32_t)mask;
-#endif
-    sqe->user_data = user_data;
-    Py_RETURN_NONE;
-}
-
 /* prep_accept(fd, flags, multishot, user_data): no peer address is asked for. */
 static PyObject *ring_prep_accept(RingObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -354,22 +335,37 @@ static PyObject *ring_prep_accept(RingObject *self, PyObject *const *args, Py_ss
     Py_RETURN_NONE;
 }
 
-/* An operation on an fd with one integer argument in len: close(fd, 0, user_data), shutdown(fd, how, user_data). */
+/* An operation on an fd with one integer argument: prep_poll_add(fd, poll_mask, user_data),
+ * prep_close(fd, 0, user_data), prep_shutdown(fd, how, user_data). POLL_ADD takes it as its
+ * event mask (little-endian in the SQE), the others in len. */
 static PyObject *prep_fd_op(RingObject *self, PyObject *const *args, Py_ssize_t nargs, int op, const char *name)
 {
-    int fd, len;
+    int fd, value;
     uint64_t user_data;
     if (nargs_ok(nargs, 3, name) < 0 || check_open(self) < 0 || arg_int(args[0], &fd) < 0 ||
-        arg_int(args[1], &len) < 0 || arg_u64(args[2], &user_data) < 0)
+        arg_int(args[1], &value) < 0 || arg_u64(args[2], &user_data) < 0)
         return NULL;
     struct io_uring_sqe *sqe = get_sqe(self);
     if (sqe == NULL)
         return NULL;
     sqe->opcode = (uint8_t)op;
     sqe->fd = fd;
-    sqe->len = (uint32_t)len;
+    if (op == IORING_OP_POLL_ADD) {
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+        sqe->poll32_events = __builtin_bswap32((uint32_t)value);
+#else
+        sqe->poll32_events = (uint32_t)value;
+#endif
+    } else {
+        sqe->len = (uint32_t)value;
+    }
     sqe->user_data = user_data;
     Py_RETURN_NONE;
+}
+
+static PyObject *ring_prep_poll_add(RingObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return prep_fd_op(self, args, nargs, IORING_OP_POLL_ADD, "prep_poll_add");
 }
 
 static PyObject *ring_prep_close(RingObject *self, PyObject *const *args, Py_ssize_t nargs)
@@ -406,12 +402,6 @@ static PyObject *ring_prep_cancel(RingObject *self, PyObject *target)
 static PyObject *ring_prep_poll_remove(RingObject *self, PyObject *target)
 {
     return prep_target_op(self, target, IORING_OP_POLL_REMOVE);
-}
-
-static PyObject *os_error(long neg_errno)
-{
-    errno = (int)-neg_errno;
-    return PyErr_SetFromErrno(PyExc_OSError);
 }
 
 /* submit() -> number of SQEs the kernel took; enters the kernel only if there is work. */
@@ -672,7 +662,6 @@ PyMODINIT_FUNC PyInit__uring(void)
     ADD("SETUP_COOP_TASKRUN", IORING_SETUP_COOP_TASKRUN);
     ADD("SETUP_TASKRUN_FLAG", IORING_SETUP_TASKRUN_FLAG);
     ADD("FEAT_EXT_ARG", IORING_FEAT_EXT_ARG);
-    ADD("CQE_F_MORE", IORING_CQE_F_MORE);
     ADD("OP_POLL_ADD", IORING_OP_POLL_ADD);
     ADD("OP_POLL_REMOVE", IORING_OP_POLL_REMOVE);
     ADD("OP_ACCEPT", IORING_OP_ACCEPT);

@@ -34,7 +34,6 @@ K_SHUTDOWN = 6
 
 RING_ENTRIES = 4096
 F_MORE = 2  # IORING_CQE_F_MORE
-_FEAT_EXT_ARG = 1 << 8
 _SETUP_FLAGS = (_lu.SETUP_COOP_TASKRUN | _lu.SETUP_TASKRUN_FLAG) if _lu is not None else 0
 
 _REQUIRED_OPS = ("POLL_ADD", "ACCEPT", "RECV", "SEND", "CLOSE", "ASYNC_CANCEL", "POLL_REMOVE", "SHUTDOWN")
@@ -53,7 +52,7 @@ def probe() -> str | None:
                        " seccomp profile that allows io_uring)")
         return reason
     try:
-        if not ring.features & _FEAT_EXT_ARG:
+        if not ring.features & _lu.FEAT_EXT_ARG:
             return "kernel too old: io_uring lacks IORING_FEAT_EXT_ARG (Linux 5.11 or newer needed)"
         try:
             missing = ring.unsupported([getattr(_lu, f"OP_{name}") for name in _REQUIRED_OPS])
