@@ -81,17 +81,28 @@ def _settings_frame(max_concurrent_streams: int, initial_window_size: int, max_h
 
 
 class _OpenData:
-    """The last DATA frame queued, while the next DATA of its stream may still join it:
-    its stream, its header (patched as payloads join), its length, and len(_out) right after
-    it (-1: nothing to join)."""
+    """The last DATA frame queued, while the next DATA of its stream may still join it: its
+    stream, where its header is in _out, the length that header says and the length the frame
+    has grown to, and len(_out) right after it (-1: nothing to join). A frame that grew gets
+    its header rebuilt once (``seal``), not patched per message. ``queued``: the DATA payload
+    bytes in _out, of every stream (``H2ServerConnection.queued_data``)."""
 
-    __slots__ = ("sid", "header", "length", "at")
+    __slots__ = ("sid", "index", "declared", "length", "at", "queued")
 
     def __init__(self) -> None:
         self.sid = 0
-        self.header = bytearray(9)
+        self.index = -1
+        self.declared = 0
         self.length = 0
         self.at = -1
+        self.queued = 0
+
+    def seal(self, out: list[bytes | bytearray | memoryview]) -> None:
+        """Give the open frame (if it grew) the header of its final length."""
+        n = self.length
+        if n != self.declared:
+            out[self.index] = f.frame_header(n, f.DATA, 0, self.sid)
+            self.declared = n
 
 
 class H2ServerConnection(AbuseGuard):
@@ -168,7 +179,11 @@ class H2ServerConnection(AbuseGuard):
         if not out:
             return b""
         self._pending_control = 0
-        self._merge.at = -1
+        m = self._merge
+        m.queued = 0
+        m.seal(out)
+        m.at = -1
+        m.index = -1
         if len(out) == 1:
             data = bytes(out[0])
         else:
@@ -178,6 +193,10 @@ class H2ServerConnection(AbuseGuard):
 
     def has_data_to_send(self) -> bool:
         return bool(self._out)
+
+    def queued_data(self) -> int:
+        """DATA payload bytes queued for the peer since the last ``data_to_send``."""
+        return self._merge.queued
 
     # ------------------------------------------------------------------ send API
     def send_headers(self, stream_id: int, block: bytes, end_stream: bool = False) -> None:
@@ -213,27 +232,29 @@ class H2ServerConnection(AbuseGuard):
                 n = m.length + size
                 if n <= self.peer_max_frame:
                     out.append(data if type(data) is bytes else bytes(data))  # joins the frame just before
-                    header = m.header
-                    header[0], header[1], header[2] = n >> 16, (n >> 8) & 0xFF, n & 0xFF
                     m.length = n
                     m.at += 1
                     s.send_window -= size
                     self.send_conn_window -= size
+                    m.queued += size
                     return
             if size <= self.peer_max_frame:
+                if m.index >= 0:
+                    m.seal(out)
                 if end_stream:
                     out.append(f.frame_header(size, f.DATA, f.FLAG_END_STREAM, stream_id))
                     m.at = -1
                 else:
-                    header = m.header = bytearray(f.frame_header(size, f.DATA, 0, stream_id))
-                    out.append(header)
-                    m.sid, m.length = stream_id, size
+                    m.index = len(out)
+                    out.append(f.frame_header(size, f.DATA, 0, stream_id))
+                    m.sid, m.length, m.declared = stream_id, size, size
                 if size:
                     out.append(data if type(data) is bytes else bytes(data))
                 if not end_stream:
                     m.at = len(out)
                 s.send_window -= size
                 self.send_conn_window -= size
+                m.queued += size
                 if end_stream:
                     self._end_local(stream_id, s)
                 return
@@ -336,8 +357,20 @@ class H2ServerConnection(AbuseGuard):
         if self.terminated:
             return []
         events: list[Event] = []
-        buf = self._buf
-        buf += data
+        held = self._buf
+        buf: bytes
+        if held:  # the start of a frame came with an earlier read
+            held += data
+            if self._preface_ok:
+                if len(held) < 9:
+                    return events
+                length = held[0] << 16 | held[1] << 8 | held[2]
+                if length <= self.local_max_frame and len(held) < 9 + length:
+                    return events  # still no whole frame: keep collecting (no copy per read)
+            buf = bytes(held)
+            held.clear()
+        else:  # the common case: frames are sliced straight out of the read (one copy each)
+            buf = data if type(data) is bytes else bytes(data)
         pos = 0
         try:
             if not self._preface_ok:
@@ -345,6 +378,7 @@ class H2ServerConnection(AbuseGuard):
                 if buf[:n] != f.PREFACE[:n]:
                     raise H2ConnectionError(f.PROTOCOL_ERROR, "invalid connection preface (not an HTTP/2 client?)")
                 if n < len(f.PREFACE):
+                    held += buf
                     return events
                 self._preface_ok = True
                 pos = len(f.PREFACE)
@@ -363,15 +397,14 @@ class H2ServerConnection(AbuseGuard):
                 if end - pos - 9 < length:
                     break
                 sid &= 0x7FFFFFFF
-                payload = bytes(buf[pos + 9 : pos + 9 + length])
+                payload = buf[pos + 9 : pos + 9 + length]
                 pos += 9 + length
                 self._frame(ftype, flags, sid, payload, events)
         except H2ConnectionError as exc:
             self._terminate(exc.code, exc.reason, events)
-            buf.clear()
             return events
-        if pos:
-            del buf[:pos]
+        if pos < len(buf):
+            held += memoryview(buf)[pos:]
         return events
 
     def _terminate(self, code: int, reason: str, events: list[Event]) -> None:
@@ -749,6 +782,7 @@ class H2ServerConnection(AbuseGuard):
             self.send_conn_window -= n
             s.pending_bytes -= n
             self.buffered_bytes -= n
+            self._merge.queued += n
             progressed = True
             self._responded = True
         if s.pending:

@@ -49,6 +49,12 @@ _WRITE_HIGH_WATER: Final = 1 << 20
 # A read that starts more calls than this answers in two halves (_start_split): a pipeline
 # rather than ping-pong with a single busy client. Not reached with <= 16 streams a connection.
 _SPLIT_OVER: Final = 16
+# Response DATA queued in one loop iteration beyond which it goes to the kernel at once
+# (``send_message``): a handler streaming many messages without suspending (a server stream)
+# gets them to the client as it makes them, not all after it is done, so the client reads
+# while the worker writes. Measured (stream:1x4, 100 x 100-byte messages per call): the
+# worker busy 95% of the time instead of 80%, 1.25x the messages/s; 8 KiB sends too often.
+_SEND_EARLY: Final = 16384
 
 
 class _RequestSummary:
@@ -471,9 +477,14 @@ class GrpcConnection(ConnectionBase, asyncio.Protocol):
             self.schedule_flush()
 
     def send_message(self, stream_id: int, payload: bytes, compressed: bool) -> None:
-        self.h2.send_data(stream_id, g.frame_message(payload, compressed))
+        """Queue one response message; more than ``_SEND_EARLY`` bytes of them since the last
+        write go out now, the rest with the loop iteration's flush."""
+        h = self.h2
+        h.send_data(stream_id, g.frame_message(payload, compressed))
         if not self._flush_scheduled:
             self.schedule_flush()
+        elif h.queued_data() >= _SEND_EARLY:
+            self._write_out()
 
     def send_status(self, stream_id: int, code: int, details: str, metadata: list[g.Header] | None,
                     trailers_only: bool) -> None:

@@ -112,7 +112,10 @@ class TestService(gmftest_pb2_grpc.TestServiceServicer):
         for i in range(request.count):
             if request.action == "abort" and i == request.count // 2:
                 await context.abort(_status(request.code), request.details)
-            if request.sleep_seconds:
+            if request.action == "busy":  # holds the loop before the last message, as CPU-bound work does
+                if i == request.count - 1:
+                    time.sleep(request.sleep_seconds)
+            elif request.sleep_seconds:
                 await asyncio.sleep(request.sleep_seconds)
             yield gmftest_pb2.EchoReply(message=request.message, payload=request.payload, index=i)
 

@@ -82,3 +82,19 @@ def test_send_response_declines_when_the_window_is_short() -> None:
     peer.conn.send_data(1, b"z" * 65000)
     assert not peer.conn.send_response(1, BLOCK, b"q" * 1000, BLOCK)  # 535 bytes of window left
     assert 1 in peer.conn.streams and peer.conn.pending_bytes(1) == 0  # nothing was queued for it
+
+
+def test_queued_data_counts_the_payload_waiting_for_the_next_write() -> None:
+    """What ``GrpcConnection.send_message`` reads to send a long stream's output early: DATA
+    payload bytes queued since the last ``data_to_send``, joined or not, of every stream."""
+    peer = Peer()
+    open_streams(peer, 1, 3)
+    assert peer.conn.queued_data() == 0
+    peer.conn.send_data(1, b"a" * 100)
+    peer.conn.send_data(1, b"b" * 50)  # joins the first frame
+    peer.conn.send_data(3, b"c" * 10)
+    peer.conn.send_headers(3, BLOCK)  # headers are not DATA
+    assert peer.conn.queued_data() == 160
+    frames = peer.output()
+    assert [len(fr.data) for fr in frames if isinstance(fr, DataFrame)] == [150, 10]
+    assert peer.conn.queued_data() == 0
