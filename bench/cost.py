@@ -110,14 +110,20 @@ class CountingTransport(asyncio.Transport):
 class Workload:
     """One connection, a client's bytes per read, and how many requests/messages a read is."""
 
-    def __init__(self, kind: str, batch: int, timeout: bool, size: int, sync_handlers: str = "inline") -> None:
+    def __init__(self, kind: str, batch: int, timeout: bool, size: int, sync_handlers: str = "inline",
+                 loop: str = "asyncio") -> None:
         from gmf.rpc.accept import Acceptor
         from gmf.rpc.registry import MethodRegistry
         from gmf.rpc.server_state import ServerOptions, ServerState
 
         self.kind = kind
         self.batch = batch
-        self.loop = asyncio.new_event_loop()
+        if loop == "uring":  # a worker's loop (futures and tasks ask it get_debug(), for one)
+            from gmf.runtime.uring import new_event_loop
+
+            self.loop: asyncio.AbstractEventLoop = new_event_loop()
+        else:
+            self.loop = asyncio.new_event_loop()
         registry = MethodRegistry()
         if kind in ("unary", "unary-sync"):
             import helloworld_pb2
@@ -246,8 +252,8 @@ class Workload:
 
 
 def measure(kind: str, batch: int, requests: int, timeout: bool, size: int, count_calls: bool,
-            sync_handlers: str = "inline") -> dict[str, Any]:
-    work = Workload(kind, batch, timeout, size, sync_handlers)
+            sync_handlers: str = "inline", loop: str = "asyncio") -> dict[str, Any]:
+    work = Workload(kind, batch, timeout, size, sync_handlers, loop)
     work.start()
     reads = max(1, requests // batch)
     units = reads * batch  # requests (unary) or messages (stream, bidi)
@@ -378,6 +384,9 @@ def main(argv: list[str] | None = None) -> int:
              "handler, and the same in every run; auto starts in the threads and may stay there on a busy "
              "machine or under valgrind)",
     )
+    parser.add_argument("--loop", choices=("asyncio", "uring"), default="asyncio",
+                        help="the event loop: asyncio's selector loop (default), or the io_uring one of the "
+                             "workers (its selector and get_debug, not its transports)")
     parser.add_argument("--calls", action="store_true", help="count Python function calls per request")
     parser.add_argument("--callgrind", action="store_true", help="instructions per request (valgrind)")
     parser.add_argument("--heap", action="store_true", help="Python heap kept per request (tracemalloc)")
@@ -392,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         n = max(args.batch, args.requests // 10)
         base = ["--kind", args.kind, "--batch", str(args.batch), "--size", str(args.size),
-                "--sync-handlers", args.sync_handlers]
+                "--sync-handlers", args.sync_handlers, "--loop", args.loop]
         if args.timeout:
             base.append("--timeout")
         small = callgrind_instructions([*base, "--requests", str(n)])
@@ -407,7 +416,8 @@ def main(argv: list[str] | None = None) -> int:
     elif args.heap:
         result = heap_growth(args.kind, args.batch, args.requests, args.size, args.sync_handlers)
     else:
-        result = measure(args.kind, args.batch, args.requests, args.timeout, args.size, args.calls, args.sync_handlers)
+        result = measure(args.kind, args.batch, args.requests, args.timeout, args.size, args.calls, args.sync_handlers,
+                         args.loop)
     if args.json:
         print(json.dumps(result))
     else:

@@ -57,20 +57,16 @@ DEFAULT_WINDOW: Final = 65535
 DEFAULT_MAX_FRAME: Final = 16384
 MAX_WINDOW: Final = 2**31 - 1
 
-_HEADER = struct.Struct(">BHBBL")  # 24-bit length split as (high byte, low 16 bits)
 _U32 = struct.Struct(">L")
 _U32x2 = struct.Struct(">LL")
 _SETTING = struct.Struct(">HL")
-# Bound once: compiled, a Final module global is a C static, and calling the bound method skips
-# the global's dict lookup and the method's lookup by name that ``_HEADER.pack(...)`` costs (a
-# frame header per DATA frame sent).
-_pack_header: Final = _HEADER.pack
-# Its reading side: (length high byte, length low 16 bits, type, flags, stream id with its reserved bit).
-unpack_header: Final = _HEADER.unpack_from
 
 
 def frame_header(length: int, ftype: int, flags: int, stream_id: int) -> bytes:
-    return _pack_header(length >> 16, length & 0xFFFF, ftype, flags, stream_id)
+    """The 9-byte header of a frame (RFC 9113 4.1). One int's ``to_bytes``: compiled, about half
+    the cost of ``struct.pack`` with its five arguments (a header per DATA frame sent)."""
+    return (length << 48 | ftype << 40 | flags << 32 | stream_id).to_bytes(9, "big")
+
 
 
 def settings_frame(settings: dict[int, int]) -> bytes:

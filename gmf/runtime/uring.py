@@ -37,6 +37,7 @@ parent and a child is not supported.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import socket
 from collections.abc import Callable
 
@@ -60,6 +61,13 @@ class UringEventLoop(asyncio.SelectorEventLoop):
     def __init__(self) -> None:
         self._uring_selector = UringSelector()
         super().__init__(self._uring_selector)
+
+    def set_debug(self, enabled: bool) -> None:
+        """As asyncio's, and ``get_debug`` answers through a C callable: every Future and Task
+        asks its loop ``get_debug()`` when it is made, a Python method call each time (a bidi
+        stream makes a future per message it waits for)."""
+        super().set_debug(enabled)
+        self.get_debug = itertools.repeat(bool(enabled)).__next__  # type: ignore[method-assign]
 
     async def uring_start_server(self, protocol_factory: Callable[[], asyncio.BaseProtocol],
                                  sock: socket.socket) -> UringServer:

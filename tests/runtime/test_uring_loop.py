@@ -168,6 +168,27 @@ def test_probe_and_loop_type() -> None:
     assert loop.is_closed()
 
 
+def test_debug_mode_is_asyncios() -> None:
+    """get_debug() answers through a C callable (futures ask it when made) and follows
+    set_debug() and PYTHONASYNCIODEBUG as asyncio's loops do: in debug mode a future records
+    where it was made, and slow callbacks are logged."""
+    loop = uring.new_event_loop()
+    try:
+        assert loop.get_debug() is False
+        assert loop.create_future()._source_traceback is None
+        loop.set_debug(True)
+        assert loop.get_debug() is True
+        assert loop.create_future()._source_traceback is not None
+        loop.set_debug(False)
+        assert loop.get_debug() is False
+    finally:
+        loop.close()
+    code = "import gmf.runtime.uring as u; loop = u.new_event_loop(); print(loop.get_debug()); loop.close()"
+    env = {**os.environ, "PYTHONASYNCIODEBUG": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"
+
+
 def test_sleep_and_timeouts() -> None:
     async def main() -> None:
         t0 = time.monotonic()
