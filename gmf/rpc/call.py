@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Final
 from .._native import mypyc_attr
 from ..protocol import grpc as g
 from ..protocol.hpack_codec import Header
-from .driver import StreamDriver
+from .driver import ReadWait, StreamDriver
 from .registry import Method
 from .sink import CallSink
 
@@ -34,7 +34,7 @@ _EOF = object()
 _Future: Final = asyncio.Future
 
 
-def _wake(waiter: asyncio.Future[None] | None) -> None:
+def _wake(waiter: asyncio.Future[None] | ReadWait | None) -> None:
     if waiter is not None and not waiter.done():
         waiter.set_result(None)
 
@@ -96,7 +96,7 @@ class Call:
         self.decoder = g.MessageDecoder(conn.max_receive_message_length)
         self.messages: deque[tuple[bytes, int]] = deque()
         self.ended = False
-        self.waiter: asyncio.Future[None] | None = None
+        self.waiter: asyncio.Future[None] | ReadWait | None = None
         self.queued_bytes = 0
         self.deferred_ack = 0
         self.headers_sent = False

@@ -33,13 +33,13 @@ import threading
 from asyncio.events import _get_running_loop as get_running_loop
 from asyncio.tasks import _enter_task as enter_task  # type: ignore[attr-defined]  # as gmf/rpc/eager.py
 from asyncio.tasks import _leave_task as leave_task  # type: ignore[attr-defined]
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Generator
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 if TYPE_CHECKING:
     from .call import Call
 
-__all__ = ["StreamDriver", "running_here", "start"]
+__all__ = ["ReadWait", "StreamDriver", "running_here", "start"]
 
 # What a direct step left for the task to do on its next step (StreamDriver.kind).
 # Bound as Final (compiled: C statics, not the module's globals looked up per step).
@@ -66,11 +66,62 @@ _RESUME: Final = 2
 _RAISE: Final = 3
 
 
+class ReadWait:
+    """What a handler stepped by its driver waits on for its next request message
+    (``RequestIterator.__anext__``, while the call's task runs it): the call's read waiter, one
+    per call and armed again for each wait. Awaited, it yields itself, which the driver takes
+    for "park" (:meth:`StreamDriver.step`); resumed, it returns. Unlike an ``asyncio.Future``
+    per message it allocates nothing, and asks the loop nothing (a Future's constructor calls
+    ``loop.get_debug()``). The call wakes it as it wakes a Future (``done``/``set_result``).
+    The task itself never gets it: when the task must wait for it (a wake that is not a
+    read's, :meth:`StreamDriver.release`), it waits on ``future``, which ``set_result``
+    completes."""
+
+    __slots__ = ("_done", "future")
+
+    def __init__(self) -> None:
+        self._done = True
+        self.future: asyncio.Future[None] | None = None
+
+    def arm(self) -> ReadWait:
+        self._done = False
+        self.future = None
+        return self
+
+    def done(self) -> bool:
+        return self._done
+
+    def set_result(self, _result: None) -> None:
+        self._done = True
+        future, self.future = self.future, None
+        if future is not None and not future.done():
+            future.set_result(None)
+
+    def cancel(self) -> bool:
+        future, self.future = self.future, None
+        if future is not None:
+            future.cancel()
+        return True
+
+    def as_future(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
+        """A Future done when this is (what the task waits on in its place)."""
+        future = self.future
+        if future is None:
+            future = self.future = loop.create_future()
+            if self._done:
+                future.set_result(None)
+        return future
+
+    def __await__(self) -> Generator[Any, None, None]:
+        yield self  # to the driver (compiled: a generator that ends without raising per message)
+
+
 class StreamDriver:
     """The coroutine of a request-streaming call's task (see the module docstring). A
     compiled class cannot subclass ``collections.abc.Coroutine``: it is registered as one."""
 
-    __slots__ = ("call", "coro", "loop", "context", "task", "parked", "park", "waiting", "kind", "outcome")
+    __slots__ = ("call", "coro", "loop", "context", "task", "parked", "park", "waiting", "kind", "outcome",
+                 "read_wait")
 
     def __init__(self, call: Call, coro: Coroutine[Any, Any, Any]) -> None:
         self.call = call
@@ -81,7 +132,8 @@ class StreamDriver:
         # ``park``, which only the driver completes (or a cancel of the task).
         self.parked = False
         self.park: asyncio.Future[None] | None = None
-        self.waiting: asyncio.Future[None] | None = None
+        self.waiting: Any = None  # the call's read waiter: a Future, or read_wait
+        self.read_wait = ReadWait()
         self.kind = _NOTHING
         self.outcome: Any = None
         self.task: asyncio.Task[Any] = self.loop.create_task(self, context=self.context)  # type: ignore[arg-type]
@@ -134,7 +186,7 @@ class StreamDriver:
         if waiting.done():
             self.kind = _RESUME
         else:
-            self.kind, self.outcome = _AWAIT, waiting
+            self.kind, self.outcome = _AWAIT, waiting.as_future(self.loop) if waiting is self.read_wait else waiting
         park.set_result(None)
 
     # -- the coroutine protocol, as the task drives it ----------------------------------

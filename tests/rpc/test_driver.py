@@ -18,6 +18,7 @@ import pytest
 from bench.cost import MAX_WINDOW, PREFACE, CountingTransport, frame, grpc_message
 from gmf import watchdog
 from gmf.rpc.accept import Acceptor
+from gmf.rpc.driver import ReadWait
 from gmf.rpc.registry import MethodRegistry
 from gmf.rpc.server_state import ServerOptions, ServerState
 
@@ -203,6 +204,54 @@ def test_another_task_may_read_the_requests(serve):
     server.settle()
     assert server.transport.messages(1) == [b"a", b"b"]
     assert ("grpc-status", "0") in server.transport.trailers(1)
+
+
+def test_a_read_interrupted_by_a_timeout_then_reads_on(serve):
+    """The wait for a message (the driver's ReadWait) takes the CancelledError of an
+    ``asyncio.timeout`` in the handler's task; the handler then reads the next messages."""
+    async def handler(requests: AsyncIterator[bytes], context: Any) -> AsyncIterator[bytes]:
+        it = aiter(requests)
+        while True:
+            try:
+                async with asyncio.timeout(0.02):
+                    request = await anext(it)
+            except TimeoutError:
+                yield b"timeout"
+                continue
+            except StopAsyncIteration:
+                return
+            yield request
+
+    server = serve(handler)
+    server.open(1)
+    server.settle()
+    server.send(1, b"a")
+    server.settle(0.05)  # the next read times out
+    server.send(1, b"b", end=True)
+    server.settle()
+    messages = server.transport.messages(1)
+    assert messages[0] == b"a" and messages[-1] == b"b" and b"timeout" in messages
+    assert ("grpc-status", "0") in server.transport.trailers(1)
+
+
+def test_read_wait_stands_in_for_a_future() -> None:
+    """What the task waits on in a ReadWait's place (StreamDriver.release): a Future that its
+    set_result completes and its cancel cancels; done at once if the message came first."""
+    loop = asyncio.new_event_loop()
+    try:
+        wait = ReadWait().arm()
+        future = wait.as_future(loop)
+        assert not wait.done() and not future.done() and wait.as_future(loop) is future
+        wait.set_result(None)
+        assert wait.done() and future.done()
+        wait.arm()
+        cancelled = wait.as_future(loop)
+        wait.cancel()
+        assert cancelled.cancelled()
+        wait.arm().set_result(None)
+        assert wait.as_future(loop).done()
+    finally:
+        loop.close()
 
 
 def echo_noting_cancel(outcome: list[str]) -> Callable[..., Any]:
