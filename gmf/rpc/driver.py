@@ -121,13 +121,16 @@ class StreamDriver:
     compiled class cannot subclass ``collections.abc.Coroutine``: it is registered as one."""
 
     __slots__ = ("call", "coro", "loop", "context", "task", "parked", "park", "waiting", "kind", "outcome",
-                 "read_wait")
+                 "read_wait", "_run", "_send")
 
     def __init__(self, call: Call, coro: Coroutine[Any, Any, Any]) -> None:
         self.call = call
         self.coro = coro
         self.loop = call.conn.loop
         self.context = contextvars.copy_context()
+        # Bound once: a step is ``context.run(coro.send, None)``, per request message.
+        self._run = self.context.run
+        self._send = coro.send
         # parked: the handler waits for its call's read waiter (``waiting``) and the task on
         # ``park``, which only the driver completes (or a cancel of the task).
         self.parked = False
@@ -160,7 +163,7 @@ class StreamDriver:
         self.parked = False
         self.waiting = None
         try:
-            yielded = self.context.run(self.coro.send, None)
+            yielded = self._run(self._send, None)
         except BaseException as exc:  # noqa: BLE001 - StopIteration included: the task ends with it
             _leave_task(loop, task)
             self.kind, self.outcome = _RAISE, exc
