@@ -67,8 +67,6 @@ def frame_header(length: int, ftype: int, flags: int, stream_id: int) -> bytes:
     the cost of ``struct.pack`` with its five arguments (a header per DATA frame sent)."""
     return (length << 48 | ftype << 40 | flags << 32 | stream_id).to_bytes(9, "big")
 
-
-
 def settings_frame(settings: dict[int, int]) -> bytes:
     body = b"".join(_SETTING.pack(k, v) for k, v in settings.items())
     return frame_header(len(body), SETTINGS, 0, 0) + body
@@ -78,7 +76,7 @@ SETTINGS_ACK = frame_header(0, SETTINGS, FLAG_ACK, 0)
 
 
 def window_update(stream_id: int, increment: int) -> bytes:
-    return frame_header(4, WINDOW_UPDATE, 0, stream_id) + _U32.pack(increment)
+    return frame_header(4, WINDOW_UPDATE, 0, stream_id) + increment.to_bytes(4, "big")
 
 
 def rst_stream(stream_id: int, error_code: int) -> bytes:

@@ -635,7 +635,7 @@ class H2ServerConnection(AbuseGuard):
     def _on_window_update(self, sid: int, payload: bytes, events: list[Event]) -> None:
         if len(payload) != 4:
             raise H2ConnectionError(f.FRAME_SIZE_ERROR, "WINDOW_UPDATE payload must be 4 bytes")
-        inc = _U32.unpack(payload)[0] & 0x7FFFFFFF
+        inc = (payload[0] & 0x7F) << 24 | payload[1] << 16 | payload[2] << 8 | payload[3]
         if sid == 0:
             if inc == 0:
                 raise H2ConnectionError(f.PROTOCOL_ERROR, "WINDOW_UPDATE with 0 increment")
