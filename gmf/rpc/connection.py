@@ -25,7 +25,7 @@ from ..protocol import grpc as g
 from ..protocol import h2events as ev
 from ..protocol import plain
 from ..protocol.h2conn import H2ServerConnection
-from . import runner
+from . import eager, runner
 from .base import ConnectionBase
 from .call import Call
 from .context import ServicerContext
@@ -49,6 +49,10 @@ _WRITE_HIGH_WATER: Final = 1 << 20
 # A read that starts more calls than this answers in two halves (_start_split): a pipeline
 # rather than ping-pong with a single busy client. Not reached with <= 16 streams a connection.
 _SPLIT_OVER: Final = 16
+# The start of the most common call (an async unary handler: runner.start's first case), bound
+# once so that _start makes it without runner.start's Python frame.
+_eager_start: Final = eager.start
+_run_unary_async: Final = runner.run_unary_async
 # Response DATA queued in one loop iteration beyond which it goes to the kernel at once
 # (``send_message``): a handler streaming many messages without suspending (a server stream)
 # gets them to the client as it makes them, not all after it is done, so the client reads
@@ -443,7 +447,11 @@ class GrpcConnection(ConnectionBase, asyncio.Protocol):
     def _start(calls: list[Call]) -> None:
         for call in calls:
             if call.task is None and not call.finished:  # not reset or failed later in the read
-                runner.start(call)
+                method = call.method
+                if method.is_async and not method.request_streaming and not method.response_streaming:
+                    call.task = _eager_start(call.conn.loop, _run_unary_async(call))  # as runner.start does
+                else:
+                    runner.start(call)
 
     def _start_split(self, calls: list[Call]) -> None:
         """Start the many calls of one read in two halves, handing the first half's answers to
