@@ -94,7 +94,7 @@ class Call:
         self.accept_encoding: str | None = None
         self.send_encoding: str | None = None
         self.decoder = g.MessageDecoder(conn.max_receive_message_length)
-        self.messages: deque[tuple[bytes, int]] = deque()
+        self.messages: deque[bytes] = deque()  # complete request messages (decompressed), not yet read
         self.ended = False
         self.waiter: asyncio.Future[None] | ReadWait | None = None
         self.queued_bytes = 0
@@ -145,7 +145,7 @@ class Call:
                 except g.GrpcError as exc:
                     self.fail(exc.code, exc.message)
                     return 0
-            self.messages.append((payload, len(payload)))
+            self.messages.append(payload)
             complete += len(payload)
         # Flow control: credit what arrived unless the reader is far behind.
         credit = flow_length
@@ -170,8 +170,8 @@ class Call:
         return credit
 
     def _take(self) -> bytes:
-        payload, size = self.messages.popleft()
-        self.queued_bytes -= size
+        payload = self.messages.popleft()
+        self.queued_bytes -= len(payload)
         if self.deferred_ack and self.queued_bytes < _QUEUE_LIMIT:
             self.conn.release(self.stream_id, self.deferred_ack)
             self.deferred_ack = 0
