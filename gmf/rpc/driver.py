@@ -71,8 +71,8 @@ class ReadWait:
     (``RequestIterator.__anext__``, while the call's task runs it): the call's read waiter, one
     per call and armed again for each wait. Awaited, it yields itself, which the driver takes
     for "park" (:meth:`StreamDriver.step`); resumed, it returns. Unlike an ``asyncio.Future``
-    per message it allocates nothing, and asks the loop nothing (a Future's constructor calls
-    ``loop.get_debug()``). The call wakes it as it wakes a Future (``done``/``set_result``).
+    per message it costs one small generator, no callbacks, and asks the loop nothing (a
+    Future's constructor calls ``loop.get_debug()``). The call wakes it as it wakes a Future (``done``/``set_result``).
     The task itself never gets it: when the task must wait for it (a wake that is not a
     read's, :meth:`StreamDriver.release`), it waits on ``future``, which ``set_result``
     completes."""
