@@ -67,6 +67,7 @@ def frame_header(length: int, ftype: int, flags: int, stream_id: int) -> bytes:
     the cost of ``struct.pack`` with its five arguments (a header per DATA frame sent)."""
     return (length << 48 | ftype << 40 | flags << 32 | stream_id).to_bytes(9, "big")
 
+
 def settings_frame(settings: dict[int, int]) -> bytes:
     body = b"".join(_SETTING.pack(k, v) for k, v in settings.items())
     return frame_header(len(body), SETTINGS, 0, 0) + body

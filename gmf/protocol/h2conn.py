@@ -51,8 +51,6 @@ __all__ = [
 ]
 
 _U32 = struct.Struct(">L")
-# A frame's 9-byte header in one call (frames.py's layout), bound here once: a C static when
-# compiled, not an attribute of the frames module looked up per frame.
 _SETTING = struct.Struct(">HL")
 _SHUTDOWN_PING = b"gmfdrain"  # the opaque data of the PING that ends a graceful shutdown
 _SELF_DEPENDENT = 0x100  # not a wire flag: HEADERS whose priority names its own stream (5.3.1)
