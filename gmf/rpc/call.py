@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
@@ -32,6 +33,13 @@ _QUEUE_LIMIT: Final = 1 << 20
 _EOF = object()
 # Bound once (compiled: a C static, not the asyncio module's attribute looked up per message).
 _Future: Final = asyncio.Future
+# The task running on a loop, asked once per request message waited for: from 3.12
+# ``current_task`` is C; on 3.11 it is a Python function around the dict that asyncio's C
+# _enter_task keeps.
+_current_task: Final[Callable[[asyncio.AbstractEventLoop], asyncio.Task[Any] | None]] = (
+    asyncio.current_task if sys.version_info >= (3, 12)
+    else asyncio.tasks._current_tasks.get  # type: ignore[attr-defined]
+)
 
 
 def _wake(waiter: asyncio.Future[None] | ReadWait | None) -> None:
@@ -177,13 +185,25 @@ class Call:
             self.deferred_ack = 0
         return payload
 
+    def read_waiter(self) -> asyncio.Future[None] | ReadWait:
+        """A new read waiter (``self.waiter``, which the next request message wakes): the
+        driver's reusable ReadWait when the call's own task, stepped by its driver, waits
+        (gmf/rpc/driver.py); otherwise a Future that whichever task waits can wait on (what
+        loop.create_future() makes on every loop GMF runs on, without a Python call)."""
+        loop = self.conn.loop
+        driver = self.driver
+        waiter: asyncio.Future[None] | ReadWait
+        if driver is not None and _current_task(loop) is driver.task:
+            waiter = driver.read_wait.arm()
+        else:
+            waiter = _Future(loop=loop)
+        self.waiter = waiter
+        return waiter
+
     async def wait_readable(self) -> None:
         """Until a request message is queued, the client half-closed, or the call finished."""
         while not self.messages and not self.ended and not self.finished:
-            # What loop.create_future() makes on every loop GMF runs on (asyncio's, its
-            # io_uring loop, uvloop), without a Python call per message of a request stream.
-            waiter = self.waiter = _Future(loop=self.conn.loop)
-            await waiter
+            await self.read_waiter()
 
     async def read_raw(self) -> Any:
         """Next serialized request message, or ``_EOF``."""

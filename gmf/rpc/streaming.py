@@ -10,21 +10,11 @@ frames are not on that stack, and need not be.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
-import sys
-from collections.abc import AsyncIterator, Callable
-from typing import Any, Final
+from collections.abc import AsyncIterator
+from typing import Any
 
 from .call import Call
-
-_Future: Final = asyncio.Future  # bound once, as in gmf/rpc/call.py
-# The task running on a loop, asked once per request message: from 3.12 ``current_task`` is
-# C; on 3.11 it is a Python function around the dict that asyncio's C _enter_task keeps.
-_current_task: Final[Callable[[asyncio.AbstractEventLoop], asyncio.Task[Any] | None]] = (
-    asyncio.current_task if sys.version_info >= (3, 12)
-    else asyncio.tasks._current_tasks.get  # type: ignore[attr-defined]
-)
 
 
 class RequestIterator:
@@ -42,15 +32,7 @@ class RequestIterator:
         call = self._call
         if not call.messages:  # Call.read_raw and Call.wait_readable, without their coroutines
             while not call.messages and not call.ended and not call.finished:
-                driver = call.driver
-                loop = call.conn.loop
-                if driver is not None and _current_task(loop) is driver.task:  # its driver steps it
-                    wait = driver.read_wait.arm()
-                    call.waiter = wait
-                    await wait
-                else:  # another task reads it (or no driver runs the call): a Future its task can wait on
-                    waiter = call.waiter = _Future(loop=loop)
-                    await waiter
+                await call.read_waiter()
             if not call.messages:
                 raise StopAsyncIteration
         return call.deserialize(call._take())
