@@ -98,7 +98,7 @@ def finish_error(call: Call, exc: BaseException) -> None:
         call.finish(exc.code, exc.details, exc.trailing_metadata)
     elif isinstance(exc, g.GrpcError):
         call.finish(exc.code, exc.message)
-    elif isinstance(exc, asyncio.CancelledError):
+    elif isinstance(exc, (asyncio.CancelledError, GeneratorExit)):  # GeneratorExit: its coroutine was closed
         call.finish(g.CANCELLED, "Cancelled")
     elif isinstance(exc, inline.InlineRescue):
         seconds = inline.RESCUE_SECONDS

@@ -50,6 +50,8 @@ async def stream_responses(call: Call, result: Any) -> None:
             async for item in iterator:
                 if call.queue_message(item):
                     await call.wait_writable()
+        except GeneratorExit:  # this coroutine is being closed (a task destroyed while pending): it must
+            raise  # not await again, and the generator the exception came out of has ended
         except BaseException as exc:  # noqa: BLE001 - raised again once the iterator is closed
             error = exc
         # What ``finally: await aclose()`` says; compiled, an await in a finally block left the
