@@ -190,6 +190,18 @@ GO_PAIRS = (("gmf-1-uring", "grpc-go-1"), ("gmf", "grpc-go"), ("gmf-unbound", "g
             ("gmf-1-stream", "grpc-go-1-stream"), ("gmf-stream", "grpc-go-stream"))
 
 
+def _p99_rounds(mine: Point, theirs: Point) -> str:
+    """`` (rounds A-B vs C-D)``: each server's lowest and highest p99 over its repeats, when both
+    ran more than once (a median p99 one round apart from the other's may be noise)."""
+    spans = []
+    for point in (mine, theirs):
+        values = [run["p99_us"] for run in point.runs if run.get("p99_us") is not None]
+        if len(values) < 2:
+            return ""
+        spans.append(f"{fmt_us(min(values))}-{fmt_us(max(values))}")
+    return f" (rounds {spans[0]} vs {spans[1]})"
+
+
 def go_targets(points: Sequence[Point]) -> list[Target]:
     """Issue 13's goals: GMF >= 1.0x grpc-go (req/s and, on a busy machine the steadier number,
     CPU per request), and p99 <= grpc-go's, per shape, for each GMF/grpc-go pair in the run."""
@@ -210,7 +222,7 @@ def go_targets(points: Sequence[Point]) -> list[Target]:
             if mine.p99_us is not None and theirs.p99_us is not None:
                 out.append(Target(
                     f"p99 {gmf} <= {go}, {mine.shape}",
-                    f"{fmt_us(mine.p99_us)} vs {fmt_us(theirs.p99_us)}",
+                    f"{fmt_us(mine.p99_us)} vs {fmt_us(theirs.p99_us)}{_p99_rounds(mine, theirs)}",
                     mine.p99_us <= theirs.p99_us,
                 ))
         # The fixed-rate runs: both at the same rate (50% of grpcio's peak, or of grpc-go's: fixed-go).
@@ -222,7 +234,8 @@ def go_targets(points: Sequence[Point]) -> list[Target]:
             of = f" (50% of {mine.baseline}'s peak)" if mine.baseline else ""
             out.append(Target(
                 f"p99 {gmf} <= {go}, {mine.shape} at a fixed {mine.target_rps or 0:,} req/s{of}",
-                f"{fmt_us(mine.p99_us)} vs {fmt_us(theirs.p99_us)} (p50 {fmt_us(mine.p50_us)} vs {fmt_us(theirs.p50_us)})",
+                f"{fmt_us(mine.p99_us)} vs {fmt_us(theirs.p99_us)} (p50 {fmt_us(mine.p50_us)} vs {fmt_us(theirs.p50_us)})"
+                f"{_p99_rounds(mine, theirs)}",
                 mine.p99_us <= theirs.p99_us,
             ))
     return out

@@ -211,6 +211,23 @@ def test_fixed_rate_p99_against_grpc_go() -> None:
     assert servers.SERVERS["grpc-go-1"].baseline == servers.SERVERS["gmf-1-uring"].baseline
 
 
+def test_p99_goals_show_each_servers_spread_over_its_rounds() -> None:
+    """A p99 goal is decided on the medians; with several rounds each the line also shows each
+    server's lowest and highest p99, so a median one round off the other's reads as such."""
+    points = []
+    for server, p99s in (("gmf-1-uring", (2280.0, 4660.0, 8020.0)), ("grpc-go-1", (4080.0, 4190.0, 6780.0))):
+        p = Point(server, "1x100", "CPU 0")
+        reduce_runs(p, [run(50000.0, p99) for p99 in p99s])
+        points.append(p)
+    goal = next(t for t in report.go_targets(points) if t.goal.startswith("p99"))
+    assert goal.met is False
+    assert goal.measured == "4.66ms vs 4.19ms (rounds 2.28ms-8.02ms vs 4.08ms-6.78ms)"
+    single = [Point(p.server, p.shape, p.pinning) for p in points]
+    for one, p99 in zip(single, (900.0, 1200.0), strict=True):
+        reduce_runs(one, [run(50000.0, p99)])
+    assert "rounds" not in next(t for t in report.go_targets(single) if t.goal.startswith("p99")).measured
+
+
 def test_fixed_go_runs_each_gmf_server_and_its_grpc_go_at_half_of_grpc_gos_peak(tmp_path: Path) -> None:
     config = bench.make_config(quick=False, servers="gmf-1-uring,gmf,grpcio-aio,grpc-go-1", shapes="16x16,fixed-go",
                                duration=None, results_dir=str(tmp_path))
