@@ -51,7 +51,7 @@ async def stream_responses(call: Call, result: Any) -> None:
                 if call.queue_message(item):
                     await call.wait_writable()
         except GeneratorExit:  # this coroutine is being closed (a task destroyed while pending): it must
-            raise  # not await again, and the generator the exception came out of has ended
+            raise  # not await again, so the handler's generator is left as CPython left it
         except BaseException as exc:  # noqa: BLE001 - raised again once the iterator is closed
             error = exc
         # What ``finally: await aclose()`` says; compiled, an await in a finally block left the
