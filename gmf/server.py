@@ -129,6 +129,7 @@ class GmfServer:
         web: bool = True,
         cors_origins: Iterable[str] = (),
         http1_body_timeout: float = 30.0,
+        balance_connections: bool = True,
     ) -> None:
         self.placement = Placement.max_spread()
         self.cpu_sets: list[tuple[int, ...] | None] = []
@@ -181,6 +182,7 @@ class GmfServer:
             web=web,
             cors_origins=cors_origins,
             http1_body_timeout=http1_body_timeout,
+            balance_connections=balance_connections,
         )
 
     def configure(self, **options: Any) -> GmfServer:
@@ -206,8 +208,9 @@ class GmfServer:
             raise ValueError(f"grpcio_flavor must be 'aio' or 'sync' (got {options['grpcio_flavor']!r})")
         if "cors_origins" in options:
             check_origins(options["cors_origins"])
-        if "web" in options and not isinstance(options["web"], bool):
-            raise ValueError(f"web must be True or False (got {options['web']!r})")
+        for name in ("web", "balance_connections"):
+            if name in options and not isinstance(options[name], bool):
+                raise ValueError(f"{name} must be True or False (got {options[name]!r})")
         if "slow_handler_threshold" in options:
             watchdog.check_threshold(options["slow_handler_threshold"])
         for name in ("on_worker_start", "on_worker_stop"):

@@ -145,6 +145,8 @@ OPTIONS: tuple[Option, ...] = (
            default="none (no CORS headers)", metavar="ORIGINS"),
     Option("http1-body-timeout", _number, "seconds an HTTP/1.1 request body may take to arrive after its head",
            "http1_body_timeout", metavar="SECONDS"),
+    Option("balance-connections", parse_bool, "a worker passes a new connection to one that serves fewer "
+           "(--no-balance-connections: each keeps what SO_REUSEPORT gives it)", "balance_connections"),
     Option("health", parse_bool, "serve grpc.health.v1.Health (NOT_SERVING while draining)", "health"),
     Option("reflection", parse_bool, "serve server reflection v1 and v1alpha (grpcurl list/describe)", "reflection"),
     Option("access-log", parse_bool, "one gmf.access log line per RPC (method, status, duration, peer)",

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .address import reserve
+from .balance import Balance
 from .errors import StartupError
 from .metrics import Snapshot, WorkerStats, aggregate
 from .worker import Worker, WorkerConfig, worker_main
@@ -75,6 +76,7 @@ class Supervisor:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stats_seq: int = 0
     _metrics: Any = None
+    _balance: Balance | None = None  # connection counts shared by the workers (gmf.balance)
 
     # ------------------------------------------------------------------ startup
     def start(self, reservation: socket.socket | None = None) -> int:
@@ -96,6 +98,8 @@ class Supervisor:
                 log.info("Prometheus metrics on http://%s:%d/metrics", f"[{host}]" if ":" in host else host,
                          self.metrics_port)
             self.config = cfg = WorkerConfig(**{**cfg.__dict__, "port": port})
+            if len(self.cpu_sets) > 1 and cfg.options.balance_connections and self._balance is None:
+                self._balance = Balance(len(self.cpu_sets))
             pending: dict[int, int] = {}
             try:
                 for worker_id, cpus in enumerate(self.cpu_sets):
@@ -106,7 +110,7 @@ class Supervisor:
                 self._wait_ready(pending)
             except BaseException:
                 self._kill_all()
-                self._close_metrics()
+                self._close_shared()
                 raise
             finally:
                 for fd in pending:
@@ -131,7 +135,7 @@ class Supervisor:
                         os.close(other.control_fd)
                         other.stats_sock.close()
             finally:
-                worker_main(Worker(worker_id, cpus, self.config, control_r, ready_fd, stats_w))
+                worker_main(Worker(worker_id, cpus, self.config, control_r, ready_fd, stats_w, self._balance))
         os.close(control_r)
         stats_w.close()
         stats_r.setblocking(False)
@@ -176,6 +180,8 @@ class Supervisor:
                     child.alive = False
                     os.close(child.control_fd)
                     child.retire()
+                    if self._balance is not None:
+                        self._balance.closed(child.id)  # until its successor says it is serving
                     if self.stopping:
                         continue
                     how = _describe_status(status)
@@ -240,13 +246,16 @@ class Supervisor:
             log.warning("workers did not stop in time: killing them")
             self._kill_all()
         finally:
-            self._close_metrics()
+            self._close_shared()
 
-    def _close_metrics(self) -> None:
+    def _close_shared(self) -> None:
         if self._metrics is not None:
             self._inherited.remove(self._metrics)
             self._metrics.close()
             self._metrics = None
+        if self._balance is not None:
+            self._balance.close()
+            self._balance = None
 
     def _kill_all(self) -> None:
         for child in self.children.values():

@@ -1,5 +1,6 @@
 """One worker: a forked process pinned to its CPU set, with its own event loop and its own
-SO_REUSEPORT listener. Nothing is shared with other workers."""
+SO_REUSEPORT listener. Nothing is shared with other workers but a count of connections each
+serves, to even them out (gmf.balance)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from . import _native, logs, watchdog
 from . import runtime as rt
 from . import tls as gmf_tls
 from .address import bind_listener
+from .balance import Balance, WorkerBalance
 from .rpc.accept import Acceptor
 from .rpc.registry import MethodRegistry
 from .rpc.server_state import ServerOptions, ServerState
@@ -116,8 +118,9 @@ async def _call_hook(hook: Callable[[WorkerInfo], Any] | None, info: WorkerInfo)
 
 class Worker:
     def __init__(self, worker_id: int, cpus: tuple[int, ...] | None, config: WorkerConfig, control_fd: int,
-                 ready_fd: int | None, stats_sock: socket.socket) -> None:
+                 ready_fd: int | None, stats_sock: socket.socket, balance: Balance | None = None) -> None:
         self.id = worker_id
+        self.balance = WorkerBalance(balance, worker_id) if balance is not None else None
         self.cpus = cpus
         self.config = config
         self.control_fd = control_fd
@@ -174,7 +177,13 @@ class Worker:
             log.exception("on_worker_start hook failed in worker %d", self.id)
             sock.close()
             return 1
-        server = await rt.start_server(loop, cfg.runtime.name, Acceptor(state, cfg.tls), sock)
+        acceptor = Acceptor(state, cfg.tls, self.balance)
+        server = await rt.start_server(loop, cfg.runtime.name, acceptor, sock)
+        if self.balance is not None:  # take connections other workers pass here, then say how many this one has
+            balance = self.balance
+            balance.watch(loop.add_reader,
+                          lambda fd: rt.adopt(loop, cfg.runtime.name, server, acceptor.passed, fd, balance.taken))
+            self.balance.publish(acceptor.load())
         self._stop = loop.create_future()
         loop.add_signal_handler(signal.SIGTERM, self._request_stop, DEFAULT_GRACE)
         loop.add_reader(self.control_fd, self._on_control)
@@ -190,6 +199,8 @@ class Worker:
         dog = watchdog.start(loop, cfg.options.slow_handler_threshold)
         grace = await self._stop
         loop.remove_reader(self.control_fd)
+        if self.balance is not None:
+            self.balance.stop_accepting()
         server.close()
         await state.drain(grace)
         if self._stats_timer is not None:

@@ -27,6 +27,7 @@ import time
 from asyncio import sslproto
 from typing import cast
 
+from ..balance import WorkerBalance
 from ..tls import ServerTls
 from .connection import GrpcConnection
 from .http1 import Http1Connection
@@ -38,9 +39,12 @@ log = logging.getLogger("gmf")
 class Acceptor:
     """The protocol factory of one worker (see the module docstring)."""
 
-    def __init__(self, state: ServerState, tls: ServerTls | None = None) -> None:
+    def __init__(self, state: ServerState, tls: ServerTls | None = None, balance: WorkerBalance | None = None) -> None:
         self.state = state
         self.tls = tls
+        self.balance = balance
+        if balance is not None:
+            state.connections_changed = self.publish_load
         self.handshaking = 0  # TLS connections still in their handshake
         self._last_refusal_log = 0.0
         if tls is not None:
@@ -49,13 +53,31 @@ class Acceptor:
             tls.start_reloading(state.loop)
 
     def __call__(self) -> asyncio.BaseProtocol:
+        return self.here() if self.balance is None else Placing(self, may_pass=True)
+
+    def passed(self) -> asyncio.BaseProtocol:
+        """The protocol factory for a connection another worker passed here."""
+        return Placing(self, may_pass=False)
+
+    def here(self) -> asyncio.BaseProtocol:
+        """The protocol for a connection this worker serves."""
         state = self.state
+        if self.balance is not None:
+            self.balance.publish(self.load() + 1)
         if len(state.connections) + self.handshaking >= state.options.max_connections:
             return _Refused(self)
         app = self.application()
         if self.tls is None:
             return app
         return TlsProtocol(self, app, self.tls.context, self._read_buffer)
+
+    def load(self) -> int:
+        """Connections this worker serves: open ones and TLS handshakes."""
+        return len(self.state.connections) + self.handshaking
+
+    def publish_load(self) -> None:
+        if self.balance is not None and not self.state.draining:
+            self.balance.publish(self.load())
 
     def application(self) -> asyncio.Protocol:
         """The protocol that serves an accepted connection (behind TLS when there is TLS)."""
@@ -163,6 +185,36 @@ class ChooseProtocol(asyncio.Protocol):
     def close(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
+
+
+class Placing(asyncio.Protocol):
+    """A new connection when workers balance (gmf.balance): in ``connection_made`` (when this
+    worker's count includes every connection made before it, on every runtime) it is passed to
+    a worker that serves fewer (its socket sent there before any byte is read, then closed
+    here; the other copy keeps the connection open) or else served here."""
+
+    def __init__(self, acceptor: Acceptor, may_pass: bool) -> None:
+        self._acceptor = acceptor
+        self._may_pass = may_pass  # False: another worker passed it here; it stays
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        acceptor = self._acceptor
+        balance = acceptor.balance
+        assert balance is not None
+        if not self._may_pass:
+            balance.taken()  # counted below, in the same callback
+        target = balance.target(acceptor.load()) if self._may_pass else -1
+        if target >= 0:
+            sock = transport.get_extra_info("socket")
+            if sock is not None and balance.pass_on(sock.fileno(), target):
+                cast(asyncio.Transport, transport).abort()  # only a close(): no FIN, no RST
+                return
+        protocol = acceptor.here()
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        pass
 
 
 class _Refused(asyncio.Protocol):

@@ -67,6 +67,9 @@ class ServerOptions:
     web: bool = True
     cors_origins: tuple[str, ...] = ()  # origins browsers may call from ("*": any); none: no CORS
     http1_body_timeout: float = 30.0  # seconds an HTTP/1.1 request body may take after its head
+    # A worker passes a new connection to another that serves fewer (gmf.balance); False: each
+    # keeps what the kernel's SO_REUSEPORT hash gives it.
+    balance_connections: bool = True
 
     def method_options(self) -> MethodOptions:
         return MethodOptions(sync_handlers=self.sync_handlers, grpcio_flavor=self.grpcio_flavor)
@@ -125,6 +128,7 @@ class ServerState:
         self.h2_limits = options.h2_limits()
         self.compression = options.compression
         self.connections: set[OpenConnection] = set()
+        self.connections_changed: Callable[[], None] | None = None  # the worker's balance count (gmf.balance)
         self.draining = False
         self.metrics = WorkerMetrics()
         self.access_log = options.access_log
@@ -138,6 +142,8 @@ class ServerState:
 
     def connection_closed(self, conn: OpenConnection) -> None:
         self.connections.discard(conn)
+        if self.connections_changed is not None:
+            self.connections_changed()
         if self._idle is not None and self.idle():
             self._idle.set()
 

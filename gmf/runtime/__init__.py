@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import logging
 import os
 import socket
 from collections.abc import Callable
@@ -85,3 +86,24 @@ async def start_server(
     if name == "uring":
         return await loop.uring_start_server(protocol_factory, sock)  # type: ignore[attr-defined]
     return await loop.create_server(protocol_factory, sock=sock)
+
+
+def adopt(loop: asyncio.AbstractEventLoop, name: str, server: Any,
+          protocol_factory: Callable[[], asyncio.BaseProtocol], fd: int, failed: Callable[[], None]) -> None:
+    """Serve the connected socket ``fd`` (accepted by another worker) with ``protocol_factory``,
+    as ``server`` (made by start_server) serves what it accepts; ``failed()`` when it cannot
+    (later, on asyncio and uvloop; raised here on io_uring)."""
+    if name == "uring":
+        server.adopt(fd, protocol_factory)
+        return
+    sock = socket.socket(fileno=fd)
+
+    async def connect() -> None:
+        try:
+            await loop.connect_accepted_socket(protocol_factory, sock)
+        except Exception:
+            sock.close()
+            failed()
+            logging.getLogger("gmf").exception("could not serve a connection passed from another worker")
+
+    loop.create_task(connect())

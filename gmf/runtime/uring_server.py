@@ -125,9 +125,13 @@ class UringServer(asyncio.AbstractServer):
         if self._serving and not self._accept_armed:
             self._arm_accept()
 
-    def _new_connection(self, fd: int) -> None:
+    def adopt(self, fd: int, protocol_factory: Callable[[], asyncio.BaseProtocol]) -> None:
+        """Serve a connected socket accepted elsewhere (another worker passed it here)."""
+        self._new_connection(fd, protocol_factory)
+
+    def _new_connection(self, fd: int, factory: Callable[[], asyncio.BaseProtocol] | None = None) -> None:
         try:
-            protocol = self._factory()
+            protocol = (factory or self._factory)()
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:

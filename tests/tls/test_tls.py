@@ -447,6 +447,25 @@ def test_two_workers_share_the_tls_port(pki: Pki) -> None:
         proc.stop()
 
 
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_tls_connections_spread_evenly_over_workers(pki: Pki, runtime: str) -> None:
+    """A worker passes a connection to another before its TLS handshake (gmf.balance): 16 TLS
+    channels kept open land 8/8 on two workers and each is served where it went."""
+    with serving(runtime, workers=2, options=tls_options(pki, True)) as proc:
+        channels = [grpc.secure_channel(proc.target, client_creds(pki),
+                                        options=[("grpc.use_local_subchannel_pool", 1)]) for _ in range(16)]
+        try:
+            pids = [int(gmftest_pb2_grpc.TestServiceStub(ch).Unary(gmftest_pb2.EchoRequest(action="pid"),
+                                                                   timeout=10).message) for ch in channels]
+            assert sorted(pids.count(pid) for pid in proc.pids) == [8, 8], pids
+            for ch, pid in zip(channels, pids, strict=True):
+                reply = gmftest_pb2_grpc.TestServiceStub(ch).Unary(gmftest_pb2.EchoRequest(action="pid"), timeout=10)
+                assert reply.message == str(pid)
+        finally:
+            for ch in channels:
+                ch.close()
+
+
 def test_tls_sessions_resume_across_workers(pki: Pki) -> None:
     """Workers fork from one context, so they share its session-ticket keys: a client resumes
     its session on whichever worker the kernel picks (no certificate verification again)."""

@@ -132,6 +132,73 @@ def test_max_connections_refuses_extra_keeps_existing():
         srv.stop()
 
 
+# ---------------------------------------------------------------- connections spread evenly
+@pytest.mark.parametrize("runtime", rt.RUNTIMES)
+def test_connections_spread_evenly_over_workers(runtime):
+    """16 long-lived connections to two workers: SO_REUSEPORT's hash alone splits them 8/8 only
+    one time in five (5/11 as often); passing the surplus (gmf.balance) makes it 8/8, and every
+    connection passed on serves its RPCs."""
+    from tests.helpers.servers import serving
+
+    with serving(runtime, workers=2) as srv:
+        channels = [grpc.insecure_channel(srv.target, options=[("grpc.use_local_subchannel_pool", 1)])
+                    for _ in range(16)]
+        try:
+            pids = []
+            for ch in channels:  # one at a time: each connection is open before the next is made
+                stub = gmftest_pb2_grpc.TestServiceStub(ch)
+                pids.append(int(stub.Unary(tpb.EchoRequest(action="pid"), timeout=10).message))
+            assert sorted(pids.count(pid) for pid in srv.pids) == [8, 8], pids
+            for ch, pid in zip(channels, pids, strict=True):  # still served where they went, again and again
+                stub = gmftest_pb2_grpc.TestServiceStub(ch)
+                assert {stub.Unary(tpb.EchoRequest(action="pid"), timeout=10).message for _ in range(3)} == {str(pid)}
+            # closed connections count down: the next ones go where there are fewer
+            busy = pids[0]
+            for ch, pid in list(zip(channels, pids, strict=True)):
+                if pid == busy:
+                    ch.close()
+                    channels.remove(ch)
+            poll.until(lambda: worker_pid_of_new_connection(srv.target) == busy, "a new connection on the emptied worker",
+                       timeout=5)
+        finally:
+            for ch in channels:
+                ch.close()
+
+
+@pytest.mark.parametrize("runtime", rt.RUNTIMES)
+def test_connections_made_at_once_spread_evenly(runtime):
+    """16 connections opened at the same moment (a client fleet starting): both workers accept
+    in the same instant, each counting the connections passed to it but not yet taken."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.helpers.servers import serving
+
+    with serving(runtime, workers=2) as srv:
+        channels = [grpc.insecure_channel(srv.target, options=[("grpc.use_local_subchannel_pool", 1)])
+                    for _ in range(16)]
+        start = threading.Barrier(16)
+
+        def pid_of(ch: grpc.Channel) -> int:
+            start.wait(timeout=10)
+            return int(gmftest_pb2_grpc.TestServiceStub(ch).Unary(tpb.EchoRequest(action="pid"), timeout=10).message)
+
+        try:
+            with ThreadPoolExecutor(16) as pool:
+                pids = list(pool.map(pid_of, channels))
+            assert sorted(pids.count(pid) for pid in srv.pids) == [8, 8], pids
+        finally:
+            for ch in channels:
+                ch.close()
+
+
+def test_without_balancing_the_kernel_hash_decides():
+    """balance_connections=False: no table, no passing; SO_REUSEPORT's hash alone (both workers
+    still get connections)."""
+    with spawn("asyncio", workers=2, options={"balance_connections": False}) as srv:
+        seen = {worker_pid_of_new_connection(srv.target) for _ in range(40)}
+        assert seen == set(srv.pids)
+
+
 # ---------------------------------------------------------------- supervisor
 def test_killed_worker_restarts_others_never_fail():
     srv = spawn("asyncio", workers=2)
