@@ -90,12 +90,16 @@ class WorkerBalance:
         self._open = balance._open(me)
         self._sent = self._open + 2  # + w: sent to worker w
         self._inbox = balance.pairs[me][0]
+        self._stopped = False
 
     def publish(self, count: int) -> None:
-        """This worker now serves ``count`` connections (and accepts more)."""
-        self._table[self._open] = count
+        """This worker now serves ``count`` connections (and accepts more, until it stops)."""
+        if not self._stopped:
+            self._table[self._open] = count
 
     def stop_accepting(self) -> None:
+        """Draining: nothing more is passed here, whatever happens to the count."""
+        self._stopped = True
         self._table[self._open] = CLOSED
 
     def target(self, mine: int) -> int:

@@ -76,7 +76,7 @@ class Acceptor:
         return len(self.state.connections) + self.handshaking
 
     def publish_load(self) -> None:
-        if self.balance is not None and not self.state.draining:
+        if self.balance is not None:
             self.balance.publish(self.load())
 
     def application(self) -> asyncio.Protocol:

@@ -28,6 +28,12 @@ def test_a_worker_that_is_not_serving_takes_nothing(balance):
     assert w0.target(5) == 2 and w0.target(1) == -1  # only to one serving fewer
     balance.closed(2)  # died: the supervisor says so
     assert w0.target(5) == -1
+    w1 = WorkerBalance(balance, 1)
+    w1.publish(0)
+    assert w0.target(5) == 1
+    w1.stop_accepting()  # draining: a connection closing or arriving later does not reopen it
+    w1.publish(0)
+    assert w0.target(5) == -1
 
 
 def test_the_least_loaded_gets_it_and_sockets_on_their_way_count(balance):
