@@ -55,8 +55,15 @@ class Balance:
             receive.setblocking(False)
             send.setblocking(False)
 
+    # Worker w's row of the table: open[w], received[w], then sent[w][0..n-1].
     def _open(self, w: int) -> int:
         return w * (self.workers + 2)
+
+    def _received(self, w: int) -> int:
+        return self._open(w) + 1
+
+    def _sent(self, v: int, w: int) -> int:
+        return self._open(v) + 2 + w
 
     def closed(self, w: int) -> None:
         """Worker ``w`` takes nothing now (the supervisor says so when it dies)."""
@@ -68,9 +75,8 @@ class Balance:
 
     def incoming(self, w: int) -> int:
         """Connections passed to worker ``w`` that it has not taken yet."""
-        n = self.workers
         table = self.table
-        return sum(table[v * (n + 2) + 2 + w] for v in range(n)) - table[w * (n + 2) + 1]
+        return sum(table[self._sent(v, w)] for v in range(self.workers)) - table[self._received(w)]
 
     def close(self) -> None:
         for pair in self.pairs:
@@ -88,7 +94,7 @@ class WorkerBalance:
         self.me = me
         self._table = balance.table
         self._open = balance._open(me)
-        self._sent = self._open + 2  # + w: sent to worker w
+        self._received = balance._received(me)
         self._inbox = balance.pairs[me][0]
         self._stopped = False
 
@@ -124,7 +130,7 @@ class WorkerBalance:
                                                   socket.MSG_DONTWAIT)
         except OSError:
             return False
-        self._table[self._sent + target] += 1
+        self._table[self.balance._sent(self.me, target)] += 1
         return True
 
     def take(self) -> list[int]:
@@ -149,7 +155,7 @@ class WorkerBalance:
 
     def taken(self) -> None:
         """A passed connection is served here now (or could not be): no longer incoming."""
-        self._table[self._open + 1] += 1
+        self._table[self._received] += 1
 
     def watch(self, add_reader: Callable[..., object], adopt: Callable[[int], None]) -> None:
         """Take passed sockets as they come and hand each to ``adopt``, which serves it and

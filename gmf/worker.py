@@ -179,11 +179,11 @@ class Worker:
             return 1
         acceptor = Acceptor(state, cfg.tls, self.balance)
         server = await rt.start_server(loop, cfg.runtime.name, acceptor, sock)
-        if self.balance is not None:  # take connections other workers pass here, then say how many this one has
-            balance = self.balance
+        balance = self.balance
+        if balance is not None:  # take connections other workers pass here, then say how many this one has
             balance.watch(loop.add_reader,
                           lambda fd: rt.adopt(loop, cfg.runtime.name, server, acceptor.passed, fd, balance.taken))
-            self.balance.publish(acceptor.load())
+            balance.publish(acceptor.load())
         self._stop = loop.create_future()
         loop.add_signal_handler(signal.SIGTERM, self._request_stop, DEFAULT_GRACE)
         loop.add_reader(self.control_fd, self._on_control)

@@ -201,14 +201,14 @@ class Placing(asyncio.Protocol):
         acceptor = self._acceptor
         balance = acceptor.balance
         assert balance is not None
-        if not self._may_pass:
-            balance.taken()  # counted below, in the same callback
-        target = balance.target(acceptor.load()) if self._may_pass else -1
-        if target >= 0:
-            sock = transport.get_extra_info("socket")
+        if self._may_pass:
+            target = balance.target(acceptor.load())
+            sock = transport.get_extra_info("socket") if target >= 0 else None
             if sock is not None and balance.pass_on(sock.fileno(), target):
                 cast(asyncio.Transport, transport).abort()  # only a close(): no FIN, no RST
                 return
+        else:
+            balance.taken()  # counted below, in the same callback
         protocol = acceptor.here()
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
