@@ -10,28 +10,29 @@ import gzip
 import re
 import zlib
 from collections.abc import Iterable
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from .hpack_codec import Header, encode_headers
 
 # ---------------------------------------------------------------------------- status codes
-OK = 0
-CANCELLED = 1
-UNKNOWN = 2
-INVALID_ARGUMENT = 3
-DEADLINE_EXCEEDED = 4
-NOT_FOUND = 5
-ALREADY_EXISTS = 6
-PERMISSION_DENIED = 7
-RESOURCE_EXHAUSTED = 8
-FAILED_PRECONDITION = 9
-ABORTED = 10
-OUT_OF_RANGE = 11
-UNIMPLEMENTED = 12
-INTERNAL = 13
-UNAVAILABLE = 14
-DATA_LOSS = 15
-UNAUTHENTICATED = 16
+# Final: compiled modules that use them (``g.OK``) read constants, not this module's attributes.
+OK: Final = 0
+CANCELLED: Final = 1
+UNKNOWN: Final = 2
+INVALID_ARGUMENT: Final = 3
+DEADLINE_EXCEEDED: Final = 4
+NOT_FOUND: Final = 5
+ALREADY_EXISTS: Final = 6
+PERMISSION_DENIED: Final = 7
+RESOURCE_EXHAUSTED: Final = 8
+FAILED_PRECONDITION: Final = 9
+ABORTED: Final = 10
+OUT_OF_RANGE: Final = 11
+UNIMPLEMENTED: Final = 12
+INTERNAL: Final = 13
+UNAVAILABLE: Final = 14
+DATA_LOSS: Final = 15
+UNAUTHENTICATED: Final = 16
 
 
 class GrpcError(Exception):
@@ -223,11 +224,11 @@ def compress(encoding: str, data: bytes) -> bytes:
 # ---------------------------------------------------------------------------- header blocks
 CONTENT_TYPE = b"application/grpc"
 
-RESPONSE_HEADERS = encode_headers(
+RESPONSE_HEADERS: Final = encode_headers(
     [(b":status", b"200"), (b"content-type", CONTENT_TYPE), (b"grpc-accept-encoding", ACCEPT_ENCODING)]
 )
-OK_TRAILERS = encode_headers([(b"grpc-status", b"0")])
-_OK_TRAILERS = OK_TRAILERS
+OK_TRAILERS: Final = encode_headers([(b"grpc-status", b"0")])
+_OK_TRAILERS: Final = OK_TRAILERS
 
 
 def response_headers(metadata: list[Header] | None = None, encoding: str | None = None) -> bytes:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import struct
 import time
 from collections.abc import Callable
+from typing import Final
 
 from hpack import HPACKError, OversizedHeaderListError
 
@@ -50,9 +51,9 @@ __all__ = [
     "RequestReceived", "StreamEnded", "StreamReset", "WindowUpdated",
 ]
 
-_U32 = struct.Struct(">L")
-_SETTING = struct.Struct(">HL")
-_SHUTDOWN_PING = b"gmfdrain"  # the opaque data of the PING that ends a graceful shutdown
+_U32: Final = struct.Struct(">L")
+_SETTING: Final = struct.Struct(">HL")
+_SHUTDOWN_PING: Final = b"gmfdrain"  # the opaque data of the PING that ends a graceful shutdown
 _SELF_DEPENDENT = 0x100  # not a wire flag: HEADERS whose priority names its own stream (5.3.1)
 
 

@@ -43,7 +43,9 @@ _current_task: Final[Callable[[asyncio.AbstractEventLoop], asyncio.Task[Any] | N
 
 
 def _wake(waiter: asyncio.Future[None] | ReadWait | None) -> None:
-    if waiter is not None and not waiter.done():
+    if isinstance(waiter, ReadWait):  # compiled: native calls, not method lookups (per request message)
+        waiter.set_result(None)
+    elif waiter is not None and not waiter.done():
         waiter.set_result(None)
 
 
@@ -190,13 +192,13 @@ class Call:
         driver's reusable ReadWait when the call's own task, stepped by its driver, waits
         (gmf/rpc/driver.py); otherwise a Future that whichever task waits can wait on (what
         loop.create_future() makes on every loop GMF runs on, without a Python call)."""
-        loop = self.conn.loop
         driver = self.driver
         waiter: asyncio.Future[None] | ReadWait
-        if driver is not None and _current_task(loop) is driver.task:
-            waiter = driver.read_wait.arm()
+        if driver is not None:  # the driver's loop: a native read (``conn`` is a protocol, read generically)
+            loop = driver.loop
+            waiter = driver.read_wait.arm() if _current_task(loop) is driver.task else _Future(loop=loop)
         else:
-            waiter = _Future(loop=loop)
+            waiter = _Future(loop=self.conn.loop)
         self.waiter = waiter
         return waiter
 

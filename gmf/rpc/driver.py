@@ -149,8 +149,11 @@ class StreamDriver:
         if not self.parked:
             return
         waiting, park = self.waiting, self.park
-        if park is None or waiting is None or park.done() or not waiting.done():
-            return  # the task is being cancelled; or the handler was not woken
+        if park is None or waiting is None or park.done():
+            return  # the task is being cancelled
+        read_wait = self.read_wait
+        if not (read_wait._done if waiting is read_wait else waiting.done()):
+            return  # the handler was not woken (the read waiter: a native read, not a method call)
         loop, task = self.loop, self.task
         if not on_loop and not running_here(loop):  # not on the running loop (a test driving a call)
             self.release()
