@@ -31,6 +31,7 @@ log = logging.getLogger("gmf")
 _QUEUE_LIMIT: Final = 1 << 20
 
 _EOF = object()
+_NO_MESSAGES: Final[list[tuple[bool, bytes]]] = []  # what an empty DATA frame decodes to (never changed)
 # Bound once (compiled: a C static, not the asyncio module's attribute looked up per message).
 _Future: Final = asyncio.Future
 # The task running on a loop, asked once per request message waited for: from 3.12
@@ -139,13 +140,15 @@ class Call:
         through ``conn.release`` as it catches up."""
         if self.finished:
             return flow_length
-        try:
-            decoded = self.decoder.feed(data) if data else ()
-        except g.GrpcError as exc:
-            self.fail(exc.code, exc.message)
-            return 0
+        decoded: list[tuple[bool, bytes]] = _NO_MESSAGES
+        if data:
+            try:
+                decoded = self.decoder.feed(data)
+            except g.GrpcError as exc:
+                self.fail(exc.code, exc.message)
+                return 0
         complete = 0
-        for compressed, payload in decoded:
+        for compressed, payload in decoded:  # compiled: a list of tuples, iterated natively (not as any iterable)
             if compressed:
                 if self.encoding is None or self.encoding == "identity":
                     self.fail(g.INTERNAL, "Compressed message received without grpc-encoding")
