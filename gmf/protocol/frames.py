@@ -68,6 +68,29 @@ def frame_header(length: int, ftype: int, flags: int, stream_id: int) -> bytes:
     return (length << 48 | ftype << 40 | flags << 32 | stream_id).to_bytes(9, "big")
 
 
+# DATA frame headers are made from two cached pieces (a stream sends many): the 3-byte length,
+# from this list for frames of fewer than 4,096 bytes (filled as lengths are first used), and
+# the stream's 6 bytes after it (``data_tail``, kept on the stream). Compiled, one concatenation
+# instead of ``frame_header``'s to_bytes (boxing an int of 9 bytes, then its byte array).
+_SHORT_FRAME: Final = 4096
+_LENGTHS: Final[list[bytes | None]] = [None] * _SHORT_FRAME
+
+
+def data_tail(stream_id: int) -> bytes:
+    """Type, flags (none) and stream id: what follows the length in this stream's DATA headers."""
+    return (DATA << 40 | stream_id).to_bytes(6, "big")
+
+
+def data_header(length: int, tail: bytes) -> bytes:
+    """``frame_header(length, DATA, 0, stream_id)`` given ``tail = data_tail(stream_id)``."""
+    if length < _SHORT_FRAME:
+        head = _LENGTHS[length]
+        if head is None:
+            head = _LENGTHS[length] = length.to_bytes(3, "big")
+        return head + tail
+    return length.to_bytes(3, "big") + tail
+
+
 def settings_frame(settings: dict[int, int]) -> bytes:
     body = b"".join(_SETTING.pack(k, v) for k, v in settings.items())
     return frame_header(len(body), SETTINGS, 0, 0) + body

@@ -243,7 +243,10 @@ class H2ServerConnection(AbuseGuard):
                     m.at = -1
                 else:
                     m.index = len(out)
-                    out.append(f.frame_header(size, f.DATA, 0, stream_id))
+                    tail = s.data_tail
+                    if tail is None:
+                        tail = s.data_tail = f.data_tail(stream_id)
+                    out.append(f.data_header(size, tail))
                     m.sid, m.length, m.declared = stream_id, size, size
                 if size:
                     out.append(data if type(data) is bytes else bytes(data))

@@ -20,6 +20,7 @@ class Stream:
         "pending_end",
         "pending_trailers",
         "content_length",
+        "data_tail",
     )
 
     def __init__(self, send_window: int, recv_window: int) -> None:
@@ -35,3 +36,5 @@ class Stream:
         # DATA bytes the request's content-length still announces (RFC 9113 8.1.1); None: no
         # content-length, the usual case for gRPC
         self.content_length: int | None = None
+        # The last 6 bytes of this stream's DATA frame headers (frames.data_tail), once it sends one
+        self.data_tail: bytes | None = None

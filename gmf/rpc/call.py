@@ -31,7 +31,6 @@ log = logging.getLogger("gmf")
 _QUEUE_LIMIT: Final = 1 << 20
 
 _EOF = object()
-_NO_MESSAGES: Final[list[tuple[bool, bytes]]] = []  # what an empty DATA frame decodes to (never changed)
 # Bound once (compiled: a C static, not the asyncio module's attribute looked up per message).
 _Future: Final = asyncio.Future
 # The task running on a loop, asked once per request message waited for: from 3.12
@@ -140,26 +139,29 @@ class Call:
         through ``conn.release`` as it catches up."""
         if self.finished:
             return flow_length
-        decoded: list[tuple[bool, bytes]] = _NO_MESSAGES
-        if data:
+        complete = 0
+        single = self.decoder.feed_one(data) if data else None
+        if single is not None:  # one whole uncompressed message: no list of tuples for it
+            self.messages.append(single)
+            complete = len(single)
+        elif data:
             try:
                 decoded = self.decoder.feed(data)
             except g.GrpcError as exc:
                 self.fail(exc.code, exc.message)
                 return 0
-        complete = 0
-        for compressed, payload in decoded:  # compiled: a list of tuples, iterated natively (not as any iterable)
-            if compressed:
-                if self.encoding is None or self.encoding == "identity":
-                    self.fail(g.INTERNAL, "Compressed message received without grpc-encoding")
-                    return 0
-                try:
-                    payload = g.decompress(self.encoding, payload, self.conn.max_receive_message_length)
-                except g.GrpcError as exc:
-                    self.fail(exc.code, exc.message)
-                    return 0
-            self.messages.append(payload)
-            complete += len(payload)
+            for compressed, payload in decoded:
+                if compressed:
+                    if self.encoding is None or self.encoding == "identity":
+                        self.fail(g.INTERNAL, "Compressed message received without grpc-encoding")
+                        return 0
+                    try:
+                        payload = g.decompress(self.encoding, payload, self.conn.max_receive_message_length)
+                    except g.GrpcError as exc:
+                        self.fail(exc.code, exc.message)
+                        return 0
+                self.messages.append(payload)
+                complete += len(payload)
         # Flow control: credit what arrived unless the reader is far behind.
         credit = flow_length
         if self.queued_bytes >= _QUEUE_LIMIT:
