@@ -111,8 +111,12 @@ def goaway(last_stream_id: int, error_code: int, debug: bytes = b"") -> bytes:
     return frame_header(8 + len(debug), GOAWAY, 0, 0) + _U32x2.pack(last_stream_id, error_code) + debug
 
 
+_PING_HEADER: Final = frame_header(8, PING, 0, 0)
+_PING_ACK_HEADER: Final = frame_header(8, PING, FLAG_ACK, 0)  # grpc-go clients ping every few reads (BDP)
+
+
 def ping(payload: bytes, ack: bool) -> bytes:
-    return frame_header(8, PING, FLAG_ACK if ack else 0, 0) + payload
+    return (_PING_ACK_HEADER if ack else _PING_HEADER) + payload
 
 
 def headers_frames(stream_id: int, block: bytes, end_stream: bool, max_frame: int) -> bytes:

@@ -274,7 +274,8 @@ class Call:
         except Exception as exc:
             log.error("could not serialize response of %s: %r", self.path, exc)
             raise g.GrpcError(g.INTERNAL, "Failed to serialize response!") from None
-        limit = self.conn.max_send_message_length
+        grpc = self.grpc  # typed: a native read (``conn`` is a protocol, read generically)
+        limit = grpc.max_send_message_length if grpc is not None else self.conn.max_send_message_length
         if limit is not None and len(payload) > limit:
             raise g.GrpcError(g.RESOURCE_EXHAUSTED, f"Sent message larger than max ({len(payload)} vs. {limit})")
         compressed = False
