@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
@@ -31,6 +30,9 @@ log = logging.getLogger("gmf")
 _QUEUE_LIMIT: Final = 1 << 20
 
 _EOF = object()
+# Read request messages a call's queue keeps before dropping them (Call._take): amortized, a
+# long queue costs O(1) per message read.
+_COMPACT_AT: Final = 64
 # Bound once (compiled: a C static, not the asyncio module's attribute looked up per message).
 _Future: Final = asyncio.Future
 # The task running on a loop, asked once per request message waited for: from 3.12
@@ -65,6 +67,7 @@ class Call:
         "send_encoding",
         "decoder",
         "messages",
+        "read_at",  # the index of the next unread message in messages
         "ended",
         "waiter",
         "queued_bytes",
@@ -104,7 +107,12 @@ class Call:
         self.accept_encoding: str | None = None
         self.send_encoding: str | None = None
         self.decoder = g.MessageDecoder(conn.max_receive_message_length)
-        self.messages: deque[bytes] = deque()  # complete request messages (decompressed), not yet read
+        # Complete request messages (decompressed); those before ``read_at`` are read. A list
+        # and an index, not a deque: compiled, append, take and "any unread?" are native (a
+        # deque's are method calls, per request message). Emptied once all are read, so the
+        # list is non-empty exactly while a message is unread.
+        self.messages: list[bytes] = []
+        self.read_at = 0
         self.ended = False
         self.waiter: asyncio.Future[None] | ReadWait | None = None
         self.queued_bytes = 0
@@ -185,7 +193,20 @@ class Call:
         return credit
 
     def _take(self) -> bytes:
-        payload = self.messages.popleft()
+        messages = self.messages
+        at = self.read_at
+        payload = messages[at]
+        at += 1
+        if at == len(messages):
+            if at == 1:
+                messages.pop()  # compiled: native (clear() is a slice assignment)
+            else:
+                messages.clear()
+            at = 0
+        elif at >= _COMPACT_AT and at * 2 >= len(messages):  # a reader behind a long queue: drop what it read
+            del messages[:at]
+            at = 0
+        self.read_at = at
         self.queued_bytes -= len(payload)
         if self.deferred_ack and self.queued_bytes < _QUEUE_LIMIT:
             self.conn.release(self.stream_id, self.deferred_ack)
@@ -227,7 +248,7 @@ class Call:
     def single_payload(self) -> bytes:
         """The serialized request of a unary-request call (on the loop; a handler thread
         deserializes it)."""
-        if len(self.messages) != 1:
+        if len(self.messages) - self.read_at != 1:
             raise g.GrpcError(
                 g.INTERNAL,
                 "Expected exactly one request message" if self.messages else "Missing request message",

@@ -41,7 +41,7 @@ from . import eager, runner
 from .base import ConnectionBase
 from .call import Call
 from .context import ServicerContext
-from .driver import StreamDriver, running_here
+from .driver import StreamDriver, step_all
 from .peer import format_peer
 
 SHUTDOWN_ACK_TIMEOUT = 1.0  # seconds a draining connection waits for its GOAWAY PING's ACK
@@ -183,9 +183,7 @@ class GrpcConnection(ConnectionBase, asyncio.Protocol):
                 else:
                     self._start(starting)
             if resuming:
-                on_loop = running_here(self.loop)
-                for driver in resuming:
-                    driver.step(on_loop)
+                step_all(self.loop, resuming)
         except Exception:  # a bug must cost one connection, never the worker
             self._starting = self._resuming = None
             log.exception("internal error on connection from %s", self.peer)

@@ -371,3 +371,70 @@ def test_a_handler_whose_coroutine_is_closed_ends_cancelled(serve, handler):
     assert ("grpc-status", "1") in server.transport.trailers(1)
     assert 1 not in server.conn.calls
     serves_next(server, 3)
+
+
+def test_handlers_woken_by_one_read_each_run_as_their_task(serve):
+    """Messages for three streams in one read: each handler runs as its own task (the connection
+    steps them in turn, gmf/rpc/driver.py step_all), one failing does not stop the next, and
+    once the read is handled no task is left running on the loop."""
+    seen: list[tuple[bytes, Any]] = []
+
+    async def handler(requests: AsyncIterator[bytes], context: Any) -> AsyncIterator[bytes]:
+        async for request in requests:
+            seen.append((request, asyncio.current_task()))
+            if request == b"boom":
+                raise RuntimeError("boom")
+            yield request
+
+    server = serve(handler)
+    for sid in (1, 3, 5):
+        server.open(sid)
+    server.settle()
+    tasks = {sid: server.conn.calls[sid].task for sid in (1, 3, 5)}
+    data = b"".join(frame(0x0, 0, sid, grpc_message(body)) for sid, body in ((1, b"one"), (5, b"boom"), (3, b"three")))
+    after: list[Any] = []
+
+    def received() -> None:
+        server.conn.data_received(data)
+        after.append(asyncio.current_task(server.loop))
+
+    server.loop.call_soon(received)
+    server.settle()
+    assert seen == [(b"one", tasks[1]), (b"boom", tasks[5]), (b"three", tasks[3])]
+    assert after == [None]
+    assert server.transport.messages(1) == [b"one"] and server.transport.messages(3) == [b"three"]
+    assert ("grpc-status", "2") in server.transport.trailers(5)
+    serves_next(server, 7)
+
+
+def test_a_long_request_queue_is_read_in_order_and_trimmed(serve):
+    """A handler far behind its request stream reads every message in order, and the call's
+    queue drops what was read as it goes (Call._take), not only once it is empty."""
+    gates = [asyncio.Event(), asyncio.Event()]
+
+    async def handler(requests: AsyncIterator[bytes], context: Any) -> AsyncIterator[bytes]:
+        await gates[0].wait()
+        n = 0
+        async for request in requests:
+            yield request
+            n += 1
+            if n == 100:
+                await gates[1].wait()
+
+    server = serve(handler)
+    server.open(1)
+    server.settle()
+    bodies = [b"m%d" % n for n in range(150)]
+    server.send(1, *bodies)
+    call = server.conn.calls[1]
+    assert len(call.messages) == 150 and call.read_at == 0
+    server.loop.call_soon(gates[0].set)
+    server.settle()
+    assert len(call.messages) - call.read_at == 50 and len(call.messages) < 150  # read ones dropped
+    more = [b"n%d" % n for n in range(10)]
+    server.send(1, *more, end=True)
+    server.loop.call_soon(gates[1].set)
+    server.settle()
+    assert server.transport.messages(1) == bodies + more
+    assert ("grpc-status", "0") in server.transport.trailers(1)
+    assert call.messages == [] and call.read_at == 0
