@@ -41,7 +41,11 @@ else:
 # connection) and the call, and what they call per request (the handler's context, the
 # method cache, the counters), and per streamed message (the request-stream driver, the
 # streaming loops), and the HPACK decoder (hpack_codec: a cached block is one native call and
-# one dict lookup): compiled modules call each other as C. Not compiled: hpack_blocks (the
+# one dict lookup): compiled modules call each other as C. The io_uring transport too (per
+# read: its completion handler, the connection's write and the flush; measured 3,300 fewer
+# instructions per read of a bidi echo worker). Not compiled: the ring (uring_ring: its
+# ``_wait`` frame is how profiles tell the loop's idle time), the selector (once per loop
+# iteration), hpack_blocks (the
 # decoded block subclasses list, the table hpack's HeaderTable; the misses run in the hpack
 # package either way), the runner (the watchdog names the running RPC from its Python
 # frames: its ``run`` stays Python, the per-message loops it calls are compiled in
@@ -63,6 +67,7 @@ SOURCES = (
     "gmf/rpc/driver.py",
     "gmf/rpc/streaming.py",
     "gmf/metrics.py",
+    "gmf/runtime/uring_transport.py",
 )
 MODULES = tuple(path[: -len(".py")].replace("/", ".") for path in SOURCES)
 # mypyc's shared library of the group, a top-level module (gmf_native__mypyc.*.so beside the

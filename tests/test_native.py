@@ -33,7 +33,7 @@ PROBE = (
     "warnings.simplefilter('always')\n"
     "import gmf\n"
     "from gmf import _native\n"
-    "import gmf.protocol.h2conn, gmf.rpc.connection\n"
+    "import gmf.protocol.h2conn, gmf.rpc.connection, gmf.runtime.uring_transport\n"
     "print(json.dumps({'build': _native.build(), 'files': {m: sys.modules[m].__file__ for m in _native.MODULES}}))\n"
 )
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib
 import json
 import pickle
 import sys
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     drawn = pickle.loads(args.scenarios.read_bytes()) if args.scenarios else draw_scenarios(args.examples)
     line: dict[str, Any] = {"fuzz": fuzz_digests(drawn), "rpc": rpc_digests(args.reads)}
     line["build"] = _native.build()
-    line["files"] = {name: getattr(sys.modules.get(name), "__file__", None) for name in _native.MODULES}
+    line["files"] = {name: importlib.import_module(name).__file__ for name in _native.MODULES}
     line["version"] = gmf.__version__
     print(json.dumps(line))
     return 0
