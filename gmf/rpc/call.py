@@ -107,10 +107,9 @@ class Call:
         self.accept_encoding: str | None = None
         self.send_encoding: str | None = None
         self.decoder = g.MessageDecoder(conn.max_receive_message_length)
-        # Complete request messages (decompressed); those before ``read_at`` are read. A list
-        # and an index, not a deque: compiled, append, take and "any unread?" are native (a
-        # deque's are method calls, per request message). Emptied once all are read, so the
-        # list is non-empty exactly while a message is unread.
+        # Complete request messages (decompressed); those before ``read_at`` are read (see
+        # _queue and _take). A list and an index, not a deque: compiled, queueing, taking and
+        # "any unread?" are native (a deque's are method calls, per request message).
         self.messages: list[bytes] = []
         self.read_at = 0
         self.ended = False
@@ -150,7 +149,7 @@ class Call:
         complete = 0
         single = self.decoder.feed_one(data) if data else None
         if single is not None:  # one whole uncompressed message: no list of tuples for it
-            self.messages.append(single)
+            self._queue(single)
             complete = len(single)
         elif data:
             try:
@@ -168,7 +167,7 @@ class Call:
                     except g.GrpcError as exc:
                         self.fail(exc.code, exc.message)
                         return 0
-                self.messages.append(payload)
+                self._queue(payload)
                 complete += len(payload)
         # Flow control: credit what arrived unless the reader is far behind.
         credit = flow_length
@@ -181,7 +180,7 @@ class Call:
             if self.decoder.buffered:
                 self.fail(g.INTERNAL, "Incomplete message at end of stream")
                 return credit
-        if self.messages or self.ended:
+        if self.read_at < len(self.messages) or self.ended:
             self.wake_reader()
             driver = self.driver
             if driver is not None and driver.parked:  # the handler waits for this: the connection steps it
@@ -192,18 +191,35 @@ class Call:
                     self.conn.resume(driver)
         return credit
 
+    def has_message(self) -> bool:
+        """A request message is queued, not yet read."""
+        return self.read_at < len(self.messages)
+
+    def _queue(self, payload: bytes) -> None:
+        messages = self.messages
+        if self.read_at and self.read_at == len(messages):  # all read ([b""], see _take): the first slot again
+            messages[0] = payload
+            self.read_at = 0
+        else:
+            messages.append(payload)
+
     def _take(self) -> bytes:
+        """The next unread message. When it was the only one, the list keeps its slot (an empty
+        bytes in place of the message, ``read_at`` past it) for _queue to fill: a list emptied
+        and filled again per message frees and allocates its array each time, measured at 530
+        instructions per message of a bidi echo."""
         messages = self.messages
         at = self.read_at
         payload = messages[at]
         at += 1
-        if at == len(messages):
-            if at == 1:
-                messages.pop()  # compiled: native (clear() is a slice assignment)
+        n = len(messages)
+        if at == n:
+            if n == 1:
+                messages[0] = b""
             else:
                 messages.clear()
-            at = 0
-        elif at >= _COMPACT_AT and at * 2 >= len(messages):  # a reader behind a long queue: drop what it read
+                at = 0
+        elif at >= _COMPACT_AT and at * 2 >= n:  # a reader behind a long queue: drop what it read
             del messages[:at]
             at = 0
         self.read_at = at
@@ -230,14 +246,14 @@ class Call:
 
     async def wait_readable(self) -> None:
         """Until a request message is queued, the client half-closed, or the call finished."""
-        while not self.messages and not self.ended and not self.finished:
+        while self.read_at == len(self.messages) and not self.ended and not self.finished:
             await self.read_waiter()
 
     async def read_raw(self) -> Any:
         """Next serialized request message, or ``_EOF``."""
-        if not self.messages:
+        if not self.has_message():
             await self.wait_readable()
-            if not self.messages:
+            if not self.has_message():
                 return _EOF
         return self._take()
 
@@ -251,7 +267,7 @@ class Call:
         if len(self.messages) - self.read_at != 1:
             raise g.GrpcError(
                 g.INTERNAL,
-                "Expected exactly one request message" if self.messages else "Missing request message",
+                "Expected exactly one request message" if self.has_message() else "Missing request message",
             )
         return self._take()
 

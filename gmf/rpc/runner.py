@@ -57,7 +57,7 @@ class BlockingRequestIterator:
 
 def _read_for_thread(call: Call, box: Future[Any]) -> None:
     """On the loop: the next request message (or _EOF) into ``box``, now if one is queued."""
-    if call.messages:
+    if call.has_message():
         box.set_result(call._take())
     elif call.ended or call.finished:
         box.set_result(_EOF)

@@ -30,10 +30,10 @@ class RequestIterator:
 
     async def __anext__(self) -> Any:
         call = self._call
-        if not call.messages:  # Call.read_raw and Call.wait_readable, without their coroutines
-            while not call.messages and not call.ended and not call.finished:
+        if call.read_at == len(call.messages):  # Call.read_raw and Call.wait_readable, without their coroutines
+            while call.read_at == len(call.messages) and not call.ended and not call.finished:
                 await call.read_waiter()
-            if not call.messages:
+            if call.read_at == len(call.messages):
                 raise StopAsyncIteration
         return call.deserialize(call._take())
 

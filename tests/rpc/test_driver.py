@@ -437,4 +437,19 @@ def test_a_long_request_queue_is_read_in_order_and_trimmed(serve):
     server.settle()
     assert server.transport.messages(1) == bodies + more
     assert ("grpc-status", "0") in server.transport.trailers(1)
-    assert call.messages == [] and call.read_at == 0
+    assert not call.has_message() and call.messages in ([], [b""])  # no read message is held
+
+
+def test_one_message_at_a_time_reuses_the_queue_slot(serve):
+    """Request messages read one at a time go through the call's first queue slot: the read
+    one is not held after it is taken, the next takes its place."""
+    server = serve(echo)
+    server.open(1)
+    server.settle()
+    call = server.conn.calls[1]
+    for n in range(3):
+        server.send(1, b"%d" % n)
+        assert call.messages == [b""] and call.read_at == 1 and not call.has_message()
+    server.send(1, b"x", b"y", end=True)
+    server.settle()
+    assert server.transport.messages(1) == [b"0", b"1", b"2", b"x", b"y"]
