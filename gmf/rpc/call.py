@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from .._native import mypyc_attr
 from ..protocol import grpc as g
 from ..protocol.hpack_codec import Header
-from .driver import ReadWait, StreamDriver
+from .driver import ReadWait, StreamDriver, running_task
 from .registry import Method
 from .sink import CallSink
 
@@ -35,13 +34,6 @@ _EOF = object()
 _COMPACT_AT: Final = 64
 # Bound once (compiled: a C static, not the asyncio module's attribute looked up per message).
 _Future: Final = asyncio.Future
-# The task running on a loop, asked once per request message waited for: from 3.12
-# ``current_task`` is C; on 3.11 it is a Python function around the dict that asyncio's C
-# _enter_task keeps.
-_current_task: Final[Callable[[asyncio.AbstractEventLoop], asyncio.Task[Any] | None]] = (
-    asyncio.current_task if sys.version_info >= (3, 12)
-    else asyncio.tasks._current_tasks.get  # type: ignore[attr-defined]
-)
 
 
 def _wake(waiter: asyncio.Future[None] | ReadWait | None) -> None:
@@ -238,7 +230,7 @@ class Call:
         waiter: asyncio.Future[None] | ReadWait
         if driver is not None:  # the driver's loop: a native read (``conn`` is a protocol, read generically)
             loop = driver.loop
-            waiter = driver.read_wait.arm() if _current_task(loop) is driver.task else _Future(loop=loop)
+            waiter = driver.read_wait.arm() if running_task(loop) is driver.task else _Future(loop=loop)
         else:
             waiter = _Future(loop=self.conn.loop)
         self.waiter = waiter

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn
 if TYPE_CHECKING:
     from .call import Call
 
-__all__ = ["ReadWait", "StreamDriver", "running_here", "start", "step_all"]
+__all__ = ["ReadWait", "StreamDriver", "running_here", "running_task", "start", "step_all"]
 
 # What a direct step left for the task to do on its next step (StreamDriver.kind).
 # Bound as Final (compiled: C statics, not the module's globals looked up per step).
@@ -82,6 +82,16 @@ def _shared_current_tasks() -> dict[Any, Any] | None:
 
 # Compiled: a C static. step_all sets the running task in it directly (see there).
 _CURRENT_TASKS: Final = _shared_current_tasks()
+
+
+def running_task(loop: asyncio.AbstractEventLoop) -> asyncio.Task[Any] | None:
+    """``asyncio.current_task(loop)``; compiled, where asyncio keeps the shared dict, one native
+    lookup (asked once per request message a stepped handler waits for)."""
+    tasks = _CURRENT_TASKS
+    if tasks is not None:
+        task: asyncio.Task[Any] | None = tasks.get(loop)
+        return task
+    return asyncio.current_task(loop)
 
 
 def step_all(loop: asyncio.AbstractEventLoop, drivers: list[StreamDriver]) -> None:
