@@ -45,9 +45,8 @@ else:
 # read: its completion handler, the connection's write and the flush; measured 3,300 fewer
 # instructions per read of a bidi echo worker). Not compiled: the ring (uring_ring: its
 # ``_wait`` frame is how profiles tell the loop's idle time), the selector (once per loop
-# iteration), hpack_blocks (the
-# decoded block subclasses list, the table hpack's HeaderTable; the misses run in the hpack
-# package either way), the runner (the watchdog names the running RPC from its Python
+# iteration), hpack_blocks (the decoded block subclasses list, the table hpack's HeaderTable;
+# the misses run in the hpack package either way), the runner (the watchdog names the running RPC from its Python
 # frames: its ``run`` stays Python, the per-message loops it calls are compiled in
 # gmf/rpc/streaming.py), eager (measured: compiled, it costs more instructions per request,
 # as the task calls into it through Python's protocol either way).

@@ -172,7 +172,7 @@ class Call:
             if self.decoder.buffered:
                 self.fail(g.INTERNAL, "Incomplete message at end of stream")
                 return credit
-        if self.read_at < len(self.messages) or self.ended:
+        if self.read_at < len(self.messages) or self.ended:  # has_message(), inlined: per message (as in RequestIterator)
             self.wake_reader()
             driver = self.driver
             if driver is not None and driver.parked:  # the handler waits for this: the connection steps it
@@ -184,7 +184,9 @@ class Call:
         return credit
 
     def has_message(self) -> bool:
-        """A request message is queued, not yet read."""
+        """A request message is queued, not yet read. The per-message paths (feed,
+        RequestIterator.__anext__) inline it: calling it there measured 112 more instructions
+        per bidi echo message (a vtable call each)."""
         return self.read_at < len(self.messages)
 
     def _queue(self, payload: bytes) -> None:
@@ -238,7 +240,7 @@ class Call:
 
     async def wait_readable(self) -> None:
         """Until a request message is queued, the client half-closed, or the call finished."""
-        while self.read_at == len(self.messages) and not self.ended and not self.finished:
+        while not self.has_message() and not self.ended and not self.finished:
             await self.read_waiter()
 
     async def read_raw(self) -> Any:

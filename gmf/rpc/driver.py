@@ -60,6 +60,7 @@ def running_here(loop: asyncio.AbstractEventLoop) -> bool:
         return _get_running_loop() is loop
     return thread_id == _get_ident()
 
+
 def _shared_current_tasks() -> dict[Any, Any] | None:
     """asyncio's dict of running task per loop, when this Python keeps one that both
     ``_enter_task`` and ``current_task()`` use (3.11 to 3.13, C or pure asyncio); None when it

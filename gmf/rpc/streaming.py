@@ -30,7 +30,9 @@ class RequestIterator:
 
     async def __anext__(self) -> Any:
         call = self._call
-        if call.read_at == len(call.messages):  # Call.read_raw and Call.wait_readable, without their coroutines
+        # Call.read_raw and Call.wait_readable without their coroutines, and Call.has_message()
+        # inlined (``read_at == len(messages)``: nothing unread), all per request message.
+        if call.read_at == len(call.messages):
             while call.read_at == len(call.messages) and not call.ended and not call.finished:
                 await call.read_waiter()
             if call.read_at == len(call.messages):
